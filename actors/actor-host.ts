@@ -1,0 +1,393 @@
+/**
+ * The actor host: xstate machines as addressable actors on the bus.
+ *
+ * All actors of one kind sit behind one wildcard subscription (`troupe.<c>.cmd.<kind>.*.*`); an
+ * actor is started on its first message, from its persisted snapshot if it has one, and routed by
+ * key. Each actor has a serial mailbox: xstate transitions are synchronous, so commands are applied
+ * in arrival order; while an actor is (re)starting, its commands wait in the mailbox.
+ *
+ * Request → transition → event → reply. Every snapshot change publishes one event on the actor's
+ * event subject. Snapshots are written to KV coalesced (one write in flight per actor, carrying all
+ * changes since the last); with durable persistence a command that changed state is answered only
+ * after the write that holds it succeeded (group commit), so anything acknowledged survives a crash.
+ * Writes use the expected revision: a host that lost an actor to another host finds out and lets go.
+ *
+ * The actors are children of a dynamic supervisor: an actor whose machine throws is restarted from
+ * its last persisted snapshot; too many failures and the host itself fails, for its parent to decide.
+ */
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { Actor, AnyStateMachine, Snapshot } from 'xstate';
+import {
+  ConflictError,
+  MessageType,
+  TimeoutError,
+  UnavailableError,
+  ValidationError,
+  formatIssues,
+  packValue,
+  unpackValue,
+  type CommandBody,
+  type Envelope,
+  type EventBody,
+  type Issue,
+  type TroupeError,
+} from '../protocol/index.js';
+import { Supervisor, backoff, sleep, systemClock, type Clock, type ExitReason, type Logger } from '../supervisor/index.js';
+import { actorChild } from './actor-child.js';
+import { Persist, type ActorKind } from './actor-kind.js';
+import type { Bus } from './bus.js';
+import { ActorDoneError, ActorFailedError, PersistError } from './errors.js';
+import { KvStore } from './kv-store.js';
+
+export interface ActorHostOptions {
+  kinds: ActorKind<AnyStateMachine, unknown>[];
+  /** Where snapshots go (default: the cluster's state bucket). */
+  store?: KvStore;
+  logger?: Logger;
+  clock?: Clock;
+  /** A NATS queue group for the kind subscriptions (only with partitioned ownership). */
+  queue?: string;
+  /** How long a snapshot write may keep retrying before the commands waiting on it fail (ms). */
+  persistTimeout?: number;
+  /** Actor restarts allowed per period before the host gives up. */
+  intensity?: number;
+  period?: number;
+}
+
+/** What is stored per actor in KV. */
+export interface StoredActor {
+  /** The host instance that wrote it. */
+  owner: string;
+  /** Sequence of the last event published. */
+  seq: number;
+  snapshot: Snapshot<unknown>;
+}
+
+interface Waiter {
+  msg: Msg;
+  cid: string;
+  body: unknown;
+}
+
+interface Cell {
+  kind: ActorKind<AnyStateMachine, unknown>;
+  namespace: string;
+  name: string;
+  storeKey: string;
+  evtSubject: string;
+  actor: Actor<AnyStateMachine> | undefined;
+  /** Commands waiting while the actor (re)starts. */
+  mailbox: { env: Envelope<CommandBody>; msg: Msg }[];
+  starting: boolean;
+  last: unknown;
+  seq: number;
+  cause: string;
+  revision: number;
+  dirty: boolean;
+  writing: boolean;
+  scheduled: boolean;
+  waiters: Waiter[];
+}
+
+export class ActorHost {
+  readonly exited: Promise<ExitReason>;
+  private readonly kinds = new Map<string, ActorKind<AnyStateMachine, unknown>>();
+  private readonly cells = new Map<string, Cell>();
+  private readonly subs: Subscription[] = [];
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly persistTimeout: number;
+  private stopped = false;
+
+  private constructor(
+    readonly bus: Bus,
+    readonly store: KvStore,
+    private readonly supervisor: Supervisor,
+    private readonly opts: ActorHostOptions,
+  ) {
+    this.logger = (opts.logger ?? bus.logger).child({ component: 'actor-host' });
+    this.clock = opts.clock ?? systemClock;
+    this.persistTimeout = opts.persistTimeout ?? 10_000;
+    for (const k of opts.kinds) {
+      if (this.kinds.has(k.kind)) throw new Error(`actor kind ${k.kind} is hosted twice`);
+      this.kinds.set(k.kind, k);
+    }
+    this.exited = supervisor.exited;
+  }
+
+  static async start(bus: Bus, opts: ActorHostOptions): Promise<ActorHost> {
+    const store = opts.store ?? (await KvStore.open(bus, bus.subjects.stateBucket));
+    const supervisor = await Supervisor.start(
+      { name: `actors/${bus.id}`, strategy: 'dynamic', intensity: opts.intensity ?? 100, period: opts.period ?? 1000 },
+      { clock: opts.clock, logger: opts.logger ?? bus.logger },
+    );
+    const host = new ActorHost(bus, store, supervisor, opts);
+    for (const kind of host.kinds.values()) {
+      host.subs.push(
+        bus.subscribe<CommandBody>(bus.subjects.cmdAll(kind.kind), (env, msg) => host.onCommand(kind, env, msg), {
+          accept: [MessageType.Command],
+          queue: opts.queue,
+        }),
+      );
+    }
+    await bus.flush();
+    return host;
+  }
+
+  /** Actors currently in memory. */
+  actorCount(): number {
+    return this.cells.size;
+  }
+
+  /** Stops taking commands, lets pending snapshot writes finish, and stops every actor. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const s of this.subs) s.unsubscribe();
+    const deadline = this.clock.now() + this.persistTimeout;
+    while ([...this.cells.values()].some((c) => c.writing || c.scheduled) && this.clock.now() < deadline) {
+      await sleep(this.clock, 5);
+    }
+    await this.supervisor.stop();
+  }
+
+  private onCommand(kind: ActorKind<AnyStateMachine, unknown>, env: Envelope<CommandBody>, msg: Msg): void {
+    const key = this.bus.subjects.parseCmd(msg.subject);
+    if (!key) return this.bus.reject(msg, new ValidationError(`subject ${msg.subject} names no actor`), env.id);
+    const issues: Issue[] = [];
+    if (!kind.events.check(env.body, 'body', issues)) {
+      return this.bus.reject(msg, new ValidationError(formatIssues(`${kind.kind} ${key.namespace}/${key.name}`, issues), { issues }), env.id);
+    }
+    const storeKey = this.bus.subjects.stateKey(kind.kind, key.namespace, key.name);
+    let cell = this.cells.get(storeKey);
+    if (!cell) {
+      cell = {
+        kind,
+        namespace: key.namespace,
+        name: key.name,
+        storeKey,
+        evtSubject: this.bus.subjects.evt(kind.kind, key.namespace, key.name),
+        actor: undefined,
+        mailbox: [],
+        starting: false,
+        last: undefined,
+        seq: 0,
+        cause: 'xstate.init',
+        revision: 0,
+        dirty: false,
+        writing: false,
+        scheduled: false,
+        waiters: [],
+      };
+      this.cells.set(storeKey, cell);
+    }
+    if (!cell.actor) {
+      cell.mailbox.push({ env, msg });
+      if (!cell.starting) void this.startActor(cell);
+      return;
+    }
+    this.apply(cell, env, msg);
+  }
+
+  private async startActor(cell: Cell): Promise<void> {
+    cell.starting = true;
+    const id = `${cell.kind.kind}/${cell.namespace}/${cell.name}`;
+    try {
+      await this.supervisor.startChild(
+        actorChild({
+          id,
+          machine: cell.kind.machine,
+          input: cell.kind.input?.({ namespace: cell.namespace, name: cell.name }),
+          restart: 'transient',
+          load: () => this.load(cell),
+          onStart: (actor, restored) => this.attach(cell, actor, restored),
+        }),
+      );
+    } catch (err) {
+      cell.starting = false;
+      this.cells.delete(cell.storeKey);
+      const e = err instanceof Error ? err : new Error(String(err));
+      for (const { env, msg } of cell.mailbox.splice(0)) {
+        this.bus.respondError(msg, new ActorFailedError(`${id} could not start: ${e.message}`, { actor: id }), env.id);
+      }
+    }
+  }
+
+  private async load(cell: Cell): Promise<Snapshot<unknown> | undefined> {
+    const entry = await this.store.get(cell.storeKey);
+    if (!entry) {
+      cell.revision = 0;
+      cell.seq = 0;
+      return undefined;
+    }
+    const stored = unpackValue<StoredActor>(entry.value, `snapshot of ${cell.storeKey}`);
+    cell.revision = entry.revision;
+    cell.seq = stored.seq;
+    return stored.snapshot;
+  }
+
+  /** Wires a (re)started actor to its cell: events on every transition, persistence, the mailbox. */
+  private attach(cell: Cell, actor: Actor<AnyStateMachine>, restored: boolean): void {
+    let started = false;
+    actor.subscribe({
+      next: (snapshot) => {
+        if (!started || snapshot === cell.last) return;
+        cell.last = snapshot;
+        this.transitioned(cell, snapshot as Snapshot<unknown>);
+      },
+      error: (error) => {
+        this.logger.warn({ actor: `${cell.kind.kind}/${cell.namespace}/${cell.name}`, err: error }, 'actor failed; restarting from its last snapshot');
+        this.bus.metrics.inc('actor_failures_total', { kind: cell.kind.kind });
+        if (cell.actor === actor) {
+          cell.actor = undefined;
+          cell.starting = true;
+        }
+      },
+    });
+    queueMicrotask(() => {
+      // runs after actor.start() (see actorChild): only then is the actor live
+      if ((actor.getSnapshot() as Snapshot<unknown>).status === 'error') return;
+      started = true;
+      cell.actor = actor;
+      cell.starting = false;
+      cell.last = actor.getSnapshot();
+      if (!restored) {
+        cell.cause = 'xstate.init';
+        this.transitioned(cell, cell.last as Snapshot<unknown>);
+      }
+      for (const { env, msg } of cell.mailbox.splice(0)) {
+        if (cell.actor !== actor) {
+          cell.mailbox.push({ env, msg });
+          continue;
+        }
+        this.apply(cell, env, msg);
+      }
+    });
+  }
+
+  private transitioned(cell: Cell, snapshot: Snapshot<unknown>): void {
+    cell.seq++;
+    const snap = snapshot as Snapshot<unknown> & { value?: unknown; context?: unknown };
+    const body: EventBody = {
+      kind: cell.kind.kind,
+      namespace: cell.namespace,
+      name: cell.name,
+      seq: cell.seq,
+      cause: cell.cause,
+      value: snap.value ?? null,
+      status: snap.status,
+      data: cell.kind.publish ? cell.kind.publish(snapshot as never) : (snap.context ?? null),
+    };
+    try {
+      this.bus.publish(cell.evtSubject, MessageType.Event, body);
+    } catch (err) {
+      this.logger.warn({ err, actor: cell.storeKey }, 'event not published');
+      this.bus.metrics.inc('events_unpublished_total', { kind: cell.kind.kind });
+    }
+    if (snapshot.status !== 'error' && (cell.kind.persist ?? Persist.Durable) !== Persist.None) this.markDirty(cell);
+  }
+
+  private apply(cell: Cell, env: Envelope<CommandBody>, msg: Msg): void {
+    const actor = cell.actor!;
+    const id = `${cell.kind.kind} ${cell.namespace}/${cell.name}`;
+    const before = actor.getSnapshot() as Snapshot<unknown>;
+    if (before.status === 'done') {
+      return this.bus.respondError(msg, new ActorDoneError(`${id} has finished (final state) and takes no more commands`, { actor: id }), env.id);
+    }
+    cell.cause = env.body.type;
+    actor.send(env.body as never);
+    this.bus.metrics.inc('actor_commands_total');
+    const after = actor.getSnapshot() as Snapshot<unknown> & { error?: unknown; value?: unknown; context?: unknown };
+    if (after.status === 'error') {
+      const message = after.error instanceof Error ? after.error.message : String(after.error);
+      return this.bus.respondError(
+        msg,
+        new ActorFailedError(`${id} failed on ${JSON.stringify(env.body.type)}: ${message}; it restarts from its last snapshot`, { actor: id, event: env.body.type }),
+        env.id,
+      );
+    }
+    if (!msg.reply) return;
+    let body: unknown;
+    try {
+      body = cell.kind.reply ? cell.kind.reply(after as never, env.body as never) : { value: after.value, context: after.context };
+    } catch (err) {
+      return this.bus.respondError(msg, err, env.id);
+    }
+    const durable = (cell.kind.persist ?? Persist.Durable) === Persist.Durable;
+    if (durable && (cell.dirty || cell.writing || cell.scheduled)) cell.waiters.push({ msg, cid: env.id, body });
+    else this.bus.respond(msg, body, env.id);
+  }
+
+  private markDirty(cell: Cell): void {
+    cell.dirty = true;
+    if (cell.writing || cell.scheduled) return;
+    cell.scheduled = true;
+    // Let every command of the same batch land first: one write carries them all.
+    queueMicrotask(() => void this.writeLoop(cell));
+  }
+
+  private async writeLoop(cell: Cell): Promise<void> {
+    cell.scheduled = false;
+    if (cell.writing) return;
+    cell.writing = true;
+    try {
+      while (cell.dirty || cell.waiters.length > 0) {
+        const waiters = cell.waiters;
+        cell.waiters = [];
+        if (cell.dirty && cell.actor) {
+          cell.dirty = false;
+          const stored: StoredActor = { owner: this.bus.id, seq: cell.seq, snapshot: cell.actor.getPersistedSnapshot() as Snapshot<unknown> };
+          try {
+            await this.persist(cell, packValue(stored));
+          } catch (err) {
+            const e = err as TroupeError;
+            for (const w of waiters) this.bus.respondError(w.msg, e, w.cid);
+            if (e instanceof ConflictError) this.evict(cell);
+            continue;
+          }
+        }
+        for (const w of waiters) this.bus.respond(w.msg, w.body, w.cid);
+      }
+    } finally {
+      cell.writing = false;
+    }
+  }
+
+  /** One snapshot write, fenced by the expected revision, retried while the store is unavailable. */
+  private async persist(cell: Cell, bytes: Uint8Array): Promise<void> {
+    const deadline = this.clock.now() + this.persistTimeout;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        cell.revision = cell.revision === 0 ? await this.store.create(cell.storeKey, bytes) : await this.store.update(cell.storeKey, bytes, cell.revision);
+        this.bus.metrics.inc('snapshot_writes_total');
+        return;
+      } catch (err) {
+        if (err instanceof ConflictError) {
+          // Our own earlier write may have landed without our hearing back: then the entry is ours.
+          const entry = await this.store.get(cell.storeKey).catch(() => undefined);
+          const mine = entry && unpackValue<StoredActor>(entry.value).owner === this.bus.id;
+          if (entry && mine && entry.revision !== cell.revision) {
+            cell.revision = entry.revision;
+            continue;
+          }
+          this.bus.metrics.inc('snapshot_conflicts_total');
+          throw new ConflictError(`${cell.storeKey}: another host wrote this actor; this host let it go`, { key: cell.storeKey }, { cause: err });
+        }
+        const retriable = err instanceof TimeoutError || err instanceof UnavailableError;
+        if (!retriable || this.clock.now() >= deadline || this.stopped) {
+          this.bus.metrics.inc('snapshot_write_failures_total');
+          throw new PersistError(`${cell.storeKey}: snapshot not persisted: ${(err as Error).message}`, { key: cell.storeKey }, { cause: err });
+        }
+        await sleep(this.clock, backoff(attempt, 50, 1000));
+      }
+    }
+  }
+
+  /** Drops an actor this host no longer owns; its next command loads it afresh. */
+  private evict(cell: Cell): void {
+    this.cells.delete(cell.storeKey);
+    const id = `${cell.kind.kind}/${cell.namespace}/${cell.name}`;
+    cell.actor = undefined;
+    void this.supervisor.terminateChild(id).catch(() => undefined);
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * An actor kind: one xstate machine, the schema of the commands it accepts, and how its
+ * snapshots are answered, published and persisted.
+ */
+import type { AnyStateMachine, EventFromLogic, InputFrom, SnapshotFrom } from 'xstate';
+import { token, type Schema } from '../protocol/index.js';
+
+export const Persist = {
+  /** A command that changes state is answered only once its snapshot is in KV (group commit). */
+  Durable: 'durable',
+  /** Snapshots are written behind, coalesced; answers do not wait. */
+  Async: 'async',
+  /** Never persisted: the actor starts fresh after a restart. */
+  None: 'none',
+} as const;
+export type Persist = (typeof Persist)[keyof typeof Persist];
+
+export interface ActorKey {
+  namespace: string;
+  name: string;
+}
+
+export interface ActorKind<M extends AnyStateMachine = AnyStateMachine, R = unknown> {
+  /** Kind name: one subject token, e.g. "counter". */
+  kind: string;
+  machine: M;
+  /** Every command is validated against this before the actor sees it (a union on `type`). */
+  events: Schema<EventFromLogic<M>>;
+  /** The answer to a command, from the snapshot after it. Default: `{ value, context }`. */
+  reply?: (snapshot: SnapshotFrom<M>, event: EventFromLogic<M>) => R;
+  /** What each published event carries of the snapshot (`data`). Default: the context. */
+  publish?: (snapshot: SnapshotFrom<M>) => unknown;
+  persist?: Persist;
+  /** Input of a new actor, from its key. */
+  input?: (key: ActorKey) => InputFrom<M>;
+}
+
+/** The default reply shape. */
+export interface SnapshotReply<C = unknown> {
+  value: unknown;
+  context: C;
+}
+
+export type ReplyOf<K> = K extends ActorKind<infer M, infer R> ? (unknown extends R ? SnapshotReply<SnapshotFrom<M> extends { context: infer C } ? C : unknown> : R) : unknown;
+export type CommandOf<K> = K extends ActorKind<infer M, unknown> ? EventFromLogic<M> : never;
+
+/** Declares a kind (checks its name; keeps its types). */
+export function defineKind<M extends AnyStateMachine, R = unknown>(kind: ActorKind<M, R>): ActorKind<M, R> {
+  token(kind.kind, 'kind');
+  return kind;
+}

@@ -1,0 +1,289 @@
+/**
+ * The bus: one NATS connection with troupe's envelope on every message.
+ *
+ * Connects with reconnect, backoff and jitter and reports its status as events; requests carry
+ * deadlines and rebuild typed remote errors; every message received is decoded and validated
+ * before a handler sees it, and one that fails gets a typed error reply (when it was a request),
+ * a counter and a rate-limited log line. It knows nothing of pods.
+ */
+import { EventEmitter } from 'node:events';
+import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { errors as natsErrors } from '@nats-io/nats-core';
+import {
+  Codec,
+  MessageType,
+  TimeoutError,
+  UnavailableError,
+  UnknownTypeError,
+  errorFromWire,
+  newInstanceId,
+  subjects as makeSubjects,
+  toTroupeError,
+  type Envelope,
+  type ErrorBody,
+  type Subjects,
+  type TroupeError,
+} from '../protocol/index.js';
+import { backoff, silentLogger, type Logger } from '../supervisor/index.js';
+import { BusConnectError } from './errors.js';
+import { Metrics, RateLimit } from './metrics.js';
+
+export interface BusOptions {
+  /** NATS server URL(s), e.g. nats://127.0.0.1:4222. */
+  servers: string | string[];
+  /** Cluster name: the second token of every subject. */
+  cluster?: string;
+  /** Who this is, for the envelope's `from` and the connection name. */
+  name?: string;
+  logger?: Logger;
+  codec?: Codec;
+  /** Default request deadline (ms). */
+  requestTimeout?: number;
+  /** How long the first connection may take, retrying with backoff (ms). */
+  connectTimeout?: number;
+  /** Reconnect wait and jitter (ms). */
+  reconnectWait?: number;
+  reconnectJitter?: number;
+}
+
+export type BusStatus =
+  | { type: 'disconnect'; server: string }
+  | { type: 'reconnecting' }
+  | { type: 'reconnect'; server: string }
+  | { type: 'error'; error: unknown }
+  | { type: 'close' };
+
+export interface RequestOptions {
+  timeout?: number;
+  /** Correlation id to carry (default: none). */
+  cid?: string;
+}
+
+export type Handler<B> = (env: Envelope<B>, msg: Msg) => void;
+
+export interface SubscribeOptions {
+  queue?: string;
+  /** Envelope types this subscription accepts; another type is refused as unknown here. */
+  accept?: readonly string[];
+}
+
+export class Bus extends EventEmitter {
+  readonly nc: NatsConnection;
+  readonly codec: Codec;
+  readonly subjects: Subjects;
+  readonly id: string;
+  readonly from: string;
+  readonly metrics = new Metrics();
+  readonly logger: Logger;
+  readonly requestTimeout: number;
+  private readonly rejectLog = new RateLimit(20);
+
+  private constructor(nc: NatsConnection, opts: BusOptions, id: string) {
+    super();
+    this.nc = nc;
+    this.id = id;
+    this.codec = opts.codec ?? new Codec();
+    this.subjects = makeSubjects(opts.cluster ?? 'default');
+    this.from = `${opts.name ?? 'troupe'}/${id}`;
+    this.logger = (opts.logger ?? silentLogger()).child({ component: 'bus' });
+    this.requestTimeout = opts.requestTimeout ?? 5000;
+    void this.watchStatus();
+  }
+
+  static async connect(opts: BusOptions): Promise<Bus> {
+    const id = newInstanceId();
+    const deadline = Date.now() + (opts.connectTimeout ?? 10_000);
+    const logger = opts.logger ?? silentLogger();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const nc = await connect({
+          servers: opts.servers,
+          name: `${opts.name ?? 'troupe'}/${id}`,
+          reconnect: true,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: opts.reconnectWait ?? 250,
+          reconnectJitter: opts.reconnectJitter ?? 100,
+          pingInterval: 10_000,
+          noAsyncTraces: true,
+          timeout: 2000,
+        });
+        return new Bus(nc, opts, id);
+      } catch (err) {
+        if (Date.now() >= deadline) {
+          throw new BusConnectError(`cannot connect to NATS at ${String(opts.servers)}: ${(err as Error).message}; is the cluster up (troupe up) and --server right?`, { servers: opts.servers }, { cause: err });
+        }
+        const wait = Math.min(backoff(attempt, 100, 2000), Math.max(0, deadline - Date.now()));
+        logger.debug({ attempt, wait }, 'bus connect failed, retrying');
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
+  private async watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      let status: BusStatus | undefined;
+      switch (s.type) {
+        case 'disconnect':
+          status = { type: 'disconnect', server: s.server };
+          break;
+        case 'reconnecting':
+          status = { type: 'reconnecting' };
+          break;
+        case 'reconnect':
+          status = { type: 'reconnect', server: s.server };
+          break;
+        case 'error':
+          status = { type: 'error', error: s.error };
+          break;
+        case 'close':
+          status = { type: 'close' };
+          break;
+        default:
+          continue;
+      }
+      this.metrics.inc('bus_status_total', { type: status.type });
+      if (status.type !== 'reconnecting') this.logger.info({ status: status.type }, `bus ${status.type}`);
+      this.emit('status', status);
+    }
+  }
+
+  /** Encodes and publishes one message. */
+  publish<B>(subject: string, type: string, body: B, cid?: string | null): void {
+    this.nc.publish(subject, this.codec.encode(type, body, { from: this.from, cid: cid ?? null }));
+  }
+
+  /** Sends a request and waits for the reply; a typed error reply is thrown as its class. */
+  async request<R = unknown, B = unknown>(subject: string, type: string, body: B, opts: RequestOptions = {}): Promise<Envelope<R>> {
+    const timeout = opts.timeout ?? this.requestTimeout;
+    const data = this.codec.encode(type, body, { from: this.from, cid: opts.cid ?? null });
+    let msg: Msg;
+    try {
+      msg = await this.nc.request(subject, data, { timeout });
+    } catch (err) {
+      throw this.requestError(err, subject, timeout);
+    }
+    const env = this.codec.decode<R>(msg.data);
+    if (env.t === MessageType.Error) throw errorFromWire(env.body as unknown as ErrorBody);
+    return env;
+  }
+
+  private requestError(err: unknown, subject: string, timeout: number): TroupeError {
+    if (err instanceof natsErrors.TimeoutError) {
+      return new TimeoutError(`no reply on ${subject} within ${timeout} ms`, { subject, timeout }, { cause: err });
+    }
+    if (err instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())) {
+      return new UnavailableError(`nothing is serving ${subject} (no responders)`, { subject }, { cause: err });
+    }
+    if (err instanceof natsErrors.ClosedConnectionError || err instanceof natsErrors.DrainingConnectionError) {
+      return new UnavailableError(`the bus connection is closed`, { subject }, { cause: err });
+    }
+    if (err instanceof natsErrors.RequestError) {
+      return new UnavailableError(`request on ${subject} failed: ${err.message}`, { subject }, { cause: err });
+    }
+    return toTroupeError(err);
+  }
+
+  /** Answers a request with a reply envelope. */
+  respond<B>(msg: Msg, body: B, cid: string | null): void {
+    if (!msg.reply) return;
+    try {
+      msg.respond(this.codec.encode(MessageType.Reply, body, { from: this.from, cid }));
+    } catch (err) {
+      this.respondError(msg, err, cid);
+    }
+  }
+
+  /** Answers a request with a typed error envelope. */
+  respondError(msg: Msg, err: unknown, cid: string | null): void {
+    if (!msg.reply) return;
+    const wire = toTroupeError(err).toWire();
+    try {
+      msg.respond(this.codec.encode(MessageType.Error, wire, { from: this.from, cid }));
+    } catch {
+      // the message itself was too large: send it short
+      msg.respond(this.codec.encode(MessageType.Error, { code: wire.code, message: wire.message.slice(0, 1000) }, { from: this.from, cid }));
+    }
+  }
+
+  /** Records a refused incoming message: a typed error reply when it was a request, a counter, a log line. */
+  reject(msg: Msg, err: unknown, cid: string | null = null): void {
+    const e = toTroupeError(err);
+    this.metrics.inc('bus_rejected_total', { code: e.code });
+    if (this.rejectLog.allow()) {
+      this.logger.warn({ subject: msg.subject, code: e.code, err: e.message, suppressed: this.rejectLog.suppressed }, 'rejected message');
+    }
+    this.respondError(msg, e, cid);
+  }
+
+  /**
+   * Subscribes with decode and validation. The handler sees only valid envelopes of the accepted
+   * types; everything else is rejected (typed error reply, counter, log line).
+   */
+  subscribe<B = unknown>(subject: string, handler: Handler<B>, opts: SubscribeOptions = {}): Subscription {
+    const accept = opts.accept ? new Set(opts.accept) : undefined;
+    return this.nc.subscribe(subject, {
+      queue: opts.queue,
+      callback: (err, msg) => {
+        if (err) {
+          this.logger.warn({ err, subject }, 'subscription error');
+          return;
+        }
+        let env: Envelope<B>;
+        try {
+          env = this.codec.decode<B>(msg.data);
+        } catch (e) {
+          this.reject(msg, e);
+          return;
+        }
+        if (accept && !accept.has(env.t)) {
+          const accepted = [...accept];
+          this.reject(
+            msg,
+            new UnknownTypeError(`message type ${JSON.stringify(env.t)} is not accepted on ${msg.subject} (expected ${accepted.map((t) => JSON.stringify(t)).join(' or ')})`, { type: env.t, accepted }),
+            env.id,
+          );
+          return;
+        }
+        this.metrics.inc('bus_received_total');
+        try {
+          handler(env, msg);
+        } catch (e) {
+          this.logger.error({ err: e, subject: msg.subject }, 'handler threw');
+          this.metrics.inc('bus_handler_errors_total');
+          this.respondError(msg, e, env.id);
+        }
+      },
+    });
+  }
+
+  /** Serves requests: the handler's result (or throw) becomes the reply. */
+  serve<B = unknown, R = unknown>(subject: string, handler: (env: Envelope<B>, msg: Msg) => R | Promise<R>, opts: SubscribeOptions = {}): Subscription {
+    return this.subscribe<B>(
+      subject,
+      (env, msg) => {
+        Promise.resolve()
+          .then(() => handler(env, msg))
+          .then(
+            (r) => this.respond(msg, r, env.id),
+            (e) => this.respondError(msg, e, env.id),
+          );
+      },
+      opts,
+    );
+  }
+
+  /** Waits until the server has seen everything published so far. */
+  flush(): Promise<void> {
+    return this.nc.flush();
+  }
+
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    try {
+      await this.nc.drain();
+    } catch {
+      await this.nc.close().catch(() => undefined);
+    }
+  }
+}
+

@@ -1,0 +1,27 @@
+/**
+ * actors/: the actor runtime on NATS (bus, KV, events stream, hosting xstate machines as
+ * addressable, persisted, supervised actors), the embedded nats-server, and the typed client.
+ */
+export { Bus } from './bus.js';
+export type { BusOptions, BusStatus, RequestOptions, SubscribeOptions, Handler } from './bus.js';
+export { busChild } from './bus-child.js';
+export { KvStore, kvError } from './kv-store.js';
+export type { Entry, WatchEvent, KvOpenOptions } from './kv-store.js';
+export { ensureEventStream, replayEvents } from './event-stream.js';
+export type { EventStreamOptions, RecordedEvent, ReplayOptions } from './event-stream.js';
+export { natsServerChild, natsServerConfig, startNatsServer, NATS_INSTALL_HINT } from './nats-server.js';
+export type { NatsServerOptions, NatsServerInfo, EmbeddedNats } from './nats-server.js';
+export { defineKind, Persist } from './actor-kind.js';
+export type { ActorKind, ActorKey, SnapshotReply, ReplyOf, CommandOf } from './actor-kind.js';
+export { actorChild } from './actor-child.js';
+export type { ActorChildOptions } from './actor-child.js';
+export { ActorHost } from './actor-host.js';
+export type { ActorHostOptions, StoredActor } from './actor-host.js';
+export { hostChild } from './host-child.js';
+export type { HostChildOptions } from './host-child.js';
+export { ActorClient } from './client.js';
+export type { WatchOptions } from './client.js';
+export { AsyncQueue } from './async-queue.js';
+export { Metrics, RateLimit } from './metrics.js';
+export type { Labels } from './metrics.js';
+export { ActorFailedError, ActorDoneError, BusConnectError, PersistError } from './errors.js';

@@ -1,0 +1,200 @@
+/**
+ * JetStream KV, the etcd of troupe. The KV revision is the object's resourceVersion; writes that
+ * race use the expected-revision update and lose with a ConflictError.
+ */
+import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import { DeliverPolicy, JetStreamApiError, JetStreamError, jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { errors as natsErrors } from '@nats-io/nats-core';
+import { ConflictError, TimeoutError, UnavailableError, toTroupeError, type TroupeError } from '../protocol/index.js';
+import type { Bus } from './bus.js';
+
+const WRONG_LAST_SEQUENCE = 10071;
+const WRONG_LAST_SEQUENCE_UNKNOWN = 10164;
+
+export interface Entry {
+  key: string;
+  value: Uint8Array;
+  revision: number;
+  created: Date;
+}
+
+export interface WatchEvent {
+  key: string;
+  /** PUT, or DEL/PURGE (value empty). */
+  op: 'PUT' | 'DEL' | 'PURGE';
+  value: Uint8Array;
+  revision: number;
+}
+
+export interface KvOpenOptions {
+  /** Values kept per key (1 = latest only). */
+  history?: number;
+  /** JetStream replicas (3 on a NATS cluster). */
+  replicas?: number;
+  storage?: 'file' | 'memory';
+  /** Largest value (bytes). */
+  maxValueSize?: number;
+}
+
+function toEntry(e: KvEntry): Entry {
+  return { key: e.key, value: e.value, revision: e.revision, created: e.created };
+}
+
+/** Maps NATS/JetStream errors to troupe's typed errors. */
+export function kvError(err: unknown, what: string): TroupeError {
+  if (err instanceof JetStreamApiError) {
+    if (err.code === WRONG_LAST_SEQUENCE || err.code === WRONG_LAST_SEQUENCE_UNKNOWN) {
+      return new ConflictError(`${what}: the object changed since it was read (revision mismatch)`, { apiCode: err.code }, { cause: err });
+    }
+    if (err.status === 503) return new UnavailableError(`${what}: JetStream is not available`, {}, { cause: err });
+    return new UnavailableError(`${what}: ${err.message}`, { apiCode: err.code }, { cause: err });
+  }
+  if (err instanceof natsErrors.TimeoutError) return new TimeoutError(`${what}: timed out`, {}, { cause: err });
+  if (err instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())) {
+    return new UnavailableError(`${what}: JetStream is not available (no responders)`, {}, { cause: err });
+  }
+  if (err instanceof natsErrors.ClosedConnectionError || err instanceof natsErrors.RequestError || err instanceof JetStreamError) {
+    return new UnavailableError(`${what}: ${(err as Error).message}`, {}, { cause: err });
+  }
+  if (err instanceof Error && /wrong last sequence/i.test(err.message)) {
+    return new ConflictError(`${what}: the object changed since it was read (revision mismatch)`, {}, { cause: err });
+  }
+  return toTroupeError(err);
+}
+
+export class KvStore {
+  private constructor(
+    readonly bucket: string,
+    private readonly kv: KV,
+    private readonly js: JetStreamClient,
+  ) {}
+
+  /** Opens a bucket, creating it when missing. */
+  static async open(bus: Bus, bucket: string, opts: KvOpenOptions = {}): Promise<KvStore> {
+    try {
+      const kvm = new Kvm(bus.nc);
+      const kv = await kvm.create(bucket, {
+        history: opts.history ?? 1,
+        replicas: opts.replicas ?? 1,
+        storage: opts.storage === 'memory' ? 'memory' : 'file',
+        maxValueSize: opts.maxValueSize ?? bus.codec.maxPayload,
+      } as never);
+      return new KvStore(bucket, kv, jetstream(bus.nc));
+    } catch (err) {
+      throw kvError(err, `open KV bucket ${bucket}`);
+    }
+  }
+
+  async get(key: string): Promise<Entry | undefined> {
+    try {
+      const e = await this.kv.get(key);
+      if (!e || e.operation !== 'PUT') return undefined;
+      return toEntry(e);
+    } catch (err) {
+      throw kvError(err, `get ${key}`);
+    }
+  }
+
+  /** Creates a key that must not exist yet; returns its revision. */
+  async create(key: string, value: Uint8Array): Promise<number> {
+    try {
+      return await this.kv.create(key, value);
+    } catch (err) {
+      const e = kvError(err, `create ${key}`);
+      if (e instanceof ConflictError) throw new ConflictError(`create ${key}: it exists already`, { key }, { cause: err });
+      throw e;
+    }
+  }
+
+  /** Writes a key only if its current revision is `revision`; returns the new revision. */
+  async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    try {
+      return await this.kv.update(key, value, revision);
+    } catch (err) {
+      throw kvError(err, `update ${key}`);
+    }
+  }
+
+  /** Writes a key unconditionally; returns the new revision. */
+  async put(key: string, value: Uint8Array): Promise<number> {
+    try {
+      return await this.kv.put(key, value);
+    } catch (err) {
+      throw kvError(err, `put ${key}`);
+    }
+  }
+
+  /** Deletes a key; with `revision`, only if it is still at that revision. */
+  async delete(key: string, revision?: number): Promise<void> {
+    try {
+      await this.kv.delete(key, revision === undefined ? undefined : { previousSeq: revision });
+    } catch (err) {
+      throw kvError(err, `delete ${key}`);
+    }
+  }
+
+  /** Keys matching a filter (NATS wildcards: `pod.default.*`, `pod.>`). */
+  async keys(filter = '>'): Promise<string[]> {
+    try {
+      const it = await this.kv.keys(filter);
+      const out: string[] = [];
+      for await (const k of it) out.push(k);
+      return out;
+    } catch (err) {
+      throw kvError(err, `list keys ${filter}`);
+    }
+  }
+
+  /** Every live entry matching a filter, read through one ordered consumer (last value per key). */
+  async list(filter = '>'): Promise<Entry[]> {
+    const out: Entry[] = [];
+    try {
+      const prefix = `$KV.${this.bucket}.`;
+      const consumer = await this.js.consumers.get(`KV_${this.bucket}`, {
+        filter_subjects: prefix + filter,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+      });
+      const info = await consumer.info(true);
+      if (info.num_pending === 0) return out;
+      const msgs = await consumer.consume();
+      for await (const m of msgs) {
+        const op = m.headers?.get('KV-Operation');
+        if (op !== 'DEL' && op !== 'PURGE') {
+          out.push({ key: m.subject.slice(prefix.length), value: m.data, revision: m.seq, created: new Date(Math.floor(m.info.timestampNanos / 1e6)) });
+        }
+        if (m.info.pending === 0) break;
+      }
+      await msgs.close();
+      return out;
+    } catch (err) {
+      throw kvError(err, `list ${filter}`);
+    }
+  }
+
+  /**
+   * Follows changes. Without `fromRevision` it first replays the latest value of each key, then
+   * updates; with it, every change after that revision.
+   */
+  async watch(opts: { filter?: string; fromRevision?: number; signal?: AbortSignal } = {}): Promise<AsyncIterable<WatchEvent>> {
+    let it: Awaited<ReturnType<KV['watch']>>;
+    try {
+      it = await this.kv.watch({
+        key: opts.filter ?? '>',
+        ...(opts.fromRevision !== undefined ? { resumeFromRevision: opts.fromRevision + 1, include: 'history' as never } : {}),
+      });
+    } catch (err) {
+      throw kvError(err, `watch ${opts.filter ?? '>'}`);
+    }
+    opts.signal?.addEventListener('abort', () => it.stop(), { once: true });
+    return (async function* () {
+      for await (const e of it) {
+        yield { key: e.key, op: e.operation, value: e.value, revision: e.revision } as WatchEvent;
+      }
+    })();
+  }
+
+  async status(): Promise<{ values: number; bytes: number }> {
+    const st = await this.kv.status();
+    return { values: st.values, bytes: st.size };
+  }
+}

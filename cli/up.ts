@@ -1,0 +1,69 @@
+/**
+ * `troupe up`: the one-node cluster as one supervisor tree —
+ * root → nats-server (embedded) → bus → store (state bucket, events stream) → … .
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  Bus,
+  busChild,
+  ensureEventStream,
+  KvStore,
+  natsServerChild,
+  type NatsServerInfo,
+} from '../actors/index.js';
+import { Supervisor, taskChild, type Logger, type ProcessValue } from '../supervisor/index.js';
+import { writeContext } from './context.js';
+
+export interface UpOptions {
+  dataDir: string;
+  port: number;
+  cluster: string;
+  logger: Logger;
+  /** Use this NATS server instead of embedding one. */
+  server?: string;
+  writeContext?: boolean;
+}
+
+export interface Cluster {
+  supervisor: Supervisor;
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function up(opts: UpOptions): Promise<Cluster> {
+  const dataDir = resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const sup = await Supervisor.start(
+    {
+      name: 'troupe',
+      strategy: 'rest_for_one',
+      intensity: 3,
+      period: 10_000,
+      children: [
+        ...(opts.server ? [] : [natsServerChild({ dataDir: join(dataDir, 'nats'), port: opts.port, serverName: `troupe-${opts.cluster}` })]),
+        busChild((ctx) => ({ servers: opts.server ?? natsUrl(ctx.valueOf<ProcessValue<NatsServerInfo>>('nats-server')), cluster: opts.cluster, name: 'troupe-up' })),
+        taskChild({
+          id: 'store',
+          waitReady: true,
+          run: async (signal, ctx) => {
+            const bus = ctx.valueOf<Bus>('bus')!;
+            await KvStore.open(bus, bus.subjects.stateBucket);
+            await ensureEventStream(bus);
+            ctx.ready();
+            await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
+          },
+        }),
+      ],
+    },
+    { logger: opts.logger },
+  );
+  const url = opts.server ?? natsUrl(sup.valueOf<ProcessValue<NatsServerInfo>>('nats-server'));
+  if (opts.writeContext !== false) writeContext({ server: url, cluster: opts.cluster, dataDir });
+  return { supervisor: sup, url, stop: () => sup.stop() };
+}
+
+function natsUrl(v: ProcessValue<NatsServerInfo> | undefined): string {
+  if (!v?.ready) throw new Error('the embedded nats-server is not running');
+  return v.ready.url;
+}

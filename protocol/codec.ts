@@ -1,0 +1,150 @@
+/**
+ * The msgpack codec for envelopes.
+ *
+ * msgpackr's records mode with a shared structure table packs small and decodes fast, but only
+ * while every process agrees on the table. So the table is fixed in code and frozen for a
+ * protocol major version: the envelope and the hottest bodies. Any other shape is written as an
+ * inline record definition inside the message itself, so it never depends on shared state.
+ *
+ * Decoding never throws anything but a TroupeError: size, msgpack, envelope shape, version,
+ * type and body schema each have their own typed error.
+ */
+import { Packr } from 'msgpackr';
+import { DecodeError, PayloadTooLargeError, TroupeError, UnknownTypeError, ValidationError } from './errors.js';
+import { ENVELOPE_KEYS, newId, type Envelope } from './envelope.js';
+import { builtinMessageTypes, type MessageTypes } from './messages.js';
+import { formatIssues, type Issue } from './schema.js';
+import { checkVersion, PROTOCOL_VERSION } from './version.js';
+
+/** NATS's own default max_payload. */
+export const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/**
+ * Shared structures, frozen for protocol major 1. Append-only is NOT safe (an older process would
+ * misread a newer id): changing this table requires a new major version. A test pins it.
+ */
+export const SHARED_STRUCTURES: readonly (readonly string[])[] = Object.freeze([
+  ENVELOPE_KEYS,
+  ['code', 'message', 'details'],
+  ['kind', 'namespace', 'name', 'seq', 'cause', 'value', 'status', 'data'],
+]);
+
+export interface CodecOptions {
+  maxPayload?: number;
+  types?: MessageTypes;
+}
+
+export interface EncodeOptions {
+  from: string;
+  cid?: string | null;
+  id?: string;
+  ts?: number;
+}
+
+function newPackr(): Packr {
+  const structures = SHARED_STRUCTURES.map((s) => [...s]);
+  return new Packr({
+    structures,
+    maxSharedStructures: structures.length,
+    // A full shared table never changes: any save would be a bug.
+    saveStructures: () => {
+      throw new Error('msgpack shared structures are frozen');
+    },
+    useRecords: true,
+    moreTypes: false,
+    mapsAsObjects: true,
+  });
+}
+
+export class Codec {
+  readonly maxPayload: number;
+  readonly types: MessageTypes;
+  private readonly packr = newPackr();
+
+  constructor(opts: CodecOptions = {}) {
+    this.maxPayload = opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+    this.types = opts.types ?? builtinMessageTypes();
+  }
+
+  /** Packs one message; refuses bodies past maxPayload. */
+  encode<B>(type: string, body: B, opts: EncodeOptions): Uint8Array {
+    const env: Envelope<B> = {
+      v: PROTOCOL_VERSION,
+      t: type,
+      id: opts.id ?? newId(),
+      cid: opts.cid ?? null,
+      from: opts.from,
+      ts: opts.ts ?? Date.now(),
+      body,
+    };
+    return this.pack(env);
+  }
+
+  /** Packs a prepared envelope (its keys in ENVELOPE_KEYS order). */
+  pack(env: Envelope): Uint8Array {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.packr.pack(env);
+    } catch (err) {
+      throw new DecodeError(`message of type ${JSON.stringify(env.t)} cannot be encoded: ${(err as Error).message}`, { type: env.t }, { cause: err });
+    }
+    if (bytes.length > this.maxPayload) {
+      throw new PayloadTooLargeError(`message of type ${JSON.stringify(env.t)} is ${bytes.length} bytes, over the ${this.maxPayload}-byte limit`, {
+        size: bytes.length,
+        limit: this.maxPayload,
+        type: env.t,
+      });
+    }
+    return bytes;
+  }
+
+  /** Unpacks and validates one message: size, msgpack, envelope, version, type, body. */
+  decode<B = unknown>(bytes: Uint8Array): Envelope<B> {
+    if (bytes.length > this.maxPayload) {
+      throw new PayloadTooLargeError(`message is ${bytes.length} bytes, over the ${this.maxPayload}-byte limit`, { size: bytes.length, limit: this.maxPayload });
+    }
+    if (bytes.length === 0) throw new DecodeError('message is empty', {});
+    let raw: unknown;
+    try {
+      raw = this.packr.unpack(bytes);
+    } catch (err) {
+      throw new DecodeError(`message is not valid msgpack: ${err instanceof Error ? err.message : String(err)}`, { size: bytes.length });
+    }
+    const env = checkEnvelope(raw);
+    checkVersion(env.v);
+    const schema = this.types.get(env.t);
+    if (!schema) {
+      throw new UnknownTypeError(`unknown message type ${JSON.stringify(env.t)}`, { type: env.t, known: this.types.types() });
+    }
+    const issues: Issue[] = [];
+    if (!schema.check(env.body, 'body', issues)) {
+      throw new ValidationError(formatIssues(`message ${JSON.stringify(env.t)}`, issues), { type: env.t, issues });
+    }
+    return env as Envelope<B>;
+  }
+}
+
+function checkEnvelope(raw: unknown): Envelope {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new DecodeError(`message is not an envelope: expected an object, got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`, {});
+  }
+  const e = raw as Record<string, unknown>;
+  const bad = (field: string, expected: string): never => {
+    throw new DecodeError(`message envelope: ${field}: expected ${expected}`, { field });
+  };
+  if (typeof e.v !== 'number' || !Number.isInteger(e.v) || e.v < 0) bad('v', 'a protocol version number');
+  if (typeof e.t !== 'string' || e.t.length === 0 || e.t.length > 64) bad('t', 'a message type');
+  if (typeof e.id !== 'string' || e.id.length === 0 || e.id.length > 128) bad('id', 'a message id');
+  if (e.cid !== null && (typeof e.cid !== 'string' || e.cid.length > 128)) bad('cid', 'a correlation id or null');
+  if (typeof e.from !== 'string' || e.from.length > 256) bad('from', 'a sender');
+  if (typeof e.ts !== 'number' || !Number.isFinite(e.ts)) bad('ts', 'a timestamp');
+  if (!('body' in e)) bad('body', 'a body');
+  for (const k in e) {
+    if (!(ENVELOPE_KEYS as readonly string[]).includes(k)) bad(k, 'no such field (unknown envelope field)');
+  }
+  return e as unknown as Envelope;
+}
+
+export function isTroupeError(err: unknown): err is TroupeError {
+  return err instanceof TroupeError;
+}

@@ -1,0 +1,36 @@
+/**
+ * protocol/: the wire. Envelope, codec, schemas, subject names, version rule, typed errors.
+ * Pure code, no I/O; imports nothing else of troupe.
+ */
+export {
+  TroupeError,
+  defineError,
+  errorFromWire,
+  toTroupeError,
+  registeredErrorCodes,
+  InternalError,
+  DecodeError,
+  PayloadTooLargeError,
+  VersionError,
+  UnknownTypeError,
+  ValidationError,
+  SubjectError,
+  TimeoutError,
+  NotFoundError,
+  ConflictError,
+  UnavailableError,
+} from './errors.js';
+export type { WireError, ErrorDetails } from './errors.js';
+export { s, check, validate, formatIssues, describeValue } from './schema.js';
+export type { Schema, Infer, Issue, ObjectSchema, ObjectOf } from './schema.js';
+export { newId, newInstanceId, ENVELOPE_KEYS } from './envelope.js';
+export type { Envelope } from './envelope.js';
+export { packValue, unpackValue } from './value-codec.js';
+export { Codec, DEFAULT_MAX_PAYLOAD, SHARED_STRUCTURES, isTroupeError } from './codec.js';
+export type { CodecOptions, EncodeOptions } from './codec.js';
+export { MessageType, MessageTypes, builtinMessageTypes, commandBody, errorBody, eventBody } from './messages.js';
+export type { CommandBody, ErrorBody, EventBody } from './messages.js';
+export { PROTOCOL_MAJOR, PROTOCOL_MINOR, PROTOCOL_VERSION, checkVersion, formatVersion } from './version.js';
+export { subjects, token, untoken } from './subjects.js';
+export type { Subjects, ResourceKey } from './subjects.js';
+export { labelName, subdomainName, isDns1123Label, isDns1123Subdomain, DNS1123_LABEL, DNS1123_SUBDOMAIN } from './names.js';

@@ -1,0 +1,92 @@
+/**
+ * Every NATS subject and JetStream name troupe uses is built here, and only here.
+ *
+ * Layout, so that a node's credentials can be limited to `troupe.<cluster>.node.<node>.>`:
+ *   troupe.<cluster>.cmd.<kind>.<namespace>.<name>   request/reply to one resource actor
+ *   troupe.<cluster>.evt.<kind>.<namespace>.<name>   events an actor publishes on each transition
+ *   troupe.<cluster>.node.<node>.cmd | .hb           commands to a node agent, its heartbeats
+ *
+ * Names may be DNS-1123 subdomains, which contain '.', NATS's token separator; a '.' inside one
+ * token is written '_' (not a DNS character, so the mapping is reversible).
+ */
+import { SubjectError } from './errors.js';
+
+const TOKEN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** Encodes one name as a single subject/KV token. */
+export function token(value: string, what = 'name'): string {
+  if (typeof value !== 'string' || !TOKEN.test(value) || value.length > 253) {
+    throw new SubjectError(`${what}: expected a DNS-1123 name usable as a subject token, got ${JSON.stringify(value)}`, { what, value });
+  }
+  return value.includes('.') ? value.replaceAll('.', '_') : value;
+}
+
+/** Decodes a token written by `token`. */
+export function untoken(value: string): string {
+  return value.includes('_') ? value.replaceAll('_', '.') : value;
+}
+
+export interface ResourceKey {
+  kind: string;
+  namespace: string;
+  name: string;
+}
+
+export interface Subjects {
+  readonly cluster: string;
+  readonly root: string;
+  cmd(kind: string, namespace: string, name: string): string;
+  /** One wildcard for every actor of a kind: `troupe.<c>.cmd.<kind>.*.*`. */
+  cmdAll(kind: string): string;
+  /** Parses a command subject back into its key; undefined when it is not one. */
+  parseCmd(subject: string): ResourceKey | undefined;
+  evt(kind: string, namespace: string, name: string): string;
+  /** Events filtered by kind/namespace/name; omitted parts are wildcards. */
+  evtFilter(kind?: string, namespace?: string, name?: string): string;
+  parseEvt(subject: string): ResourceKey | undefined;
+  nodeCmd(node: string): string;
+  nodeHb(node: string): string;
+  /** Everything of one node: the scope to grant that node's credentials. */
+  nodeScope(node: string): string;
+  /** KV bucket holding actor snapshots and desired state. */
+  readonly stateBucket: string;
+  /** JetStream stream recording events. */
+  readonly eventStream: string;
+  /** KV key of one actor's snapshot. */
+  stateKey(kind: string, namespace: string, name: string): string;
+  /** KV key filter for every actor of a kind. */
+  stateKeyFilter(kind: string, namespace?: string): string;
+}
+
+export function subjects(cluster: string): Subjects {
+  const c = token(cluster, 'cluster');
+  const root = `troupe.${c}`;
+  const cmdPrefix = `${root}.cmd.`;
+  const evtPrefix = `${root}.evt.`;
+  const parse = (prefix: string, subject: string): ResourceKey | undefined => {
+    if (!subject.startsWith(prefix)) return undefined;
+    const parts = subject.slice(prefix.length).split('.');
+    if (parts.length !== 3) return undefined;
+    return { kind: parts[0]!, namespace: untoken(parts[1]!), name: untoken(parts[2]!) };
+  };
+  const key3 = (kind: string, namespace: string, name: string) =>
+    `${token(kind, 'kind')}.${token(namespace, 'namespace')}.${token(name, 'name')}`;
+  return {
+    cluster,
+    root,
+    cmd: (kind, namespace, name) => cmdPrefix + key3(kind, namespace, name),
+    cmdAll: (kind) => `${cmdPrefix}${token(kind, 'kind')}.*.*`,
+    parseCmd: (subject) => parse(cmdPrefix, subject),
+    evt: (kind, namespace, name) => evtPrefix + key3(kind, namespace, name),
+    evtFilter: (kind, namespace, name) =>
+      `${evtPrefix}${kind ? token(kind, 'kind') : '*'}.${namespace ? token(namespace, 'namespace') : '*'}.${name ? token(name, 'name') : '*'}`,
+    parseEvt: (subject) => parse(evtPrefix, subject),
+    nodeCmd: (node) => `${root}.node.${token(node, 'node')}.cmd`,
+    nodeHb: (node) => `${root}.node.${token(node, 'node')}.hb`,
+    nodeScope: (node) => `${root}.node.${token(node, 'node')}.>`,
+    stateBucket: `troupe-${c.replaceAll('.', '_')}-state`,
+    eventStream: `troupe-${c.replaceAll('.', '_')}-events`,
+    stateKey: (kind, namespace, name) => key3(kind, namespace, name),
+    stateKeyFilter: (kind, namespace) => `${token(kind, 'kind')}.${namespace ? token(namespace, 'namespace') : '*'}.*`,
+  };
+}
