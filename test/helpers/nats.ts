@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Bus, startNatsServer, type BusOptions, type EmbeddedNats } from '../../actors/index.js';
 import { createLogger, type Logger } from '../../supervisor/index.js';
 
-interface Teardown {
+export interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
