@@ -1,0 +1,118 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { Bus, KvStore } from '../../index.js';
+import { tempDir, waitFor, type Teardown } from '../helpers/nats.js';
+
+const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The nats-server pid whose config lives under `dir` (found through /proc). */
+function natsPidUnder(dir: string): number | undefined {
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      const st = readFileSync(`/proc/${p}/stat`, 'utf8');
+      if (cmd.some((a) => a.endsWith('nats-server')) && cmd.some((a) => a.startsWith(dir)) && !/\) Z /.test(st)) return Number(p);
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
+}
+
+async function startUp(t: Teardown, dir: string, extra: string[] = []): Promise<{ child: ChildProcess; out: string[]; err: string[] }> {
+  const child = spawn(process.execPath, [cli, 'up', '--data-dir', join(dir, 'data'), '--port', '0', ...extra], {
+    env: { ...process.env, TROUPE_HOME: join(dir, 'home') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const out: string[] = [];
+  const err: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (l) => err.push(l));
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      out.push(l);
+      if (l.startsWith('troupe is up')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`troupe up exited ${code}: ${err.join('\n')}`)));
+  });
+  return { child, out, err };
+}
+
+t.test('troupe up: one tree, a context for the CLI, the store ready, SIGTERM stops it in order', async (t) => {
+  const dir = tempDir(t);
+  const { child, out, err } = await startUp(t, dir, ['--log-level', 'debug']);
+  t.match(out[0], /^troupe is up: cluster "default" on nats:\/\/127\.0\.0\.1:\d+ \(data in .*\/data\)$/);
+  const ctx = JSON.parse(readFileSync(join(dir, 'home', 'context.json'), 'utf8')) as { server: string; cluster: string };
+  t.equal(ctx.cluster, 'default');
+  t.ok(out[0]!.includes(ctx.server), 'the context names the server it printed');
+
+  const bus = await Bus.connect({ servers: ctx.server });
+  t.teardown(() => bus.close());
+  const kv = await KvStore.open(bus, bus.subjects.stateBucket);
+  t.same(await kv.status().then((s) => typeof s.values), 'number', 'the state bucket exists');
+  const natsPid = natsPidUnder(dir);
+  t.ok(natsPid, 'the embedded nats-server runs');
+
+  // logs are JSON lines (stderr is not a TTY) at the requested level, nats-server's own included
+  const parsed = err.map((l) => JSON.parse(l) as { level: number; component?: string });
+  t.ok(parsed.some((l) => l.level === 20 && l.component === 'nats-server'), 'nats-server debug lines went into pino');
+
+  child.kill('SIGTERM');
+  const code = await new Promise((r) => child.once('exit', r));
+  t.equal(code, 0, 'exits 0');
+  t.notOk(alive(natsPid!), 'nats-server stopped');
+  const lines = err.map((l) => JSON.parse(l) as { msg: string; component?: string });
+  const busClose = lines.findIndex((l) => l.msg === 'bus close');
+  const natsDown = lines.findIndex((l) => l.component === 'nats-server' && /Server Exiting/.test(l.msg));
+  t.ok(busClose >= 0 && natsDown > busClose, 'the bus closed before nats-server stopped (reverse order)');
+});
+
+t.test('kill -9 of troupe up leaves no nats-server behind', async (t) => {
+  const dir = tempDir(t);
+  const { child } = await startUp(t, dir, ['--log-level', 'warn']);
+  const natsPid = natsPidUnder(dir);
+  t.ok(natsPid);
+  child.kill('SIGKILL');
+  await waitFor(() => !natsPidUnder(dir), 'nats-server to die with its parent');
+  t.pass('gone');
+});
+
+t.test('usage errors: clear message, exit code 2', async (t) => {
+  const run = (args: string[]) =>
+    promisify(execFile)(process.execPath, [cli, ...args]).then(
+      (r) => ({ code: 0, ...r }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+  const bad = await run(['up', '--log-level', 'loud']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--log-level: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"/);
+  const unknown = await run(['frobnicate']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /unknown command "frobnicate"/);
+  const port = await run(['up', '--port', '99999']);
+  t.equal(port.code, 2);
+  t.match(port.stderr, /--port: expected a port number from 0 to 65535, got "99999"/);
+  const flag = await run(['up', '--nope']);
+  t.equal(flag.code, 2);
+  t.match(flag.stderr, /Unknown option '--nope'/);
+  const v = await run(['version']);
+  t.equal(v.code, 0);
+  t.match(v.stdout, /^troupe \d+\.\d+\.\d+ \(protocol 1\.0\)\n$/);
+});
