@@ -98,6 +98,9 @@ export class ActorHost {
   private readonly clock: Clock;
   private readonly persistTimeout: number;
   private stopped = false;
+  /** Reused issue list for the validation fast path (empty unless a check fails). */
+  private readonly scratch: Issue[] = [];
+  private readonly commands;
 
   private constructor(
     readonly bus: Bus,
@@ -113,6 +116,7 @@ export class ActorHost {
       this.kinds.set(k.kind, k);
     }
     this.exited = supervisor.exited;
+    this.commands = bus.metrics.counter('actor_commands_total');
   }
 
   static async start(bus: Bus, opts: ActorHostOptions): Promise<ActorHost> {
@@ -152,20 +156,17 @@ export class ActorHost {
   }
 
   private onCommand(kind: ActorKind<AnyStateMachine, unknown>, env: Envelope<CommandBody>, msg: Msg): void {
-    const key = this.bus.subjects.parseCmd(msg.subject);
-    if (!key) return this.bus.reject(msg, new ValidationError(`subject ${msg.subject} names no actor`), env.id);
-    const issues: Issue[] = [];
-    if (!kind.events.check(env.body, 'body', issues)) {
-      return this.bus.reject(msg, new ValidationError(formatIssues(`${kind.kind} ${key.namespace}/${key.name}`, issues), { issues }), env.id);
-    }
-    const storeKey = this.bus.subjects.stateKey(kind.kind, key.namespace, key.name);
-    let cell = this.cells.get(storeKey);
+    // Cells are found by the command subject itself: no key is rebuilt or re-validated per message.
+    const subject = msg.subject;
+    let cell = this.cells.get(subject);
     if (!cell) {
+      const key = this.bus.subjects.parseCmd(subject);
+      if (!key) return this.bus.reject(msg, new ValidationError(`subject ${subject} names no actor`), env.id);
       cell = {
         kind,
         namespace: key.namespace,
         name: key.name,
-        storeKey,
+        storeKey: this.bus.subjects.stateKey(kind.kind, key.namespace, key.name),
         evtSubject: this.bus.subjects.evt(kind.kind, key.namespace, key.name),
         actor: undefined,
         mailbox: [],
@@ -179,7 +180,11 @@ export class ActorHost {
         scheduled: false,
         waiters: [],
       };
-      this.cells.set(storeKey, cell);
+      this.cells.set(subject, cell);
+    }
+    if (!kind.events.check(env.body, 'body', this.scratch)) {
+      const issues = this.scratch.splice(0);
+      return this.bus.reject(msg, new ValidationError(formatIssues(`${kind.kind} ${cell.namespace}/${cell.name}`, issues), { issues }), env.id);
     }
     if (!cell.actor) {
       cell.mailbox.push({ env, msg });
@@ -205,7 +210,7 @@ export class ActorHost {
       );
     } catch (err) {
       cell.starting = false;
-      this.cells.delete(cell.storeKey);
+      this.forget(cell);
       const e = err instanceof Error ? err : new Error(String(err));
       for (const { env, msg } of cell.mailbox.splice(0)) {
         this.bus.respondError(msg, new ActorFailedError(`${id} could not start: ${e.message}`, { actor: id }), env.id);
@@ -289,16 +294,17 @@ export class ActorHost {
 
   private apply(cell: Cell, env: Envelope<CommandBody>, msg: Msg): void {
     const actor = cell.actor!;
-    const id = `${cell.kind.kind} ${cell.namespace}/${cell.name}`;
     const before = actor.getSnapshot() as Snapshot<unknown>;
     if (before.status === 'done') {
+      const id = describe(cell);
       return this.bus.respondError(msg, new ActorDoneError(`${id} has finished (final state) and takes no more commands`, { actor: id }), env.id);
     }
     cell.cause = env.body.type;
     actor.send(env.body as never);
-    this.bus.metrics.inc('actor_commands_total');
+    this.commands.inc();
     const after = actor.getSnapshot() as Snapshot<unknown> & { error?: unknown; value?: unknown; context?: unknown };
     if (after.status === 'error') {
+      const id = describe(cell);
       const message = after.error instanceof Error ? after.error.message : String(after.error);
       return this.bus.respondError(
         msg,
@@ -384,10 +390,23 @@ export class ActorHost {
   }
 
   /** Drops an actor this host no longer owns; its next command loads it afresh. */
+  private forget(cell: Cell): void {
+    for (const [subject, c] of this.cells) {
+      if (c === cell) {
+        this.cells.delete(subject);
+        return;
+      }
+    }
+  }
+
   private evict(cell: Cell): void {
-    this.cells.delete(cell.storeKey);
+    this.forget(cell);
     const id = `${cell.kind.kind}/${cell.namespace}/${cell.name}`;
     cell.actor = undefined;
     void this.supervisor.terminateChild(id).catch(() => undefined);
   }
+}
+
+function describe(cell: Cell): string {
+  return `${cell.kind.kind} ${cell.namespace}/${cell.name}`;
 }

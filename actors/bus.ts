@@ -221,6 +221,7 @@ export class Bus extends EventEmitter {
    */
   subscribe<B = unknown>(subject: string, handler: Handler<B>, opts: SubscribeOptions = {}): Subscription {
     const accept = opts.accept ? new Set(opts.accept) : undefined;
+    const received = this.metrics.counter('bus_received_total');
     return this.nc.subscribe(subject, {
       queue: opts.queue,
       callback: (err, msg) => {
@@ -244,7 +245,7 @@ export class Bus extends EventEmitter {
           );
           return;
         }
-        this.metrics.inc('bus_received_total');
+        received.inc();
         try {
           handler(env, msg);
         } catch (e) {

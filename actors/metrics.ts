@@ -12,32 +12,54 @@ function keyOf(name: string, labels?: Labels): string {
   return `${name}{${parts.join(',')}}`;
 }
 
+/** One counter; hot paths keep the handle and call inc() without a lookup. */
+export interface Counter {
+  value: number;
+  inc(by?: number): void;
+}
+
 export class Metrics {
-  private readonly counters = new Map<string, number>();
+  private readonly counters = new Map<string, Counter>();
+
+  /** The counter for a name and label set, created at zero. */
+  counter(name: string, labels?: Labels): Counter {
+    const k = keyOf(name, labels);
+    let c = this.counters.get(k);
+    if (!c) {
+      const counter: Counter = {
+        value: 0,
+        inc(by = 1) {
+          counter.value += by;
+        },
+      };
+      c = counter;
+      this.counters.set(k, c);
+    }
+    return c;
+  }
 
   inc(name: string, labels?: Labels, by = 1): void {
-    const k = keyOf(name, labels);
-    this.counters.set(k, (this.counters.get(k) ?? 0) + by);
+    this.counter(name, labels).inc(by);
   }
 
   get(name: string, labels?: Labels): number {
-    return this.counters.get(keyOf(name, labels)) ?? 0;
+    return this.counters.get(keyOf(name, labels))?.value ?? 0;
   }
 
   /** Sum over every label set of one counter. */
   total(name: string): number {
     let sum = 0;
-    for (const [k, v] of this.counters) if (k === name || k.startsWith(`${name}{`)) sum += v;
+    for (const [k, c] of this.counters) if (k === name || k.startsWith(`${name}{`)) sum += c.value;
     return sum;
   }
 
   snapshot(): Record<string, number> {
-    return Object.fromEntries(this.counters);
+    return Object.fromEntries([...this.counters].filter(([, c]) => c.value !== 0).map(([k, c]) => [k, c.value]));
   }
 
   /** Prometheus text exposition of every counter. */
   toText(): string {
-    return [...this.counters].map(([k, v]) => `${k} ${v}`).join('\n');
+    return [...this.counters].map(([k, c]) => `${k} ${c.value}`).join('\n');
   }
 }
 

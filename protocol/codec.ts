@@ -11,8 +11,9 @@
  */
 import { Packr } from 'msgpackr';
 import { DecodeError, PayloadTooLargeError, TroupeError, UnknownTypeError, ValidationError } from './errors.js';
-import { ENVELOPE_KEYS, newId, type Envelope } from './envelope.js';
-import { builtinMessageTypes, type MessageTypes } from './messages.js';
+import { ENVELOPE_KEYS, ID_PREFIX, nextIdCounter, type Envelope } from './envelope.js';
+import { builtinMessageTypes, MessageType, type EventBody, type MessageTypes } from './messages.js';
+import { MsgpackWriter } from './msgpack-writer.js';
 import { formatIssues, type Issue } from './schema.js';
 import { checkVersion, PROTOCOL_VERSION } from './version.js';
 
@@ -41,6 +42,9 @@ export interface EncodeOptions {
   ts?: number;
 }
 
+/** First keys of the shared shapes: only objects that start like one are written as records. */
+const RECORD_FIRST_KEYS = new Set(SHARED_STRUCTURES.map((s) => s[0]!));
+
 function newPackr(): Packr {
   const structures = SHARED_STRUCTURES.map((s) => [...s]);
   return new Packr({
@@ -50,7 +54,12 @@ function newPackr(): Packr {
     saveStructures: () => {
       throw new Error('msgpack shared structures are frozen');
     },
-    useRecords: true,
+    // Other objects are plain maps: an inline record definition costs more than it saves for a
+    // shape that appears once per message.
+    useRecords: (o: unknown) => {
+      for (const k in o as object) return RECORD_FIRST_KEYS.has(k);
+      return false;
+    },
     moreTypes: false,
     mapsAsObjects: true,
   });
@@ -60,27 +69,47 @@ export class Codec {
   readonly maxPayload: number;
   readonly types: MessageTypes;
   private readonly packr = newPackr();
+  private readonly writer = new MsgpackWriter(this.packr, RECORD_FIRST_KEYS);
 
   constructor(opts: CodecOptions = {}) {
     this.maxPayload = opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     this.types = opts.types ?? builtinMessageTypes();
   }
 
-  /** Packs one message; refuses bodies past maxPayload. */
+  /**
+   * Packs one message; refuses bodies past maxPayload. The envelope header (and an event body)
+   * is written by hand, the rest by msgpackr: the bytes are the same records either way.
+   */
   encode<B>(type: string, body: B, opts: EncodeOptions): Uint8Array {
-    const env: Envelope<B> = {
-      v: PROTOCOL_VERSION,
-      t: type,
-      id: opts.id ?? newId(),
-      cid: opts.cid ?? null,
-      from: opts.from,
-      ts: opts.ts ?? Date.now(),
-      body,
-    };
-    return this.pack(env);
+    let bytes: Uint8Array;
+    try {
+      const w = this.writer.reset().byte(RECORD_ENVELOPE).number(PROTOCOL_VERSION).string(type);
+      if (opts.id) w.string(opts.id);
+      else w.id(ID_PREFIX, nextIdCounter());
+      if (opts.cid) w.string(opts.cid);
+      else w.nil();
+      w.string(opts.from).number(opts.ts ?? Date.now());
+      if (type === MessageType.Event) writeEvent(w, body as EventBody);
+      else w.value(body);
+      bytes = w.done();
+    } catch (err) {
+      throw new DecodeError(`message of type ${JSON.stringify(type)} cannot be encoded: ${(err as Error).message}`, { type }, { cause: err });
+    }
+    return this.checkSize(bytes, type);
   }
 
-  /** Packs a prepared envelope (its keys in ENVELOPE_KEYS order). */
+  private checkSize(bytes: Uint8Array, type: string): Uint8Array {
+    if (bytes.length > this.maxPayload) {
+      throw new PayloadTooLargeError(`message of type ${JSON.stringify(type)} is ${bytes.length} bytes, over the ${this.maxPayload}-byte limit`, {
+        size: bytes.length,
+        limit: this.maxPayload,
+        type,
+      });
+    }
+    return bytes;
+  }
+
+  /** Packs a prepared envelope (its keys in ENVELOPE_KEYS order) with msgpackr alone. */
   pack(env: Envelope): Uint8Array {
     let bytes: Uint8Array;
     try {
@@ -88,14 +117,7 @@ export class Codec {
     } catch (err) {
       throw new DecodeError(`message of type ${JSON.stringify(env.t)} cannot be encoded: ${(err as Error).message}`, { type: env.t }, { cause: err });
     }
-    if (bytes.length > this.maxPayload) {
-      throw new PayloadTooLargeError(`message of type ${JSON.stringify(env.t)} is ${bytes.length} bytes, over the ${this.maxPayload}-byte limit`, {
-        size: bytes.length,
-        limit: this.maxPayload,
-        type: env.t,
-      });
-    }
-    return bytes;
+    return this.checkSize(bytes, env.t);
   }
 
   /** Unpacks and validates one message: size, msgpack, envelope, version, type, body. */
@@ -122,6 +144,14 @@ export class Codec {
     }
     return env as Envelope<B>;
   }
+}
+
+/** Record ids of the shared structures: msgpackr numbers them from 0x40 in table order. */
+const RECORD_ENVELOPE = 0x40;
+const RECORD_EVENT = 0x42;
+
+function writeEvent(w: MsgpackWriter, b: EventBody): void {
+  w.byte(RECORD_EVENT).string(b.kind).string(b.namespace).string(b.name).number(b.seq).string(b.cause).value(b.value).string(b.status).value(b.data);
 }
 
 function checkEnvelope(raw: unknown): Envelope {

@@ -22,13 +22,19 @@ export interface Envelope<B = unknown> {
 /** Key order of the envelope; fixed because the codec's shared structures depend on it. */
 export const ENVELOPE_KEYS = ['v', 't', 'id', 'cid', 'from', 'ts', 'body'] as const;
 
-const prefix = randomBytes(6).toString('hex');
+/** Message ids: a random per-process prefix (12 hex characters) and a rising counter in base 36. */
+export const ID_PREFIX = randomBytes(6).toString('hex');
 let counter = 0;
+
+/** The next counter value, for writers that spell the id themselves (see MsgpackWriter.id). */
+export function nextIdCounter(): number {
+  counter = counter >= Number.MAX_SAFE_INTEGER ? 1 : counter + 1;
+  return counter;
+}
 
 /** A process-unique, cluster-unique-enough message id (random prefix + counter). */
 export function newId(): string {
-  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
-  return `${prefix}${counter.toString(36)}`;
+  return `${ID_PREFIX}${nextIdCounter().toString(36)}`;
 }
 
 /** A random instance id for a process or component. */

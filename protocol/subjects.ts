@@ -26,6 +26,8 @@ export function untoken(value: string): string {
   return value.includes('_') ? value.replaceAll('_', '.') : value;
 }
 
+const PARSE_CACHE_SIZE = 50_000;
+
 export interface ResourceKey {
   kind: string;
   namespace: string;
@@ -63,11 +65,19 @@ export function subjects(cluster: string): Subjects {
   const root = `troupe.${c}`;
   const cmdPrefix = `${root}.cmd.`;
   const evtPrefix = `${root}.evt.`;
+  // Subjects repeat (one per actor): parsed keys are cached, boundedly.
+  const cache = new Map<string, ResourceKey | undefined>();
   const parse = (prefix: string, subject: string): ResourceKey | undefined => {
-    if (!subject.startsWith(prefix)) return undefined;
-    const parts = subject.slice(prefix.length).split('.');
-    if (parts.length !== 3) return undefined;
-    return { kind: parts[0]!, namespace: untoken(parts[1]!), name: untoken(parts[2]!) };
+    const hit = cache.get(subject);
+    if (hit !== undefined || cache.has(subject)) return hit;
+    let key: ResourceKey | undefined;
+    if (subject.startsWith(prefix)) {
+      const parts = subject.slice(prefix.length).split('.');
+      if (parts.length === 3) key = Object.freeze({ kind: parts[0]!, namespace: untoken(parts[1]!), name: untoken(parts[2]!) });
+    }
+    if (cache.size >= PARSE_CACHE_SIZE) cache.clear();
+    cache.set(subject, key);
+    return key;
   };
   const key3 = (kind: string, namespace: string, name: string) =>
     `${token(kind, 'kind')}.${token(namespace, 'namespace')}.${token(name, 'name')}`;

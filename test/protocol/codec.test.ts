@@ -46,6 +46,42 @@ t.test('round-trips random bodies (property)', async (t) => {
   t.pass('2000 random bodies round-tripped');
 });
 
+t.test('round-trips the encoding boundaries exactly', async (t) => {
+  const codec = new Codec();
+  const ints = [0, 1, 31, 32, 63, 64, 65, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, -1, -31, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, -(2 ** 53) + 1];
+  const floats = [0.5, -0.5, 1e-300, 1.7976931348623157e308, Math.PI];
+  const strings = [0, 1, 31, 32, 255, 256, 65535, 65536].map((n) => 'x'.repeat(n)).concat(['é', 'ж'.repeat(20), '😀'.repeat(10), 'a\u0000b']);
+  const arrays = [0, 15, 16, 65535, 65536].map((n) => Array.from({ length: n }, (_, i) => i % 200));
+  const maps = [0, 15, 16, 300].map((n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i])));
+  const shaped = [{ v: 1, t: 'x' }, { code: 'c', message: 'm' }, { kind: 'k', other: 1 }, { nested: { v: 2 } }];
+  const bytes = [0, 255, 256, 70_000].map((n) => new Uint8Array(n).fill(7));
+  const values: unknown[] = [...ints, ...floats, ...strings, ...arrays, ...maps, ...shaped, ...bytes, null, true, false, [], {}, { a: [1, { b: null }] }];
+  for (const body of values) {
+    for (const type of [MessageType.Reply, MessageType.Event]) {
+      const b = type === MessageType.Event ? { kind: 'k', namespace: 'n', name: 'x', seq: 70, cause: 'c', value: body, status: 'active', data: body } : body;
+      const env = codec.decode(codec.encode(type, b, { from, cid: 'c-1' }));
+      const got = type === MessageType.Event ? (env.body as { value: unknown; data: unknown }).data : env.body;
+      if (JSON.stringify(norm(got)) !== JSON.stringify(norm(body))) {
+        t.fail(`${type}: ${JSON.stringify(norm(body)).slice(0, 80)} came back as ${JSON.stringify(norm(got)).slice(0, 80)}`);
+        return;
+      }
+    }
+  }
+  t.pass(`${values.length} boundary values round-tripped as reply and as event`);
+});
+
+t.test('encoded messages stay intact while later ones are written (views are never reused)', async (t) => {
+  const codec = new Codec();
+  const kept = Array.from({ length: 5000 }, (_, i) => [i, codec.encode(MessageType.Reply, { i, pad: 'p'.repeat(i % 300) }, { from })] as const);
+  for (const [i, bytes] of kept) {
+    if ((codec.decode<{ i: number }>(bytes).body.i) !== i) {
+      t.fail(`message ${i} was overwritten`);
+      return;
+    }
+  }
+  t.pass('5000 messages across several chunks intact');
+});
+
 t.test('a second codec instance (another process) decodes the first one’s messages', async (t) => {
   const a = new Codec();
   const b = new Codec();

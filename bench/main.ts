@@ -1,0 +1,16 @@
+/**
+ * `npm run bench -- NAME`: runs one benchmark and prints its figures; the last line is one JSON object.
+ */
+import { printFigures } from './stats.js';
+
+const benches: Record<string, () => Promise<Record<string, number>>> = {
+  bus: async () => (await import('./bus.js')).benchBus(),
+};
+
+const name = process.argv[2];
+if (!name || !benches[name]) {
+  process.stderr.write(`usage: npm run bench -- NAME   (one of: ${Object.keys(benches).join(', ')})\n`);
+  process.exit(2);
+}
+printFigures(name, await benches[name]!());
+process.exit(0);

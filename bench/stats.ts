@@ -1,0 +1,14 @@
+/** Small statistics and output helpers for benchmarks. */
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+/** Prints one line per figure for people, then the figures as one JSON object (the last line). */
+export function printFigures(name: string, figures: Record<string, number>): void {
+  for (const [k, v] of Object.entries(figures)) process.stdout.write(`${name}: ${k} = ${v}\n`);
+  process.stdout.write(`${JSON.stringify({ bench: name, ...figures })}\n`);
+}
