@@ -49,6 +49,8 @@ export interface ActorHostOptions {
   queue?: string;
   /** How long a snapshot write may keep retrying before the commands waiting on it fail (ms). */
   persistTimeout?: number;
+  /** With `persist: 'async'`, how long changes gather before one snapshot write (ms). */
+  asyncPersistDelay?: number;
   /** Actor restarts allowed per period before the host gives up. */
   intensity?: number;
   period?: number;
@@ -328,6 +330,11 @@ export class ActorHost {
     cell.dirty = true;
     if (cell.writing || cell.scheduled) return;
     cell.scheduled = true;
+    if ((cell.kind.persist ?? Persist.Durable) === Persist.Async) {
+      // nobody waits on an async write: let changes gather a little longer
+      this.clock.setTimeout(() => void this.writeLoop(cell), this.opts.asyncPersistDelay ?? 20);
+      return;
+    }
     // Let every command of the same batch land first: one write carries them all.
     queueMicrotask(() => void this.writeLoop(cell));
   }

@@ -124,3 +124,16 @@ t.test('ActorClient watch of a whole kind sees every actor', async (t) => {
   t.same(new Set(evs.map((e) => `${e.namespace}/${e.name}`)), new Set(['ns-a/x', 'ns-b/y']));
 });
 
+
+t.test("persist 'async': answers at once, writes coalesced behind, flushed on stop", async (t) => {
+  const nats = await withNats(t);
+  const hostBus = await withBus(t, nats.url);
+  const kind = { ...counter, kind: 'acounter', persist: 'async' as const };
+  const host = await ActorHost.start(hostBus, { kinds: [kind], asyncPersistDelay: 50 });
+  const client = new ActorClient(await withBus(t, nats.url), kind);
+  for (let i = 1; i <= 50; i++) t.equal((await client.send('default', 'a', { type: 'inc', by: 1 })).n, i, `reply ${i}`);
+  const writes = hostBus.metrics.get('snapshot_writes_total');
+  t.ok(writes < 25, `50 sequential commands made ${writes} writes`);
+  await host.stop();
+  t.equal(storedN(await client.stored('default', 'a')), 50, 'stop flushed the last changes');
+});
