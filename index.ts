@@ -4,3 +4,4 @@
 export * from './protocol/index.js';
 export * from './supervisor/index.js';
 export * from './actors/index.js';
+export * from './node-agent/index.js';

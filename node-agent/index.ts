@@ -1,4 +1,15 @@
 /**
- * node-agent/: the kubelet of troupe (issue 3). Nothing is exported yet.
+ * node-agent/: the kubelet of troupe. So far: the image store (import, tag, list, remove, unpack),
+ * safe layer extraction, image references and configs.
  */
-export {};
+export { ImageStore, MediaType } from './image-store.js';
+export type { ImageInfo, ResolvedImage } from './image-store.js';
+export { parseImageRef, familiarName, DEFAULT_REGISTRY } from './image-ref.js';
+export type { ImageRef } from './image-ref.js';
+export { applyChanges } from './image-config.js';
+export type { ImageConfig, ImageRuntimeConfig } from './image-config.js';
+export { extractLayer, RootfsWriter, safeRelative, symlinkStaysInside } from './rootfs-extract.js';
+export type { ExtractStats } from './rootfs-extract.js';
+export { readTar, ByteReader } from './tar-reader.js';
+export type { TarEntry, EntryType } from './tar-reader.js';
+export { ImageFormatError, UnsafeArchiveError, ImageNotFoundError, ImageRefError, RuntimeError } from './errors.js';
