@@ -1,0 +1,223 @@
+/**
+ * cgroups: which layout this machine mounts, and the agent's own per-container cgroup that
+ * carries the limits.
+ *
+ * The agent creates `<hierarchy>/troupe-<node>/<pod>/<container>` itself and writes the limits
+ * there; crun's cgroup for the container process is created below it. So the OOM-kill counter and
+ * the usage stay readable after crun removed its own cgroup, and the limits apply to everything
+ * the container starts (exec'd processes included).
+ *
+ * Detected, not assumed: cgroup v1, v2, or hybrid (v1 plus a cgroup2 `unified` mount, which crun
+ * 1.8 refuses: it must run where that mount is gone, see mount-namespace.ts).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, rmdir, writeFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export type CgroupLayout = 'v1' | 'v2' | 'hybrid';
+
+interface MountLine {
+  mountPoint: string;
+  fsType: string;
+  superOptions: string;
+}
+
+function parseMountinfo(text: string): MountLine[] {
+  const out: MountLine[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const [left, right] = line.split(' - ');
+    if (!left || !right) continue;
+    const l = left.split(' ');
+    const r = right.split(' ');
+    out.push({ mountPoint: l[4]!.replace(/\\040/g, ' '), fsType: r[0]!, superOptions: r[2] ?? '' });
+  }
+  return out;
+}
+
+export interface CgroupInfo {
+  layout: CgroupLayout;
+  /** v1: controller name → mount point. */
+  v1: Record<string, string>;
+  /** v2 (or the hybrid's unified) mount point. */
+  unified?: string;
+}
+
+export function detectCgroups(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): CgroupInfo {
+  const mounts = parseMountinfo(mountinfo);
+  const v1: Record<string, string> = {};
+  let unified: string | undefined;
+  for (const m of mounts) {
+    if (m.fsType === 'cgroup2') unified ??= m.mountPoint;
+    if (m.fsType === 'cgroup') {
+      for (const opt of m.superOptions.split(',')) {
+        if (['memory', 'cpu', 'cpuacct', 'pids', 'cpuset', 'blkio', 'devices', 'freezer'].includes(opt)) v1[opt] = m.mountPoint;
+      }
+    }
+  }
+  const hasV1 = Object.keys(v1).length > 0;
+  const layout: CgroupLayout = hasV1 ? (unified ? 'hybrid' : 'v1') : 'v2';
+  return { layout, v1, unified };
+}
+
+export interface Limits {
+  /** bytes */
+  memory?: number;
+  /** CFS quota (µs per period) and period (µs). */
+  cpuQuota?: number;
+  cpuPeriod?: number;
+  cpuShares?: number;
+  pids?: number;
+}
+
+export interface CgroupStats {
+  /** Cumulative CPU time, nanoseconds. */
+  cpuUsageNs: number;
+  memoryBytes: number;
+  /** OOM kills recorded for this cgroup (v2: hierarchical; v1: only where the victim's own memcg was). */
+  oomKills: number;
+  /** v1: times usage hit this cgroup's memory limit (its children's OOM kills are not counted here). */
+  memoryLimitHits: number;
+  pids: number;
+}
+
+const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids'] as const;
+
+async function readNum(path: string): Promise<number> {
+  try {
+    return Number((await readFile(path, 'utf8')).trim()) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The agent's cgroups for one container, under `troupe-<node>/<pod>/<container>`. */
+export class ContainerCgroup {
+  constructor(
+    private readonly info: CgroupInfo,
+    /** Relative path, e.g. troupe-node1/<pod uid>/<container>. */
+    readonly path: string,
+  ) {}
+
+  /** The path crun gets as cgroupsPath: a child of ours. */
+  get runtimePath(): string {
+    return `/${this.path}/ctr`;
+  }
+
+  private dirs(): string[] {
+    if (this.info.layout === 'v2') return [join(this.info.unified!, this.path)];
+    return V1_CONTROLLERS.filter((c) => this.info.v1[c]).map((c) => join(this.info.v1[c]!, this.path));
+  }
+
+  private dir(controller: (typeof V1_CONTROLLERS)[number]): string | undefined {
+    if (this.info.layout === 'v2') return join(this.info.unified!, this.path);
+    const m = this.info.v1[controller];
+    return m ? join(m, this.path) : undefined;
+  }
+
+  async create(limits: Limits): Promise<void> {
+    for (const d of this.dirs()) await mkdir(d, { recursive: true });
+    if (this.info.layout === 'v2') {
+      const d = this.dir('memory')!;
+      // enable controllers down the path so the limits below take effect
+      const parts = this.path.split('/');
+      let cur = this.info.unified!;
+      for (const p of parts) {
+        await writeFile(join(cur, 'cgroup.subtree_control'), '+memory +cpu +pids').catch(() => undefined);
+        cur = join(cur, p);
+      }
+      await writeFile(join(d, 'cgroup.subtree_control'), '+memory +cpu +pids').catch(() => undefined);
+      if (limits.memory) await writeFile(join(d, 'memory.max'), String(limits.memory));
+      if (limits.cpuQuota) await writeFile(join(d, 'cpu.max'), `${limits.cpuQuota} ${limits.cpuPeriod ?? 100000}`);
+      if (limits.cpuShares) await writeFile(join(d, 'cpu.weight'), String(Math.max(1, Math.min(10000, Math.round(1 + ((limits.cpuShares - 2) * 9999) / 262142)))));
+      if (limits.pids) await writeFile(join(d, 'pids.max'), String(limits.pids));
+      return;
+    }
+    const mem = this.dir('memory');
+    if (mem && limits.memory) await writeFile(join(mem, 'memory.limit_in_bytes'), String(limits.memory));
+    const cpu = this.dir('cpu');
+    if (cpu) {
+      if (limits.cpuPeriod) await writeFile(join(cpu, 'cpu.cfs_period_us'), String(limits.cpuPeriod));
+      if (limits.cpuQuota) await writeFile(join(cpu, 'cpu.cfs_quota_us'), String(limits.cpuQuota));
+      if (limits.cpuShares) await writeFile(join(cpu, 'cpu.shares'), String(limits.cpuShares));
+    }
+    const pids = this.dir('pids');
+    if (pids && limits.pids) await writeFile(join(pids, 'pids.max'), String(limits.pids));
+  }
+
+  /** The limits as the kernel holds them (for tests and describe). */
+  async readLimits(): Promise<Limits> {
+    if (this.info.layout === 'v2') {
+      const d = this.dir('memory')!;
+      const [q, p] = (await readFile(join(d, 'cpu.max'), 'utf8').catch(() => 'max 100000')).trim().split(' ');
+      return { memory: await readNum(join(d, 'memory.max')), cpuQuota: q === 'max' ? -1 : Number(q), cpuPeriod: Number(p), pids: await readNum(join(d, 'pids.max')) };
+    }
+    return {
+      memory: await readNum(join(this.dir('memory') ?? '/nonexistent', 'memory.limit_in_bytes')),
+      cpuQuota: await readNum(join(this.dir('cpu') ?? '/nonexistent', 'cpu.cfs_quota_us')),
+      cpuPeriod: await readNum(join(this.dir('cpu') ?? '/nonexistent', 'cpu.cfs_period_us')),
+      cpuShares: await readNum(join(this.dir('cpu') ?? '/nonexistent', 'cpu.shares')),
+      pids: await readNum(join(this.dir('pids') ?? '/nonexistent', 'pids.max')),
+    };
+  }
+
+  async stats(): Promise<CgroupStats> {
+    if (this.info.layout === 'v2') {
+      const d = this.dir('memory')!;
+      const cpuStat = await readFile(join(d, 'cpu.stat'), 'utf8').catch(() => '');
+      const events = await readFile(join(d, 'memory.events'), 'utf8').catch(() => '');
+      return {
+        cpuUsageNs: Number(/usage_usec (\d+)/.exec(cpuStat)?.[1] ?? 0) * 1000,
+        memoryBytes: await readNum(join(d, 'memory.current')),
+        oomKills: Number(/oom_kill (\d+)/.exec(events)?.[1] ?? 0),
+        memoryLimitHits: Number(/(?:^|\n)max (\d+)/.exec(events)?.[1] ?? 0),
+        pids: await readNum(join(d, 'pids.current')),
+      };
+    }
+    const oom = await readFile(join(this.dir('memory') ?? '/nonexistent', 'memory.oom_control'), 'utf8').catch(() => '');
+    return {
+      cpuUsageNs: await readNum(join(this.dir('cpuacct') ?? '/nonexistent', 'cpuacct.usage')),
+      memoryBytes: await readNum(join(this.dir('memory') ?? '/nonexistent', 'memory.usage_in_bytes')),
+      oomKills: Number(/oom_kill (\d+)/.exec(oom)?.[1] ?? 0),
+      memoryLimitHits: await readNum(join(this.dir('memory') ?? '/nonexistent', 'memory.failcnt')),
+      pids: await readNum(join(this.dir('pids') ?? '/nonexistent', 'pids.current')),
+    };
+  }
+
+  /** Removes the container's cgroups (deepest first), and its pod's and node's when empty. */
+  async remove(): Promise<void> {
+    for (const d of this.dirs()) {
+      await removeTree(d);
+      // parents: pod, then node folder, only if empty
+      const parts = d.split('/');
+      for (let i = 0; i < 2; i++) {
+        parts.pop();
+        await rmdir(parts.join('/')).catch(() => undefined);
+      }
+    }
+  }
+
+  exists(): boolean {
+    return this.dirs().some((d) => existsSync(d));
+  }
+}
+
+async function removeTree(dir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir, { withFileTypes: true }).then((es) => es.filter((e) => e.isDirectory()).map((e) => e.name));
+  } catch {
+    return;
+  }
+  for (const e of entries) await removeTree(join(dir, e));
+  // a cgroup folder holding no process can be removed; retry briefly while the last process exits
+  for (let i = 0; i < 50; i++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * Runs containers with crun, one shim each.
+ *
+ * The shim is a small detached shell in its own private mount namespace: it mounts a tmpfs
+ * scratch and the container's overlay rootfs (the image's unpacked rootfs as the lower layer),
+ * runs `crun run` in the foreground (crun waits for the container and returns its exit status;
+ * measured here, `run --detach` + waitpid lost the status ~10% of the time), then writes the
+ * status to a file. The shim outlives an agent restart, so a new agent can adopt the container
+ * and still learn its real exit status; its mounts vanish with its namespace when it ends.
+ *
+ * Limits live on the agent's own cgroup for the container (cgroups.ts); crun's is a child of it.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Container } from '../protocol/index.js';
+import { backoff } from '../supervisor/index.js';
+import { ContainerCgroup, detectCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
+import { Crun } from './crun.js';
+import { RuntimeError } from './errors.js';
+import type { ImageRuntimeConfig } from './image-config.js';
+import { buildSpec, limitsFor } from './oci-spec.js';
+
+export interface RunRequest {
+  podUid: string;
+  podName: string;
+  namespace: string;
+  container: Container;
+  image: ImageRuntimeConfig;
+  /** The image's unpacked rootfs (lower layer). */
+  lowerDir: string;
+  extraEnv?: { name: string; value: string }[];
+  /** Size of the tmpfs holding the container's writable layer. */
+  scratchSize?: string;
+}
+
+export interface Started {
+  id: string;
+  pid: number;
+  startedAt: Date;
+}
+
+export type ContainerExitReason = 'Completed' | 'Error' | 'OOMKilled' | 'ContainerCannotRun';
+
+export interface Exited {
+  id: string;
+  exitCode: number;
+  /** The signal that ended it, when it was killed. */
+  signal?: string;
+  reason: ContainerExitReason;
+  /** For ContainerCannotRun: what crun or the shim said. */
+  message?: string;
+  finishedAt: Date;
+}
+
+const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 9: 'SIGKILL', 15: 'SIGTERM', 6: 'SIGABRT', 11: 'SIGSEGV' };
+
+function shimScript(unified: string | undefined): string {
+  return [
+    'D="$1"; LOWER="$2"; shift 2',
+    'exec 2>>"$D/shim.log"',
+    unified ? `umount ${unified} 2>/dev/null || umount -l ${unified} 2>/dev/null || true` : ':',
+    'mount -t tmpfs -o "mode=755,size=$SCRATCH" tmpfs "$D/scratch" || exit 90',
+    'mkdir -p "$D/scratch/upper" "$D/scratch/work" || exit 90',
+    'mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/scratch/upper,workdir=$D/scratch/work" "$D/rootfs" || exit 90',
+    '"$@" </dev/null >>"$D/stdout.log" 2>>"$D/stderr.log"',
+    'code=$?',
+    'echo "$code" > "$D/exitcode.tmp" && mv "$D/exitcode.tmp" "$D/exitcode"',
+  ].join('\n');
+}
+
+export interface RuntimeOptions {
+  /** Folder for bundles, logs and crun's state. */
+  dataDir: string;
+  /** Node name: part of every container id, cgroup and folder, so agents never collide. */
+  node: string;
+  cgroups?: CgroupInfo;
+  crunBinary?: string;
+}
+
+export class ContainerRuntime {
+  readonly crun: Crun;
+  readonly cgroups: CgroupInfo;
+  private readonly exits = new Map<string, Promise<Exited>>();
+  /** Containers the agent itself sent SIGKILL to (so their 137 is not an OOM kill). */
+  private readonly killedByUs = new Set<string>();
+
+  constructor(readonly opts: RuntimeOptions) {
+    this.cgroups = opts.cgroups ?? detectCgroups();
+    this.crun = new Crun(join(opts.dataDir, 'crun'), this.cgroups, opts.crunBinary);
+  }
+
+  /** A container's id: unique per node (crun ids are per state root). */
+  containerId(podUid: string, name: string): string {
+    return `${this.opts.node}.${podUid}.${name}`;
+  }
+
+  dir(id: string): string {
+    return join(this.opts.dataDir, 'containers', id);
+  }
+
+  cgroupOf(podUid: string, name: string): ContainerCgroup {
+    return new ContainerCgroup(this.cgroups, `troupe-${this.opts.node}/${podUid}/${name}`);
+  }
+
+  /** Creates and starts one container; resolves once it runs (its pid is known). */
+  async run(req: RunRequest): Promise<Started> {
+    const id = this.containerId(req.podUid, req.container.name);
+    const d = this.dir(id);
+    await rm(d, { recursive: true, force: true });
+    await mkdir(join(d, 'rootfs'), { recursive: true });
+    await mkdir(join(d, 'scratch'), { recursive: true });
+    await writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`);
+    await writeFile(join(d, 'hostname'), `${req.podName}\n`);
+    await writeFile(join(d, 'resolv.conf'), `search ${req.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n`);
+    const cg = this.cgroupOf(req.podUid, req.container.name);
+    const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
+    const group = readIf(join(req.lowerDir, 'etc/group'));
+    const spec = buildSpec({
+      container: req.container,
+      image: req.image,
+      hostname: req.podName,
+      rootfs: join(d, 'rootfs'),
+      etcFiles: { hosts: join(d, 'hosts'), hostname: join(d, 'hostname'), resolvConf: join(d, 'resolv.conf') },
+      cgroupsPath: cg.runtimePath,
+      extraEnv: req.extraEnv,
+      lookupUser: (name) => {
+        const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
+        return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
+      },
+      lookupGroup: (name) => {
+        const line = group.split('\n').find((l) => l.split(':')[0] === name);
+        return line ? Number(line.split(':')[2]) : undefined;
+      },
+    });
+    await writeFile(join(d, 'config.json'), JSON.stringify(spec));
+    await cg.create(limitsFor(req.container));
+
+    const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
+    const unified = this.cgroups.layout === 'hybrid' ? this.cgroups.unified : undefined;
+    const shim = spawn('unshare', ['-m', '--propagation', 'private', '--', '/bin/sh', '-c', shimScript(unified), 'troupe-shim', d, req.lowerDir, ...crunArgv], {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, SCRATCH: req.scratchSize ?? '1g' },
+    });
+    // kept referenced: whoever awaits the exit keeps this process alive (an agent that stops and
+    // leaves containers running for its successor exits explicitly)
+    const shimDone = new Promise<void>((resolve) => {
+      shim.once('exit', () => resolve());
+      shim.once('error', () => resolve());
+    });
+    this.exits.set(id, shimDone.then(() => this.collect(id, req.podUid, req.container.name)));
+
+    // Running once crun has written the pid file (or failed)
+    const deadline = Date.now() + 30_000;
+    let ended = false;
+    void shimDone.then(() => (ended = true));
+    for (let attempt = 0; ; attempt++) {
+      const pid = readIf(join(d, 'pid')).trim();
+      if (pid) return { id, pid: Number(pid), startedAt: statSync(join(d, 'pid')).mtime };
+      if (ended) {
+        const exit = await this.exits.get(id)!;
+        throw new RuntimeError(exit.message ?? `container ${id} exited before it started`, { id, reason: exit.reason, exitCode: exit.exitCode });
+      }
+      if (Date.now() > deadline) throw new RuntimeError(`container ${id} did not start within 30 s`, { id });
+      await new Promise((r) => setTimeout(r, Math.min(50, backoff(attempt, 1, 50))));
+    }
+  }
+
+  /** Resolves when the container has exited, with its real status (also for adopted containers). */
+  wait(podUid: string, name: string): Promise<Exited> {
+    const id = this.containerId(podUid, name);
+    let p = this.exits.get(id);
+    if (!p) {
+      p = (async () => {
+        while (!existsSync(join(this.dir(id), 'exitcode')) && existsSync(this.dir(id))) {
+          const st = await this.crun.state(id);
+          if (!st && !existsSync(join(this.dir(id), 'exitcode'))) {
+            // neither running nor finished through a shim: it is gone without a status
+            await new Promise((r) => setTimeout(r, 200));
+            if (!existsSync(join(this.dir(id), 'exitcode'))) break;
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        return this.collect(id, podUid, name);
+      })();
+      this.exits.set(id, p);
+    }
+    return p;
+  }
+
+  private async collect(id: string, podUid: string, name: string): Promise<Exited> {
+    const d = this.dir(id);
+    const finishedAt = new Date();
+    const codeText = readIf(join(d, 'exitcode')).trim();
+    const started = readIf(join(d, 'pid')).trim() !== '';
+    if (!started || codeText === '') {
+      const crunLog = lastLines(readIf(join(d, 'crun.log')));
+      const shimLog = lastLines(readIf(join(d, 'shim.log')));
+      return { id, exitCode: codeText === '' ? -1 : Number(codeText), reason: 'ContainerCannotRun', message: crunLog || shimLog || 'the container could not be started', finishedAt };
+    }
+    const exitCode = Number(codeText);
+    const signal = exitCode > 128 ? SIGNALS[exitCode - 128] ?? `signal ${exitCode - 128}` : undefined;
+    let reason: ContainerExitReason = exitCode === 0 ? 'Completed' : 'Error';
+    // OOMKilled: killed by SIGKILL that the agent did not send, with the memory limit reached
+    // (v1 records the kill itself only in crun's child cgroup, gone by now; our cgroup holds the
+    // limit, so its limit-hit count tells)
+    if (exitCode === 137 && !this.killedByUs.has(id)) {
+      const stats = await this.cgroupOf(podUid, name).stats();
+      if (stats.oomKills > 0 || stats.memoryLimitHits > 0) reason = 'OOMKilled';
+    }
+    this.killedByUs.delete(id);
+    return { id, exitCode, signal, reason, finishedAt };
+  }
+
+  /** SIGTERM, then SIGKILL after the grace period; resolves with the exit. */
+  async stop(podUid: string, name: string, graceMs: number): Promise<Exited> {
+    const id = this.containerId(podUid, name);
+    const exited = this.wait(podUid, name);
+    await this.crun.kill(id, 'SIGTERM');
+    const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
+    if ((await Promise.race([exited, timer])) === 'timeout') {
+      this.killedByUs.add(id);
+      await this.crun.kill(id, 'SIGKILL');
+    }
+    return exited;
+  }
+
+  /** Removes everything of a stopped container: crun state, folder (with logs), cgroups. */
+  async remove(podUid: string, name: string): Promise<void> {
+    const id = this.containerId(podUid, name);
+    const st = await this.crun.state(id);
+    if (st && st.status !== 'stopped') {
+      this.killedByUs.add(id);
+      await this.crun.kill(id, 'SIGKILL');
+      await this.wait(podUid, name);
+    }
+    await this.crun.delete(id);
+    await rm(this.dir(id), { recursive: true, force: true });
+    await this.cgroupOf(podUid, name).remove();
+    this.exits.delete(id);
+  }
+
+  async exec(podUid: string, name: string, command: string[], opts: { timeout?: number } = {}) {
+    return this.crun.exec(this.containerId(podUid, name), command, opts);
+  }
+
+  stats(podUid: string, name: string): Promise<CgroupStats> {
+    return this.cgroupOf(podUid, name).stats();
+  }
+
+  /** The container's output so far. */
+  async logs(podUid: string, name: string): Promise<{ stdout: string; stderr: string }> {
+    const d = this.dir(this.containerId(podUid, name));
+    return { stdout: await readFile(join(d, 'stdout.log'), 'utf8').catch(() => ''), stderr: await readFile(join(d, 'stderr.log'), 'utf8').catch(() => '') };
+  }
+}
+
+function readIf(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function lastLines(text: string, n = 3): string {
+  return text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .slice(-n)
+    .map((l) => {
+      try {
+        const j = JSON.parse(l) as { msg?: string };
+        return j.msg ?? l;
+      } catch {
+        return l;
+      }
+    })
+    .join('; ');
+}

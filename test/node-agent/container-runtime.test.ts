@@ -1,0 +1,165 @@
+/**
+ * Real crun containers (as root): isolation, hardening, limits, exit status, termination, cleanup.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import t from 'tap';
+import type { Container } from '../../protocol/index.js';
+import { mergeCommand, mergeEnv } from '../../node-agent/index.js';
+import { busyboxImage, testRuntime } from '../helpers/images.js';
+import { waitFor } from '../helpers/nats.js';
+
+let seq = 0;
+async function run(t: Parameters<typeof testRuntime>[0], rt: ReturnType<typeof testRuntime>, img: Awaited<ReturnType<typeof busyboxImage>>, container: Partial<Container> & { name?: string }, podName = 'pod-a') {
+  const podUid = `uid${++seq}`;
+  const c = { name: 'main', image: 'busybox:test', ...container } as Container;
+  rt.track(podUid, c.name);
+  const started = await rt.run({ podUid, podName, namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir });
+  return { podUid, name: c.name, started };
+}
+
+t.test('command, args and env merge with the image config as Kubernetes specifies', async (t) => {
+  const image = { Entrypoint: ['/ep'], Cmd: ['cmd-arg'], Env: ['A=image', 'B=image'] };
+  t.same(mergeCommand({}, image), ['/ep', 'cmd-arg'], 'neither: Entrypoint + Cmd');
+  t.same(mergeCommand({ args: ['x'] }, image), ['/ep', 'x'], 'args only: Entrypoint + args');
+  t.same(mergeCommand({ command: ['/c'] }, image), ['/c'], 'command only: the image is ignored');
+  t.same(mergeCommand({ command: ['/c'], args: ['y'] }, image), ['/c', 'y']);
+  const env = mergeEnv(image, { env: [{ name: 'B', value: 'pod' }, { name: 'C', value: '$(A)-$(B)-$$(A)' }] });
+  t.ok(env.includes('A=image') && env.includes('B=pod') && env.includes('C=image-pod-$(A)'), env.join(' '));
+  t.ok(env.some((e) => e.startsWith('PATH=')), 'a default PATH');
+
+  const img = await busyboxImage(t, ['ENTRYPOINT ["/bin/echo", "from-entrypoint"]', 'CMD ["from-cmd"]', 'ENV GREETING=image']);
+  const rt = testRuntime(t, img.dir);
+  const a = await run(t, rt, img, {});
+  await rt.wait(a.podUid, a.name);
+  t.equal((await rt.logs(a.podUid, a.name)).stdout, 'from-entrypoint from-cmd\n');
+  const b = await run(t, rt, img, { args: ['override'] });
+  await rt.wait(b.podUid, b.name);
+  t.equal((await rt.logs(b.podUid, b.name)).stdout, 'from-entrypoint override\n');
+  const c = await run(t, rt, img, { command: ['/bin/sh', '-c', 'echo "$GREETING $WHO"'], env: [{ name: 'WHO', value: 'pod' }] });
+  await rt.wait(c.podUid, c.name);
+  t.equal((await rt.logs(c.podUid, c.name)).stdout, 'image pod\n');
+});
+
+t.test('isolation and hardening', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir);
+  const script = [
+    'echo "pid1=$(cat /proc/1/comm)"',
+    'for p in /proc/[0-9]*; do echo "seen=${p#/proc/}"; done',
+    'echo "host=$(hostname)"',
+    'grep CapEff /proc/self/status',
+    'for f in /proc/kcore /proc/keys /proc/timer_list; do [ -e $f ] && echo "masked $f=$(wc -c < $f)"; done',
+    'mount -t tmpfs none /tmp 2>&1 && echo mount=ok || echo mount=refused',
+    'unshare -m true 2>&1 && echo unshare=ok || echo unshare=refused',
+    'grep NoNewPrivs /proc/self/status',
+    'touch /proc/sys/kernel/x 2>/dev/null && echo procsys=rw || echo procsys=ro',
+  ].join('; ');
+  const r = await run(t, rt, img, { command: ['/bin/sh', '-c', script] }, 'iso-pod');
+  const exit = await rt.wait(r.podUid, r.name);
+  const out = (await rt.logs(r.podUid, r.name)).stdout + (await rt.logs(r.podUid, r.name)).stderr;
+  t.equal(exit.reason, 'Completed', out);
+  t.match(out, /pid1=sh\n/, 'the container’s first process is PID 1');
+  const pids = [...out.matchAll(/seen=(\d+)/g)].map((m) => Number(m[1]));
+  t.ok(pids.length > 0 && pids.length <= 3 && Math.max(...pids) < 10, `only the container's own processes are visible (${pids.join(',')})`);
+  t.match(out, /host=iso-pod\n/, 'hostname is the pod name');
+  t.match(out, /CapEff:\s+00000000a80405fb\n/, 'effective capabilities: Docker’s default set without NET_RAW');
+  // /proc/kcore does not exist on every kernel (not on this machine's); where it does it must read empty
+  const { readFileSync, existsSync: exists } = await import('node:fs');
+  for (const f of ['/proc/kcore', '/proc/keys', '/proc/timer_list']) {
+    if (!exists(f)) continue;
+    if (f !== '/proc/kcore') t.ok(readFileSync(f, 'utf8').length > 0, `${f} has content on the host`);
+    t.match(out, new RegExp(`masked ${f}=0\\n`), `${f} is masked (reads empty) in the container`);
+  }
+  // busybox words EPERM from mount(2) as "permission denied (are you root?)"
+  t.match(out, /mount: permission denied \(are you root\?\)\nmount=refused/, 'mount fails with EPERM');
+  t.match(out, /unshare=refused/, 'unshare fails');
+  t.match(out, /NoNewPrivs:\s+1/);
+  t.match(out, /procsys=ro/);
+});
+
+t.test('securityContext: user, group, read-only root, capabilities', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir);
+  const r = await run(t, rt, img, {
+    command: ['/bin/sh', '-c', 'id -u; id -g; touch /x 2>/dev/null && echo rootfs=rw || echo rootfs=ro; grep CapBnd /proc/self/status'],
+    securityContext: { runAsUser: 1000, runAsGroup: 2000, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'], add: ['NET_BIND_SERVICE'] } },
+  });
+  await rt.wait(r.podUid, r.name);
+  const { stdout } = await rt.logs(r.podUid, r.name);
+  t.match(stdout, /^1000\n2000\nrootfs=ro\nCapBnd:\s+0000000000000400\n$/);
+  await t.rejects(run(t, rt, img, { command: ['/bin/true'], securityContext: { runAsNonRoot: true } }), { message: /runAsNonRoot is set but the container would run as root/ });
+});
+
+t.test('limits: memory → OOMKilled; pids stop a fork bomb; cpu quota written', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir);
+  // memory: allocate well past 32Mi in a shell variable
+  const m = await run(t, rt, img, {
+    command: ['/bin/sh', '-c', 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived ${#x}'],
+    resources: { limits: { memory: '32Mi' } },
+  });
+  const mexit = await rt.wait(m.podUid, m.name);
+  t.equal(mexit.reason, 'OOMKilled', `reason ${mexit.reason}, exit ${mexit.exitCode}`);
+  t.equal(mexit.exitCode, 137);
+  // pids: a fork bomb stops at the limit. The shell echoes (a builtin, no fork) before each fork
+  // and dies on the first one refused, so the last number says how far it got.
+  const p = await run(t, rt, img, {
+    command: ['/bin/sh', '-c', 'i=0; while [ $i -lt 500 ]; do i=$((i+1)); echo $i; sleep 30 & done; echo not-stopped'],
+    resources: { limits: { pids: '20' } },
+  });
+  const pexit = await rt.wait(p.podUid, p.name);
+  const plogs = await rt.logs(p.podUid, p.name);
+  const reached = Math.max(...plogs.stdout.split('\n').filter(Boolean).map(Number).filter((n) => !Number.isNaN(n)));
+  t.notMatch(plogs.stdout, /not-stopped/, 'the bomb did not run its course');
+  t.ok(reached >= 10 && reached <= 20, `it got to ${reached} processes, no further than the limit of 20`);
+  t.match(plogs.stderr, /can't fork: Resource temporarily unavailable/);
+  t.equal(pexit.reason, 'Error');
+  // cpu
+  const c = await run(t, rt, img, { command: ['/bin/sleep', '30'], resources: { limits: { cpu: '250m', memory: '64Mi' }, requests: { cpu: '100m' } } });
+  const limits = await rt.cgroupOf(c.podUid, c.name).readLimits();
+  t.equal(limits.cpuQuota, 25000, 'cpu.cfs_quota_us = 250m × 100000');
+  t.equal(limits.cpuPeriod, 100000);
+  t.equal(limits.cpuShares, 102, 'requests.cpu 100m → shares 102');
+  t.equal(limits.memory, 64 * 1024 * 1024);
+  await rt.stop(c.podUid, c.name, 2000);
+});
+
+t.test('graceful termination: a SIGTERM trap is honoured; past the grace period, SIGKILL', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir);
+  const polite = await run(t, rt, img, { command: ['/bin/sh', '-c', 'trap "echo got-term; exit 0" TERM; echo ready; while :; do sleep 0.1; done'] });
+  await waitFor(async () => (await rt.logs(polite.podUid, polite.name)).stdout.includes('ready'), 'ready');
+  const e1 = await rt.stop(polite.podUid, polite.name, 5000);
+  t.equal(e1.exitCode, 0);
+  t.equal(e1.reason, 'Completed');
+  t.match((await rt.logs(polite.podUid, polite.name)).stdout, /got-term/);
+  const stubborn = await run(t, rt, img, { command: ['/bin/sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done'] });
+  await waitFor(async () => (await rt.logs(stubborn.podUid, stubborn.name)).stdout.includes('ready'), 'ready');
+  const t0 = Date.now();
+  const e2 = await rt.stop(stubborn.podUid, stubborn.name, 500);
+  t.equal(e2.exitCode, 137);
+  t.equal(e2.signal, 'SIGKILL');
+  t.ok(Date.now() - t0 >= 450, 'the grace period was given first');
+});
+
+t.test('a command that does not exist: ContainerCannotRun carrying crun’s message', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir);
+  await t.rejects(run(t, rt, img, { command: ['/no/such/program'] }), { name: 'RuntimeError', message: /\/no\/such\/program/ });
+});
+
+t.test('after removal nothing is left: no crun container, mount, cgroup or folder', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'cleanup-node');
+  const pods = await Promise.all([0, 1, 2].map(() => run(t, rt, img, { command: ['/bin/sleep', '60'], resources: { limits: { memory: '16Mi' } } })));
+  t.equal((await rt.crun.list()).length, 3, 'three containers run');
+  for (const p of pods) await rt.stop(p.podUid, p.name, 100);
+  for (const p of pods) await rt.remove(p.podUid, p.name);
+  t.same(await rt.crun.list(), [], 'no crun container');
+  const mounts = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
+  t.notOk(mounts.includes(img.dir), 'no mount under the agent’s folders');
+  t.notOk(existsSync('/sys/fs/cgroup/memory/troupe-cleanup-node'), 'no cgroup');
+  t.notOk(existsSync('/sys/fs/cgroup/pids/troupe-cleanup-node'), 'no pids cgroup');
+  t.same(readdirSync(`${img.dir}/agent-cleanup-node/containers`), [], 'no container folder');
+});
