@@ -30,6 +30,7 @@ import {
   type Envelope,
   type EventBody,
   type Issue,
+  type Subjects,
   type TroupeError,
 } from '../protocol/index.js';
 import { Supervisor, backoff, sleep, systemClock, type Clock, type ExitReason, type Logger } from '../supervisor/index.js';
@@ -45,6 +46,8 @@ export interface ActorHostOptions {
   store?: KvStore;
   logger?: Logger;
   clock?: Clock;
+  /** Hosts the kinds below a subject scope (e.g. `node.n1` for a node agent's actors). */
+  scope?: string;
   /** A NATS queue group for the kind subscriptions (only with partitioned ownership). */
   queue?: string;
   /** How long a snapshot write may keep retrying before the commands waiting on it fail (ms). */
@@ -103,6 +106,7 @@ export class ActorHost {
   /** Reused issue list for the validation fast path (empty unless a check fails). */
   private readonly scratch: Issue[] = [];
   private readonly commands;
+  private readonly subjects: Subjects;
 
   private constructor(
     readonly bus: Bus,
@@ -119,6 +123,7 @@ export class ActorHost {
     }
     this.exited = supervisor.exited;
     this.commands = bus.metrics.counter('actor_commands_total');
+    this.subjects = opts.scope ? bus.subjects.scoped(opts.scope) : bus.subjects;
   }
 
   static async start(bus: Bus, opts: ActorHostOptions): Promise<ActorHost> {
@@ -130,7 +135,7 @@ export class ActorHost {
     const host = new ActorHost(bus, store, supervisor, opts);
     for (const kind of host.kinds.values()) {
       host.subs.push(
-        bus.subscribe<CommandBody>(bus.subjects.cmdAll(kind.kind), (env, msg) => host.onCommand(kind, env, msg), {
+        bus.subscribe<CommandBody>(host.subjects.cmdAll(kind.kind), (env, msg) => host.onCommand(kind, env, msg), {
           accept: [MessageType.Command],
           queue: opts.queue,
         }),
@@ -162,14 +167,14 @@ export class ActorHost {
     const subject = msg.subject;
     let cell = this.cells.get(subject);
     if (!cell) {
-      const key = this.bus.subjects.parseCmd(subject);
+      const key = this.subjects.parseCmd(subject);
       if (!key) return this.bus.reject(msg, new ValidationError(`subject ${subject} names no actor`), env.id);
       cell = {
         kind,
         namespace: key.namespace,
         name: key.name,
-        storeKey: this.bus.subjects.stateKey(kind.kind, key.namespace, key.name),
-        evtSubject: this.bus.subjects.evt(kind.kind, key.namespace, key.name),
+        storeKey: this.subjects.stateKey(kind.kind, key.namespace, key.name),
+        evtSubject: this.subjects.evt(kind.kind, key.namespace, key.name),
         actor: undefined,
         mailbox: [],
         starting: false,

@@ -20,7 +20,7 @@ export async function ensureEventStream(bus: Bus, opts: EventStreamOptions = {})
   const name = bus.subjects.eventStream;
   const config = {
     name,
-    subjects: [`${bus.subjects.root}.evt.>`],
+    subjects: [`${bus.subjects.root}.evt.>`, `${bus.subjects.root}.node.*.evt.>`],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     discard: DiscardPolicy.Old,

@@ -58,11 +58,21 @@ export interface Subjects {
   stateKey(kind: string, namespace: string, name: string): string;
   /** KV key filter for every actor of a kind. */
   stateKeyFilter(kind: string, namespace?: string): string;
+  /**
+   * The same layout below a scope: `scoped('node.n1').cmd(…)` is `troupe.<c>.node.n1.cmd.…`,
+   * and its state keys start with `node.n1.`: all of a node's actors sit under its nodeScope.
+   */
+  scoped(scope: string): Subjects;
+  /** The scope of these subjects ('' at the cluster level). */
+  readonly scope: string;
 }
 
-export function subjects(cluster: string): Subjects {
+export function subjects(cluster: string, scope = ''): Subjects {
   const c = token(cluster, 'cluster');
-  const root = `troupe.${c}`;
+  const scopeParts = scope ? scope.split('.').map((p) => token(p, 'scope')) : [];
+  const root = ['troupe', c, ...scopeParts].join('.');
+  const clusterRoot = `troupe.${c}`;
+  const keyPrefix = scopeParts.length ? `${scopeParts.join('.')}.` : '';
   const cmdPrefix = `${root}.cmd.`;
   const evtPrefix = `${root}.evt.`;
   // Subjects repeat (one per actor): parsed keys are cached, boundedly.
@@ -91,12 +101,14 @@ export function subjects(cluster: string): Subjects {
     evtFilter: (kind, namespace, name) =>
       `${evtPrefix}${kind ? token(kind, 'kind') : '*'}.${namespace ? token(namespace, 'namespace') : '*'}.${name ? token(name, 'name') : '*'}`,
     parseEvt: (subject) => parse(evtPrefix, subject),
-    nodeCmd: (node) => `${root}.node.${token(node, 'node')}.cmd`,
-    nodeHb: (node) => `${root}.node.${token(node, 'node')}.hb`,
-    nodeScope: (node) => `${root}.node.${token(node, 'node')}.>`,
+    nodeCmd: (node) => `${clusterRoot}.node.${token(node, 'node')}.cmd`,
+    nodeHb: (node) => `${clusterRoot}.node.${token(node, 'node')}.hb`,
+    nodeScope: (node) => `${clusterRoot}.node.${token(node, 'node')}.>`,
     stateBucket: `troupe-${c.replaceAll('.', '_')}-state`,
     eventStream: `troupe-${c.replaceAll('.', '_')}-events`,
-    stateKey: (kind, namespace, name) => key3(kind, namespace, name),
-    stateKeyFilter: (kind, namespace) => `${token(kind, 'kind')}.${namespace ? token(namespace, 'namespace') : '*'}.*`,
+    stateKey: (kind, namespace, name) => keyPrefix + key3(kind, namespace, name),
+    stateKeyFilter: (kind, namespace) => `${keyPrefix}${token(kind, 'kind')}.${namespace ? token(namespace, 'namespace') : '*'}.*`,
+    scoped: (sc) => subjects(cluster, scope ? `${scope}.${sc}` : sc),
+    scope,
   };
 }

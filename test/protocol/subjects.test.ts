@@ -37,3 +37,18 @@ t.test('names that could break the subject space are refused', async (t) => {
     t.match((err as Error).message, /^name: expected a DNS-1123 name usable as a subject token, got "a b"$/);
   }
 });
+
+t.test('scoped subjects: a node’s actors live under its nodeScope', async (t) => {
+  const s = subjects('prod');
+  const n = s.scoped('node.n1');
+  t.equal(n.cmd('pod', 'default', 'web'), 'troupe.prod.node.n1.cmd.pod.default.web');
+  t.equal(n.cmdAll('pod'), 'troupe.prod.node.n1.cmd.pod.*.*');
+  t.equal(n.evt('pod', 'default', 'web'), 'troupe.prod.node.n1.evt.pod.default.web');
+  t.same(n.parseCmd('troupe.prod.node.n1.cmd.pod.default.web'), { kind: 'pod', namespace: 'default', name: 'web' });
+  t.equal(n.stateKey('pod', 'default', 'web'), 'node.n1.pod.default.web');
+  t.equal(n.stateBucket, s.stateBucket, 'one state bucket per cluster');
+  const scope = s.nodeScope('n1').slice(0, -1);
+  for (const subj of [n.cmd('pod', 'a', 'b'), n.evt('pod', 'a', 'b'), s.nodeHb('n1'), s.nodeCmd('n1')]) t.ok(subj.startsWith(scope), `${subj} is inside ${s.nodeScope('n1')}`);
+  t.equal(n.nodeHb('n1'), s.nodeHb('n1'), 'node subjects do not nest');
+  t.throws(() => s.scoped('node.Bad'), { name: 'SubjectError' });
+});
