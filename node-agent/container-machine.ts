@@ -1,0 +1,207 @@
+/**
+ * One container's life on the node, as Kubernetes tells it: waiting (ErrImagePull,
+ * ImagePullBackOff, ContainerCreating, CrashLoopBackOff) → running → terminated (Completed, Error,
+ * OOMKilled, ContainerCannotRun), restarted by the pod's restartPolicy with exponential backoff
+ * (Kubernetes: 10 s doubling to 300 s; base and cap are the node's to choose), reset after the
+ * container has run long enough.
+ *
+ * Every effect is an actor named in setup (ensureImage, runContainer, waitExit, stopContainer,
+ * removeContainer), so tests provide their own and the agent provides crun's. A `delete` wins
+ * over anything pending: it always ends in stopping → removing → removed.
+ */
+import { assign, fromPromise, sendParent, setup } from 'xstate';
+import type { Container } from '../protocol/index.js';
+import type { ImageRuntimeConfig } from './image-config.js';
+
+export type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
+
+export type ContainerState =
+  | { waiting: { reason: string; message?: string } }
+  | { running: { startedAt: string } }
+  | { terminated: { exitCode: number; signal?: string; reason: string; message?: string; startedAt?: string; finishedAt: string } };
+
+export interface ContainerInput {
+  podUid: string;
+  podName: string;
+  namespace: string;
+  container: Container;
+  restartPolicy: RestartPolicy;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  /** A container that ran this long has its backoff reset (Kubernetes: 10 minutes). */
+  backoffResetMs: number;
+  graceMs: number;
+}
+
+export interface PreparedImage {
+  config: ImageRuntimeConfig;
+  lowerDir: string;
+}
+
+export interface ContainerContext extends ContainerInput {
+  restartCount: number;
+  /** Failures in a row, for the backoff (reset after a long enough run). */
+  backoffStep: number;
+  pullFailures: number;
+  image?: PreparedImage;
+  state: ContainerState;
+  lastState?: ContainerState;
+  startedAtMs?: number;
+}
+
+export interface ExitInfo {
+  exitCode: number;
+  signal?: string;
+  reason: string;
+  message?: string;
+  finishedAt: string;
+}
+
+export type ContainerEvent = { type: 'delete' } | { type: 'get' };
+
+/** The delay before restart number `step` (0-based): base · 2^step, capped. */
+export function restartDelay(step: number, baseMs: number, capMs: number): number {
+  return Math.min(capMs, baseMs * 2 ** Math.min(step, 30));
+}
+
+export const containerMachine = setup({
+  types: {} as { context: ContainerContext; input: ContainerInput; events: ContainerEvent },
+  actors: {
+    ensureImage: fromPromise<PreparedImage, { image: string }>(async () => {
+      throw new Error('ensureImage not provided');
+    }),
+    runContainer: fromPromise<{ startedAt: string }, { ctx: ContainerContext }>(async () => {
+      throw new Error('runContainer not provided');
+    }),
+    waitExit: fromPromise<ExitInfo, { ctx: ContainerContext }>(async () => {
+      throw new Error('waitExit not provided');
+    }),
+    stopContainer: fromPromise<void, { ctx: ContainerContext }>(async () => undefined),
+    removeContainer: fromPromise<void, { ctx: ContainerContext }>(async () => undefined),
+  },
+  actions: {
+    /** Tells the pod that this container changed, so the pod publishes it. */
+    notify: sendParent({ type: 'container.changed' }),
+  },
+  guards: {
+    shouldRestart: ({ context }) => {
+      const t = context.state;
+      if (!('terminated' in t)) return false;
+      if (context.restartPolicy === 'Always') return true;
+      if (context.restartPolicy === 'OnFailure') return t.terminated.exitCode !== 0 || t.terminated.reason === 'ContainerCannotRun';
+      return false;
+    },
+  },
+  delays: {
+    pullDelay: ({ context }) => restartDelay(Math.max(0, context.pullFailures - 1), context.backoffBaseMs, context.backoffCapMs),
+    restartDelay: ({ context }) => restartDelay(context.backoffStep, context.backoffBaseMs, context.backoffCapMs),
+  },
+}).createMachine({
+  id: 'container',
+  context: ({ input }) => ({ ...input, restartCount: 0, backoffStep: 0, pullFailures: 0, state: { waiting: { reason: 'ContainerCreating' } } }),
+  initial: 'pulling',
+  on: { delete: '.stopping' },
+  states: {
+    pulling: {
+      entry: 'notify',
+      invoke: {
+        src: 'ensureImage',
+        input: ({ context }) => ({ image: context.container.image }),
+        onDone: { target: 'starting', actions: assign({ image: ({ event }) => event.output, pullFailures: 0 }) },
+        onError: {
+          target: 'pullBackoff',
+          actions: assign({
+            pullFailures: ({ context }) => context.pullFailures + 1,
+            state: ({ event }) => ({ waiting: { reason: 'ErrImagePull', message: (event.error as Error)?.message ?? String(event.error) } }),
+          }),
+        },
+      },
+    },
+    pullBackoff: {
+      entry: 'notify',
+      after: {
+        pullDelay: 'pulling',
+      },
+      // Kubernetes shows ErrImagePull for the failure itself, then ImagePullBackOff while it waits
+      initial: 'failed',
+      states: {
+        failed: { after: { 1: { target: 'backingOff', actions: [assign({ state: ({ context }) => ({ waiting: { reason: 'ImagePullBackOff', message: 'waiting' in context.state ? context.state.waiting.message : undefined } }) }), 'notify'] } } },
+        backingOff: {},
+      },
+    },
+    starting: {
+      entry: [assign({ state: { waiting: { reason: 'ContainerCreating' } } }), 'notify'],
+      invoke: {
+        src: 'runContainer',
+        input: ({ context }) => ({ ctx: context }),
+        onDone: {
+          target: 'running',
+          actions: assign({ state: ({ event }) => ({ running: { startedAt: event.output.startedAt } }), startedAtMs: ({ event }) => Date.parse(event.output.startedAt) }),
+        },
+        onError: {
+          target: 'exited',
+          actions: assign({
+            state: ({ event }) => ({
+              terminated: { exitCode: 128, reason: 'ContainerCannotRun', message: (event.error as Error)?.message ?? String(event.error), finishedAt: new Date().toISOString() },
+            }),
+          }),
+        },
+      },
+    },
+    running: {
+      entry: 'notify',
+      invoke: {
+        src: 'waitExit',
+        input: ({ context }) => ({ ctx: context }),
+        onDone: {
+          target: 'exited',
+          actions: assign({
+            state: ({ context, event }) => ({
+              terminated: { ...event.output, startedAt: 'running' in context.state ? context.state.running.startedAt : undefined },
+            }),
+            backoffStep: ({ context, event }) =>
+              context.startedAtMs !== undefined && Date.parse(event.output.finishedAt) - context.startedAtMs >= context.backoffResetMs ? 0 : context.backoffStep,
+          }),
+        },
+        onError: {
+          target: 'exited',
+          actions: assign({ state: ({ event }) => ({ terminated: { exitCode: 255, reason: 'Error', message: String((event.error as Error)?.message ?? event.error), finishedAt: new Date().toISOString() } }) }),
+        },
+      },
+    },
+    exited: {
+      entry: [assign({ lastState: ({ context }) => context.state }), 'notify'],
+      always: [{ guard: 'shouldRestart', target: 'crashBackoff' }, { target: 'terminated' }],
+    },
+    crashBackoff: {
+      entry: [assign({ state: ({ context }) => ({ waiting: { reason: 'CrashLoopBackOff', message: `back-off restarting failed container ${context.container.name}` } }) }), 'notify'],
+      after: {
+        restartDelay: {
+          target: 'starting',
+          actions: assign({ restartCount: ({ context }) => context.restartCount + 1, backoffStep: ({ context }) => context.backoffStep + 1 }),
+        },
+      },
+    },
+    terminated: { entry: 'notify' },
+    stopping: {
+      entry: 'notify',
+      on: { delete: {} },
+      invoke: {
+        src: 'stopContainer',
+        input: ({ context }) => ({ ctx: context }),
+        onDone: 'removing',
+        onError: 'removing',
+      },
+    },
+    removing: {
+      on: { delete: {} },
+      invoke: {
+        src: 'removeContainer',
+        input: ({ context }) => ({ ctx: context }),
+        onDone: 'removed',
+        onError: 'removed',
+      },
+    },
+    removed: { type: 'final', entry: 'notify', on: { delete: {} } },
+  },
+});

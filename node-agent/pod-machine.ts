@@ -1,0 +1,143 @@
+/**
+ * A pod on the node (the kubelet's pod worker, as an actor): `run` gives it its spec and spawns
+ * one container machine per container; `delete` stops and removes them all, then the pod ends.
+ * Its status (phase and each container's state) is derived from its containers; every change of
+ * a container is a transition of the pod, so the pod's event subject carries each of them.
+ */
+import { assign, sendTo, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
+import { container as containerSchema, s, labelName, type Infer } from '../protocol/index.js';
+import { containerMachine, type ContainerContext, type ContainerState, type RestartPolicy } from './container-machine.js';
+
+export const podSpecSchema = s.object({
+  containers: s.array(containerSchema, { min: 1, max: 64 }),
+  restartPolicy: s.optional(s.oneOf(['Always', 'OnFailure', 'Never'] as const)),
+  terminationGracePeriodSeconds: s.optional(s.int({ min: 0, max: 86400 })),
+});
+export type PodRunSpec = Infer<typeof podSpecSchema>;
+
+export const podEvents = s.union('type', {
+  run: s.object({ uid: s.string({ min: 1, max: 64, pattern: /^[a-z0-9-]+$/, patternName: 'a pod uid (lower-case letters, digits, -)' }), spec: podSpecSchema }),
+  delete: s.object({}),
+  get: s.object({}),
+});
+
+export interface NodeTuning {
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  backoffResetMs: number;
+}
+
+export interface PodContext {
+  namespace: string;
+  name: string;
+  uid?: string;
+  spec?: PodRunSpec;
+  tuning: NodeTuning;
+  /** Bumped on every container change, so that each is a transition of the pod. */
+  version: number;
+  containers: ActorRefFrom<typeof containerMachine>[];
+}
+
+export type PodEvent =
+  | { type: 'run'; uid: string; spec: PodRunSpec }
+  | { type: 'delete' }
+  | { type: 'get' }
+  | { type: 'container.changed' };
+
+export const podMachine = setup({
+  types: {} as { context: PodContext; events: PodEvent; input: { namespace: string; name: string; tuning: NodeTuning } },
+  actors: { container: containerMachine },
+  guards: {
+    allRemoved: ({ context }) => context.containers.every((c) => c.getSnapshot().status === 'done'),
+  },
+}).createMachine({
+  id: 'pod',
+  context: ({ input }) => ({ ...input, version: 0, containers: [] }),
+  initial: 'idle',
+  on: { 'container.changed': { actions: assign({ version: ({ context }) => context.version + 1 }) } },
+  states: {
+    idle: {
+      on: {
+        run: {
+          target: 'active',
+          actions: assign(({ context, event, spawn }) => ({
+            uid: event.uid,
+            spec: event.spec,
+            containers: event.spec.containers.map((c) =>
+              spawn('container', {
+                id: c.name,
+                input: {
+                  podUid: event.uid,
+                  podName: context.name,
+                  namespace: context.namespace,
+                  container: c,
+                  restartPolicy: (event.spec.restartPolicy ?? 'Always') as RestartPolicy,
+                  graceMs: (event.spec.terminationGracePeriodSeconds ?? 30) * 1000,
+                  ...context.tuning,
+                },
+              }),
+            ),
+          })),
+        },
+        delete: 'deleted',
+      },
+    },
+    active: {
+      // a pod's spec does not change once it runs (as in Kubernetes): a second `run` is a no-op
+      on: {
+        delete: { target: 'deleting', actions: ({ context }) => context.containers.forEach((c) => c.send({ type: 'delete' })) },
+      },
+    },
+    deleting: {
+      always: { guard: 'allRemoved', target: 'deleted' },
+      on: { 'container.changed': { actions: assign({ version: ({ context }) => context.version + 1 }), target: 'deleting', reenter: true } },
+    },
+    deleted: { type: 'final' },
+  },
+});
+
+export type PodPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Terminating' | 'Deleted';
+
+export interface ContainerStatus {
+  name: string;
+  image: string;
+  state: ContainerState;
+  lastState?: ContainerState;
+  restartCount: number;
+  started: boolean;
+}
+
+export interface PodStatus {
+  uid?: string;
+  phase: PodPhase;
+  containerStatuses: ContainerStatus[];
+}
+
+/** The pod's status, as Kubernetes derives its phase from its containers. */
+export function podStatus(snapshot: SnapshotFrom<typeof podMachine>): PodStatus {
+  const ctx = snapshot.context;
+  const statuses: ContainerStatus[] = ctx.containers.map((ref) => {
+    const c = ref.getSnapshot().context as ContainerContext;
+    return {
+      name: c.container.name,
+      image: c.container.image,
+      state: c.state,
+      ...(c.lastState && c.lastState !== c.state ? { lastState: c.lastState } : {}),
+      restartCount: c.restartCount,
+      started: 'running' in c.state,
+    };
+  });
+  let phase: PodPhase;
+  if (snapshot.status === 'done') phase = 'Deleted';
+  else if (snapshot.matches('deleting')) phase = 'Terminating';
+  else if (statuses.length === 0) phase = 'Pending';
+  else if (statuses.some((c) => 'running' in c.state)) phase = 'Running';
+  else if (statuses.every((c) => 'terminated' in c.state)) {
+    phase = statuses.every((c) => 'terminated' in c.state && c.state.terminated.exitCode === 0) ? 'Succeeded' : 'Failed';
+  } else if (statuses.some((c) => 'waiting' in c.state && c.state.waiting.reason === 'CrashLoopBackOff')) phase = 'Running';
+  else phase = 'Pending';
+  return { uid: ctx.uid, phase, containerStatuses: statuses };
+}
+
+void sendTo;
+void labelName;

@@ -1,0 +1,62 @@
+/**
+ * The pod actor kind on a node: the pod machine with its container effects bound to this node's
+ * image store and crun runtime.
+ */
+import { fromPromise } from 'xstate';
+import { defineKind, Persist } from '../actors/index.js';
+import type { ContainerRuntime } from './container-runtime.js';
+import { containerMachine, type ContainerContext, type ExitInfo, type PreparedImage } from './container-machine.js';
+import type { ImageStore } from './image-store.js';
+import { podEvents, podMachine, podStatus, type NodeTuning } from './pod-machine.js';
+
+export const DEFAULT_TUNING: NodeTuning = { backoffBaseMs: 10_000, backoffCapMs: 300_000, backoffResetMs: 600_000 };
+
+/** The container machine with crun's effects. Stops wait for a start in flight (a kill is never lost). */
+export function boundContainerMachine(runtime: ContainerRuntime, images: ImageStore) {
+  const starting = new Map<string, Promise<unknown>>();
+  const key = (c: ContainerContext) => `${c.podUid}/${c.container.name}`;
+  return containerMachine.provide({
+    actors: {
+      ensureImage: fromPromise<PreparedImage, { image: string }>(async ({ input }) => {
+        const { path, image } = await images.rootfs(input.image);
+        return { config: image.config.config, lowerDir: path };
+      }),
+      runContainer: fromPromise<{ startedAt: string }, { ctx: ContainerContext }>(async ({ input }) => {
+        const c = input.ctx;
+        const run = runtime.run({ podUid: c.podUid, podName: c.podName, namespace: c.namespace, container: c.container, image: c.image!.config, lowerDir: c.image!.lowerDir });
+        starting.set(key(c), run.catch(() => undefined));
+        const started = await run;
+        return { startedAt: started.startedAt.toISOString() };
+      }),
+      waitExit: fromPromise<ExitInfo, { ctx: ContainerContext }>(async ({ input }) => {
+        const e = await runtime.wait(input.ctx.podUid, input.ctx.container.name);
+        return { exitCode: e.exitCode, signal: e.signal, reason: e.reason, message: e.message, finishedAt: e.finishedAt.toISOString() };
+      }),
+      stopContainer: fromPromise<void, { ctx: ContainerContext }>(async ({ input }) => {
+        await starting.get(key(input.ctx));
+        const st = await runtime.crun.state(runtime.containerId(input.ctx.podUid, input.ctx.container.name));
+        if (st && st.status !== 'stopped') await runtime.stop(input.ctx.podUid, input.ctx.container.name, input.ctx.graceMs);
+      }),
+      removeContainer: fromPromise<void, { ctx: ContainerContext }>(async ({ input }) => {
+        await starting.get(key(input.ctx));
+        starting.delete(key(input.ctx));
+        await runtime.remove(input.ctx.podUid, input.ctx.container.name);
+      }),
+    },
+  });
+}
+
+/** The `pod` kind an agent hosts under its node scope. */
+export function podKind(runtime: ContainerRuntime, images: ImageStore, tuning: NodeTuning = DEFAULT_TUNING) {
+  const machine = podMachine.provide({ actors: { container: boundContainerMachine(runtime, images) } });
+  return defineKind({
+    kind: 'pod',
+    machine,
+    events: podEvents,
+    input: (key) => ({ namespace: key.namespace, name: key.name, tuning }),
+    reply: (snapshot) => podStatus(snapshot),
+    publish: (snapshot) => podStatus(snapshot),
+    // a pod's truth is the runtime's (containers, exit files), rebuilt on adoption, not a snapshot
+    persist: Persist.None,
+  });
+}
