@@ -8,6 +8,10 @@ import { join } from 'node:path';
 import { PROTOCOL_VERSION, formatVersion, TroupeError } from '../protocol/index.js';
 import { createLogger, isLogLevel, LOG_LEVELS } from '../supervisor/index.js';
 import { up } from './up.js';
+import { resolveServer } from './context.js';
+import { Bus } from '../actors/index.js';
+import { Agent, detectCgroups, namespacePrefix } from '../node-agent/index.js';
+import { isDns1123Label } from '../protocol/index.js';
 import { VERSION } from './version.js';
 
 const USAGE = `troupe — a container orchestrator built as an actor system
@@ -15,6 +19,8 @@ const USAGE = `troupe — a container orchestrator built as an actor system
 Usage:
   troupe up [--data-dir DIR] [--port N] [--cluster NAME] [--server URL]
                                    bring up the one-node cluster (embedded nats-server, control plane)
+  troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--backoff-base MS] [--backoff-cap MS]
+                                   run a node agent (runs pods with crun)
   troupe version                   print the version
   troupe help                      this text
 
@@ -44,6 +50,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'up':
       return cmdUp(rest);
+    case 'agent':
+      return cmdAgent(rest);
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}; see \`troupe help\``);
   }
@@ -91,6 +99,62 @@ async function cmdUp(args: string[]): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+async function cmdAgent(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      server: { type: 'string' },
+      'node-name': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'log-level': { type: 'string' },
+      'backoff-base': { type: 'string' },
+      'backoff-cap': { type: 'string' },
+    },
+  });
+  const level = values['log-level'] ?? 'info';
+  if (!isLogLevel(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+  const nodeName = values['node-name'];
+  if (!nodeName || !isDns1123Label(nodeName)) throw new UsageError(`--node-name: expected a DNS-1123 label, got ${JSON.stringify(nodeName ?? '')}`);
+  const ms = (flag: 'backoff-base' | 'backoff-cap') => {
+    const v = values[flag];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag}: expected milliseconds ≥ 1, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const tuning = { ...(ms('backoff-base') ? { backoffBaseMs: ms('backoff-base') } : {}), ...(ms('backoff-cap') ? { backoffCapMs: ms('backoff-cap') } : {}) };
+  // crun needs a mount namespace without the hybrid layout's cgroup2 mount: enter one, once
+  const reexec = namespacePrefix(detectCgroups());
+  if (reexec.length > 0 && process.env.TROUPE_MOUNT_NS !== '1') return reexecIn(reexec);
+  const logger = createLogger({ level });
+  const { server, cluster } = resolveServer(values.server);
+  const dataDir = values['data-dir'] ?? join(defaultDataDir(), 'agents', nodeName);
+  const bus = await Bus.connect({ servers: server, cluster, name: `agent-${nodeName}`, logger });
+  const agent = new Agent({ bus, nodeName, dataDir, logger, tuning });
+  await agent.start();
+  process.stdout.write(`troupe agent ${nodeName} is up (cluster "${cluster}" on ${server}, data in ${dataDir})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await agent.stop();
+  await bus.close();
+  return 0;
+}
+
+/** Runs this same command again inside `prefix` (a private mount namespace), passing signals on. */
+async function reexecIn(prefix: string[]): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(prefix[0]!, [...prefix.slice(1), process.execPath, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, TROUPE_MOUNT_NS: '1' },
+  });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
 }
 
 main(process.argv.slice(2)).then(

@@ -14,6 +14,8 @@ export { readTar, ByteReader } from './tar-reader.js';
 export type { TarEntry, EntryType } from './tar-reader.js';
 export { ImageFormatError, UnsafeArchiveError, ImageNotFoundError, ImageRefError, RuntimeError } from './errors.js';
 export { ContainerRuntime } from './container-runtime.js';
+export { Agent, heartbeatBody } from './agent.js';
+export type { AgentOptions, NodeInfo } from './agent.js';
 export type { RunRequest, Started, Exited, ContainerExitReason, RuntimeOptions } from './container-runtime.js';
 export { Crun, namespacePrefix, CRUN_INSTALL_HINT } from './crun.js';
 export type { CrunResult } from './crun.js';

@@ -48,6 +48,8 @@ export interface Subjects {
   parseEvt(subject: string): ResourceKey | undefined;
   nodeCmd(node: string): string;
   nodeHb(node: string): string;
+  /** Every node's heartbeats. */
+  nodeHbAll(): string;
   /** Everything of one node: the scope to grant that node's credentials. */
   nodeScope(node: string): string;
   /** KV bucket holding actor snapshots and desired state. */
@@ -103,6 +105,7 @@ export function subjects(cluster: string, scope = ''): Subjects {
     parseEvt: (subject) => parse(evtPrefix, subject),
     nodeCmd: (node) => `${clusterRoot}.node.${token(node, 'node')}.cmd`,
     nodeHb: (node) => `${clusterRoot}.node.${token(node, 'node')}.hb`,
+    nodeHbAll: () => `${clusterRoot}.node.*.hb`,
     nodeScope: (node) => `${clusterRoot}.node.${token(node, 'node')}.>`,
     stateBucket: `troupe-${c.replaceAll('.', '_')}-state`,
     eventStream: `troupe-${c.replaceAll('.', '_')}-events`,

@@ -1,0 +1,108 @@
+/**
+ * The node agent: registers its node (capacity, allocatable, labels), heartbeats, and hosts the
+ * pod actors of its node under `troupe.<c>.node.<name>.…`. Two agents with different names share
+ * a machine without touching each other's containers, cgroups, folders or subjects.
+ */
+import { cpus, hostname, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { ActorHost, KvStore, type Bus } from '../actors/index.js';
+import { MessageType, packValue, s, token } from '../protocol/index.js';
+import type { Logger } from '../supervisor/index.js';
+import { ContainerRuntime } from './container-runtime.js';
+import { ImageStore } from './image-store.js';
+import { DEFAULT_TUNING, podKind } from './pod-runtime.js';
+import type { NodeTuning } from './pod-machine.js';
+
+export const heartbeatBody = s.object({
+  node: s.string({ min: 1, max: 253 }),
+  seq: s.int({ min: 0 }),
+  pods: s.int({ min: 0 }),
+});
+
+export interface NodeInfo {
+  name: string;
+  labels: Record<string, string>;
+  capacity: { cpu: string; memory: string; pods: string };
+  allocatable: { cpu: string; memory: string; pods: string };
+  cgroupLayout: string;
+  startedAt: string;
+  agentId: string;
+}
+
+export interface AgentOptions {
+  bus: Bus;
+  nodeName: string;
+  dataDir: string;
+  logger?: Logger;
+  tuning?: Partial<NodeTuning>;
+  heartbeatMs?: number;
+  maxPods?: number;
+}
+
+export class Agent {
+  readonly images: ImageStore;
+  readonly runtime: ContainerRuntime;
+  readonly scope: string;
+  private host?: ActorHost;
+  private timer?: NodeJS.Timeout;
+  private seq = 0;
+
+  constructor(readonly opts: AgentOptions) {
+    token(opts.nodeName, 'node name');
+    this.scope = `node.${opts.nodeName}`;
+    this.images = new ImageStore(join(opts.dataDir, 'images'));
+    this.runtime = new ContainerRuntime({ dataDir: join(opts.dataDir, 'runtime'), node: opts.nodeName });
+  }
+
+  nodeInfo(): NodeInfo {
+    const cpu = String(cpus().length);
+    const memory = `${Math.floor(totalmem() / 1024 / 1024)}Mi`;
+    const pods = String(this.opts.maxPods ?? 110);
+    return {
+      name: this.opts.nodeName,
+      labels: {
+        'kubernetes.io/hostname': this.opts.nodeName,
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/arch': process.arch === 'x64' ? 'amd64' : process.arch,
+        'troupe.dev/machine': hostname(),
+      },
+      capacity: { cpu, memory, pods },
+      allocatable: { cpu, memory, pods },
+      cgroupLayout: this.runtime.cgroups.layout,
+      startedAt: new Date().toISOString(),
+      agentId: this.opts.bus.id,
+    };
+  }
+
+  async start(): Promise<void> {
+    const { bus } = this.opts;
+    await this.images.init();
+    if (!bus.codec.types.has('hb')) bus.codec.types.register('hb', heartbeatBody);
+    const kv = await KvStore.open(bus, bus.subjects.stateBucket);
+    await kv.put(`nodeinfo.${this.opts.nodeName}`, packValue(this.nodeInfo()));
+    this.host = await ActorHost.start(bus, {
+      kinds: [podKind(this.runtime, this.images, { ...DEFAULT_TUNING, ...this.opts.tuning })],
+      scope: this.scope,
+      store: kv,
+      logger: this.opts.logger,
+    });
+    const beat = () => {
+      try {
+        bus.publish(bus.subjects.nodeHb(this.opts.nodeName), 'hb', { node: this.opts.nodeName, seq: this.seq++, pods: this.host?.actorCount() ?? 0 });
+      } catch (err) {
+        this.opts.logger?.warn({ err }, 'heartbeat not sent');
+      }
+    };
+    beat();
+    this.timer = setInterval(beat, this.opts.heartbeatMs ?? 1000);
+    this.opts.logger?.info({ node: this.opts.nodeName, cgroups: this.runtime.cgroups.layout }, 'node agent ready');
+  }
+
+  /** Stops serving; containers keep running (a restarted agent adopts them). */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.host?.stop();
+  }
+}
+
+void MessageType;

@@ -1,0 +1,110 @@
+/**
+ * The agent end to end: a real nats-server, real `troupe agent` processes, real crun. Pods are run
+ * and deleted through the bus (the typed client on the node's subjects); two agents share the
+ * machine without touching each other; nothing is left afterwards.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { ActorClient, Crun, ImageStore, detectCgroups, heartbeatBody, type EventBody, type PodStatus } from '../../index.js';
+import { tempDir, waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
+import { busyboxRootfs, tarDir } from '../helpers/tar.js';
+
+const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+
+async function startAgent(t: Teardown, url: string, node: string, dataDir: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [cli, 'agent', '--server', url, '--node-name', node, '--data-dir', dataDir, '--backoff-base', '100', '--backoff-cap', '400', '--log-level', 'warn'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (l) => l.includes('is up') && resolve());
+    child.once('exit', (c) => reject(new Error(`agent ${node} exited ${c}`)));
+  });
+  return child;
+}
+
+async function withImage(t: Teardown, dataDir: string): Promise<void> {
+  const src = tempDir(t, 'troupe-src-');
+  const store = new ImageStore(join(dataDir, 'images'));
+  await store.importRootfs(tarDir(busyboxRootfs(join(src, 'root')), join(src, 'rootfs.tar')), 'busybox:test');
+}
+
+function phases(events: EventBody[]): string[] {
+  return events.map((e) => (e.data as PodStatus).phase).filter((p, i, a) => a[i - 1] !== p);
+}
+
+t.test('pods over the bus: run, crash-loop with backoff, delete; two agents side by side; nothing left', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  bus.codec.types.register('hb', heartbeatBody);
+  const dirs = { n1: tempDir(t, 'troupe-agent-'), n2: tempDir(t, 'troupe-agent-') };
+  await withImage(t, dirs.n1);
+  await withImage(t, dirs.n2);
+  const beats: string[] = [];
+  const hb = bus.subscribe<{ node: string }>(bus.subjects.nodeHbAll(), (env) => beats.push(env.body.node));
+  t.teardown(() => hb.unsubscribe());
+  const a1 = await startAgent(t, nats.url, 'n1', dirs.n1);
+  await startAgent(t, nats.url, 'n2', dirs.n2);
+  await waitFor(() => beats.includes('n1') && beats.includes('n2'), 'heartbeats from both nodes');
+
+  const n1 = new ActorClient(bus, 'pod', 'node.n1');
+  const n2 = new ActorClient(bus, 'pod', 'node.n2');
+  const events: EventBody[] = [];
+  const stopWatch = new AbortController();
+  void (async () => {
+    for await (const e of n1.watch('default', undefined, { signal: stopWatch.signal })) events.push(e);
+  })();
+  t.teardown(() => stopWatch.abort());
+  await n1.ready();
+
+  const web = { terminationGracePeriodSeconds: 1, containers: [{ name: 'web', image: 'busybox:test', command: ['/bin/sh', '-c', 'echo serving; exec sleep 300'] }] };
+  const first = (await n1.send('default', 'web', { type: 'run', uid: 'uid-web', spec: web })) as unknown as PodStatus;
+  t.ok(['Pending', 'Running'].includes(first.phase), `the reply carries the status (${first.phase})`);
+  await waitFor(() => events.some((e) => e.name === 'web' && (e.data as PodStatus).phase === 'Running'), 'web Running');
+  // the same pod name on the other node is another pod: no collision of ids, cgroups or folders
+  await n2.send('default', 'web', { type: 'run', uid: 'uid-web', spec: web });
+  await waitFor(async () => ((await n2.send('default', 'web', { type: 'get' })) as unknown as PodStatus).phase === 'Running', 'web Running on n2 too');
+
+  const crash = { restartPolicy: 'Always', containers: [{ name: 'c', image: 'busybox:test', command: ['/bin/sh', '-c', 'exit 3'] }] };
+  await n1.send('default', 'crasher', { type: 'run', uid: 'uid-crash', spec: crash });
+  const looping = await waitFor(async () => {
+    const st = (await n1.send('default', 'crasher', { type: 'get' })) as unknown as PodStatus;
+    return st.containerStatuses[0]!.restartCount >= 2 ? st : undefined;
+  }, 'two restarts');
+  t.match(looping.containerStatuses[0]!.lastState, { terminated: { exitCode: 3, reason: 'Error' } }, 'the last termination is kept, with its exit code');
+  t.ok(
+    events.some((e) => e.name === 'crasher' && (e.data as PodStatus).containerStatuses[0]?.state && 'waiting' in (e.data as PodStatus).containerStatuses[0]!.state && ((e.data as PodStatus).containerStatuses[0]!.state as { waiting: { reason: string } }).waiting.reason === 'CrashLoopBackOff'),
+    'CrashLoopBackOff was published',
+  );
+
+  const missing = { containers: [{ name: 'x', image: 'nope:1' }] };
+  await n1.send('default', 'missing', { type: 'run', uid: 'uid-missing', spec: missing });
+  const pullErr = await waitFor(async () => {
+    const st = (await n1.send('default', 'missing', { type: 'get' })) as unknown as PodStatus;
+    const s = st.containerStatuses[0]!.state;
+    return 'waiting' in s && ['ErrImagePull', 'ImagePullBackOff'].includes(s.waiting.reason) ? s : undefined;
+  }, 'ErrImagePull');
+  t.match(pullErr, { waiting: { message: /"nope:1" is not in this node's store/ } });
+  t.same(await n1.send('default', 'web', { type: 'get' }).then((s) => (s as unknown as PodStatus).phase), 'Running', 'the agent kept serving');
+
+  for (const [client, name] of [[n1, 'web'], [n1, 'crasher'], [n1, 'missing'], [n2, 'web']] as const) await client.send('default', name, { type: 'delete' });
+  await waitFor(() => events.some((e) => e.name === 'web' && e.status === 'done'), 'web deleted on n1');
+  t.same(phases(events.filter((e) => e.name === 'web')).slice(-3), ['Running', 'Terminating', 'Deleted']);
+  const layout = detectCgroups();
+  for (const [node, dir] of Object.entries(dirs)) {
+    const crun = new Crun(join(dir, 'runtime', 'crun'));
+    await waitFor(async () => (await crun.list()).length === 0, `no crun container on ${node}`);
+    await waitFor(() => !existsSync(join(layout.v1.memory ?? layout.unified ?? '/nonexistent', `troupe-${node}`)), `no cgroup of ${node}`);
+    t.same(readdirSync(join(dir, 'runtime', 'containers')), [], `no container folder on ${node}`);
+  }
+  t.equal(a1.exitCode, null, 'agent n1 still running');
+});
