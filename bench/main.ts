@@ -5,6 +5,7 @@ import { printFigures } from './stats.js';
 
 const benches: Record<string, () => Promise<Record<string, number>>> = {
   bus: async () => (await import('./bus.js')).benchBus(),
+  'pod-start': async () => (await import('./pod-start.js')).benchPodStart(),
 };
 
 const name = process.argv[2];

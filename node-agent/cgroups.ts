@@ -41,15 +41,19 @@ export interface CgroupInfo {
   v1: Record<string, string>;
   /** v2 (or the hybrid's unified) mount point. */
   unified?: string;
+  /** Every cgroup v1 hierarchy mounted (named ones such as systemd's included): crun creates its path in each. */
+  v1Mounts: string[];
 }
 
 export function detectCgroups(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): CgroupInfo {
   const mounts = parseMountinfo(mountinfo);
   const v1: Record<string, string> = {};
+  const v1Mounts: string[] = [];
   let unified: string | undefined;
   for (const m of mounts) {
     if (m.fsType === 'cgroup2') unified ??= m.mountPoint;
     if (m.fsType === 'cgroup') {
+      if (!v1Mounts.includes(m.mountPoint)) v1Mounts.push(m.mountPoint);
       for (const opt of m.superOptions.split(',')) {
         if (['memory', 'cpu', 'cpuacct', 'pids', 'cpuset', 'blkio', 'devices', 'freezer'].includes(opt)) v1[opt] = m.mountPoint;
       }
@@ -57,7 +61,7 @@ export function detectCgroups(mountinfo = readFileSync('/proc/self/mountinfo', '
   }
   const hasV1 = Object.keys(v1).length > 0;
   const layout: CgroupLayout = hasV1 ? (unified ? 'hybrid' : 'v1') : 'v2';
-  return { layout, v1, unified };
+  return { layout, v1, unified, v1Mounts };
 }
 
 export interface Limits {
@@ -184,9 +188,15 @@ export class ContainerCgroup {
     };
   }
 
-  /** Removes the container's cgroups (deepest first), and its pod's and node's when empty. */
+  /** Every folder of this container's path, in every hierarchy (crun's leaf included). */
+  private allDirs(): string[] {
+    if (this.info.layout === 'v2') return [join(this.info.unified!, this.path)];
+    return this.info.v1Mounts.map((m) => join(m, this.path));
+  }
+
+  /** Removes the container's cgroups in every hierarchy (deepest first), and its pod's and node's when empty. */
   async remove(): Promise<void> {
-    for (const d of this.dirs()) {
+    for (const d of this.allDirs()) {
       await removeTree(d);
       // parents: pod, then node folder, only if empty
       const parts = d.split('/');
@@ -198,7 +208,7 @@ export class ContainerCgroup {
   }
 
   exists(): boolean {
-    return this.dirs().some((d) => existsSync(d));
+    return this.allDirs().some((d) => existsSync(d));
   }
 }
 

@@ -11,11 +11,10 @@
  * Limits live on the agent's own cgroup for the container (cgroups.ts); crun's is a child of it.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Container } from '../protocol/index.js';
-import { backoff } from '../supervisor/index.js';
 import { ContainerCgroup, detectCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
 import { Crun } from './crun.js';
 import { RuntimeError } from './errors.js';
@@ -61,8 +60,7 @@ function shimScript(unified: string | undefined): string {
     'D="$1"; LOWER="$2"; shift 2',
     'exec 2>>"$D/shim.log"',
     unified ? `umount ${unified} 2>/dev/null || umount -l ${unified} 2>/dev/null || true` : ':',
-    'mount -t tmpfs -o "mode=755,size=$SCRATCH" tmpfs "$D/scratch" || exit 90',
-    'mkdir -p "$D/scratch/upper" "$D/scratch/work" || exit 90',
+    'mount -t tmpfs -o "mode=755,size=$SCRATCH" tmpfs "$D/scratch" && mkdir "$D/scratch/upper" "$D/scratch/work" || exit 90',
     'mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/scratch/upper,workdir=$D/scratch/work" "$D/rootfs" || exit 90',
     '"$@" </dev/null >>"$D/stdout.log" 2>>"$D/stderr.log"',
     'code=$?',
@@ -110,11 +108,14 @@ export class ContainerRuntime {
     const d = this.dir(id);
     await rm(d, { recursive: true, force: true });
     await mkdir(join(d, 'rootfs'), { recursive: true });
-    await mkdir(join(d, 'scratch'), { recursive: true });
-    await writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`);
-    await writeFile(join(d, 'hostname'), `${req.podName}\n`);
-    await writeFile(join(d, 'resolv.conf'), `search ${req.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n`);
     const cg = this.cgroupOf(req.podUid, req.container.name);
+    await Promise.all([
+      mkdir(join(d, 'scratch')),
+      writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`),
+      writeFile(join(d, 'hostname'), `${req.podName}\n`),
+      writeFile(join(d, 'resolv.conf'), `search ${req.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n`),
+      cg.create(limitsFor(req.container)),
+    ]);
     const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
     const group = readIf(join(req.lowerDir, 'etc/group'));
     const spec = buildSpec({
@@ -135,10 +136,9 @@ export class ContainerRuntime {
       },
     });
     await writeFile(join(d, 'config.json'), JSON.stringify(spec));
-    await cg.create(limitsFor(req.container));
 
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
-    const unified = this.cgroups.layout === 'hybrid' ? this.cgroups.unified : undefined;
+    const unified = this.crun.prefix.length > 0 ? this.cgroups.unified : undefined;
     const shim = spawn('unshare', ['-m', '--propagation', 'private', '--', '/bin/sh', '-c', shimScript(unified), 'troupe-shim', d, req.lowerDir, ...crunArgv], {
       detached: true,
       stdio: 'ignore',
@@ -152,20 +152,41 @@ export class ContainerRuntime {
     });
     this.exits.set(id, shimDone.then(() => this.collect(id, req.podUid, req.container.name)));
 
-    // Running once crun has written the pid file (or failed)
-    const deadline = Date.now() + 30_000;
+    // Running once crun has written the pid file (or failed): watched, not polled with backoff
+    const pidFile = join(d, 'pid');
     let ended = false;
     void shimDone.then(() => (ended = true));
-    for (let attempt = 0; ; attempt++) {
-      const pid = readIf(join(d, 'pid')).trim();
-      if (pid) return { id, pid: Number(pid), startedAt: statSync(join(d, 'pid')).mtime };
-      if (ended) {
-        const exit = await this.exits.get(id)!;
-        throw new RuntimeError(exit.message ?? `container ${id} exited before it started`, { id, reason: exit.reason, exitCode: exit.exitCode });
+    const started = await new Promise<boolean>((resolve) => {
+      let done = false;
+      const finish = (ok: boolean) => {
+        if (done) return;
+        done = true;
+        watcher?.close();
+        clearInterval(poll);
+        clearTimeout(limit);
+        resolve(ok);
+      };
+      const check = () => {
+        if (readIf(pidFile).trim()) finish(true);
+        else if (ended) finish(false);
+      };
+      let watcher: FSWatcher | undefined;
+      try {
+        watcher = watch(d, (_e, file) => file === 'pid' && check());
+      } catch {
+        watcher = undefined;
       }
-      if (Date.now() > deadline) throw new RuntimeError(`container ${id} did not start within 30 s`, { id });
-      await new Promise((r) => setTimeout(r, Math.min(50, backoff(attempt, 1, 50))));
+      const poll = setInterval(check, 20);
+      const limit = setTimeout(() => finish(false), 30_000);
+      void shimDone.then(check);
+      check();
+    });
+    if (started) return { id, pid: Number(readIf(pidFile).trim()), startedAt: statSync(pidFile).mtime };
+    if (ended) {
+      const exit = await this.exits.get(id)!;
+      throw new RuntimeError(exit.message ?? `container ${id} exited before it started`, { id, reason: exit.reason, exitCode: exit.exitCode });
     }
+    throw new RuntimeError(`container ${id} did not start within 30 s`, { id });
   }
 
   /** Resolves when the container has exited, with its real status (also for adopted containers). */

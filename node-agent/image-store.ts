@@ -68,6 +68,8 @@ function arch(): string {
 
 export class ImageStore {
   private queue: Promise<unknown> = Promise.resolve();
+  /** Unpacked images by reference, valid while the index file is unchanged (checked by its mtime). */
+  private readonly ready = new Map<string, { indexMtime: number; path: string; image: ResolvedImage }>();
 
   constructor(readonly root: string) {}
 
@@ -239,6 +241,9 @@ export class ImageStore {
 
   /** The unpacked rootfs of an image, unpacking its layers (once) if needed. */
   async rootfs(refInput: string): Promise<{ path: string; image: ResolvedImage }> {
+    const indexMtime = await stat(join(this.root, 'index.json')).then((st) => st.mtimeMs, () => -1);
+    const hit = this.ready.get(refInput);
+    if (hit && hit.indexMtime === indexMtime && existsSync(`${hit.path}.complete`)) return { path: hit.path, image: hit.image };
     const image = await this.resolve(refInput);
     const path = this.rootfsPath(image.digest);
     if (!existsSync(`${path}.complete`)) {
@@ -261,6 +266,7 @@ export class ImageStore {
         }
       });
     }
+    this.ready.set(refInput, { indexMtime, path, image });
     return { path, image };
   }
 

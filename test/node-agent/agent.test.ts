@@ -103,7 +103,8 @@ t.test('pods over the bus: run, crash-loop with backoff, delete; two agents side
   for (const [node, dir] of Object.entries(dirs)) {
     const crun = new Crun(join(dir, 'runtime', 'crun'));
     await waitFor(async () => (await crun.list()).length === 0, `no crun container on ${node}`);
-    await waitFor(() => !existsSync(join(layout.v1.memory ?? layout.unified ?? '/nonexistent', `troupe-${node}`)), `no cgroup of ${node}`);
+    const hierarchies = layout.layout === 'v2' ? [layout.unified!] : layout.v1Mounts;
+    await waitFor(() => hierarchies.every((h) => !existsSync(join(h, `troupe-${node}`))), `no cgroup of ${node} in any hierarchy`);
     t.same(readdirSync(join(dir, 'runtime', 'containers')), [], `no container folder on ${node}`);
   }
   t.equal(a1.exitCode, null, 'agent n1 still running');

@@ -1,0 +1,155 @@
+/**
+ * `npm run bench -- pod-start`: pod start through the agent, against crun's own lifecycle measured
+ * in the same run on the same image.
+ *
+ * - rawCrunP50Ms: `crun run` of /bin/true (create + start + wait + delete) on a prepared bundle.
+ * - agentPodStartP50Ms / P99: a `run` message on the bus → Running reported on the bus, one pod
+ *   at a time, through a real `troupe agent` process. ratio = agent p50 / raw p50.
+ * - podsPerSecond: 100 pods sent at once, until all report Running.
+ * - agentRssMb: the agent's resident memory, idle and with 100 pods.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { ActorClient, Bus, ImageStore, buildSpec, detectCgroups, namespacePrefix, requireProgram, startNatsServer, type EventBody, type PodStatus } from '../index.js';
+import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
+import { percentile } from './stats.js';
+
+const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 102.4) / 10 : NaN;
+}
+
+/** The agent's own node process (inside the namespace wrapper, when there is one). */
+function agentPid(wrapper: number): number {
+  try {
+    const kids = execFileSync('pgrep', ['-P', String(wrapper)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+    for (const k of kids) {
+      const cmd = readFileSync(`/proc/${k}/cmdline`, 'utf8');
+      if (cmd.includes('agent')) return cmd.startsWith('unshare') ? agentPid(k) : k;
+    }
+  } catch {
+    // no child: the wrapper is the agent
+  }
+  return wrapper;
+}
+
+async function rawCrun(dir: string, lowerDir: string, n: number): Promise<number[]> {
+  const crun = requireProgram('crun', 'apt-get install crun');
+  const bundle = join(dir, 'raw-bundle');
+  mkdirSync(bundle, { recursive: true });
+  for (const f of ['hosts', 'hostname', 'resolv.conf']) writeFileSync(join(bundle, f), '\n');
+  const spec = buildSpec({
+    container: { name: 'raw', image: 'busybox:bench', command: ['/bin/true'] },
+    image: {},
+    hostname: 'raw',
+    rootfs: lowerDir,
+    etcFiles: { hosts: join(bundle, 'hosts'), hostname: join(bundle, 'hostname'), resolvConf: join(bundle, 'resolv.conf') },
+    cgroupsPath: '/troupe-bench-raw',
+  });
+  (spec.root as { readonly: boolean }).readonly = true;
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+  // the same conditions as the agent's: crun where the hybrid cgroup2 mount is gone
+  const prefix = namespacePrefix(detectCgroups());
+  const script = `for i in $(seq ${n}); do s=$(date +%s%N); ${crun} --root ${join(dir, 'raw-state')} run --bundle ${bundle} raw-$i >/dev/null 2>&1 || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000 )); done`;
+  const argv = prefix.length ? [...prefix, '/bin/sh', '-c', script] : ['/bin/sh', '-c', script];
+  const r = await execa(argv[0]!, argv.slice(1));
+  return r.stdout.trim().split('\n').map((us) => Number(us) / 1000);
+}
+
+export async function benchPodStart(): Promise<Record<string, number>> {
+  const dir = mkdtempSync(join(tmpdir(), 'troupe-bench-pods-'));
+  const srv = await startNatsServer({ dataDir: join(dir, 'nats') });
+  let agent: ChildProcess | undefined;
+  try {
+    const dataDir = join(dir, 'agent');
+    const store = new ImageStore(join(dataDir, 'images'));
+    await store.importRootfs(tarDir(busyboxRootfs(join(dir, 'src')), join(dir, 'rootfs.tar')), 'busybox:bench');
+    const { path: lowerDir } = await store.rootfs('busybox:bench');
+
+    const raw = await rawCrun(dir, lowerDir, 50);
+
+    agent = spawn(process.execPath, [cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: agent!.stdout! }).on('line', (l) => l.includes('is up') && resolve());
+      agent!.once('exit', (c) => reject(new Error(`agent exited ${c}`)));
+    });
+    const apid = agentPid(agent.pid!);
+    await new Promise((r) => setTimeout(r, 500));
+    const idleRss = rssMb(apid);
+
+    const bus = await Bus.connect({ servers: srv.url });
+    const pods = new ActorClient(bus, 'pod', 'node.bench');
+    const running = new Map<string, (t: bigint) => void>();
+    const deleted = new Map<string, () => void>();
+    const watch = new AbortController();
+    void (async () => {
+      for await (const e of pods.watch('bench', undefined, { signal: watch.signal }) as AsyncIterable<EventBody>) {
+        if ((e.data as PodStatus).phase === 'Running') running.get(e.name)?.(process.hrtime.bigint());
+        if (e.status === 'done') deleted.get(e.name)?.();
+      }
+    })();
+    /** Deletes a pod and waits until its containers are gone (a delete is acknowledged at Terminating). */
+    const remove = (name: string) =>
+      new Promise<void>((resolve) => {
+        deleted.set(name, resolve);
+        void pods.send('bench', name, { type: 'delete' }, { timeout: 30_000 });
+      });
+    await pods.ready();
+    const spec = { terminationGracePeriodSeconds: 0, containers: [{ name: 'c', image: 'busybox:bench', command: ['/bin/sleep', '3600'] }] };
+    const start = (name: string): Promise<bigint> =>
+      new Promise((resolve) => {
+        running.set(name, resolve);
+        void pods.send('bench', name, { type: 'run', uid: name, spec });
+      });
+
+    // one at a time
+    const single: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const t0 = process.hrtime.bigint();
+      const t1 = await start(`s${i}`);
+      single.push(Number(t1 - t0) / 1e6);
+      await remove(`s${i}`);
+    }
+    // 100 at once
+    const t0 = process.hrtime.bigint();
+    const all = await Promise.all(Array.from({ length: 100 }, (_, i) => start(`m${i}`)));
+    const last = all.reduce((a, b) => (b > a ? b : a));
+    const burstSec = Number(last - t0) / 1e9;
+    await new Promise((r) => setTimeout(r, 500));
+    const busyRss = rssMb(apid);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => remove(`m${i}`)));
+    watch.abort();
+    await bus.close();
+
+    const rawP50 = percentile(raw, 50);
+    const agentP50 = percentile(single, 50);
+    return {
+      rawCrunP50Ms: round(rawP50),
+      agentPodStartP50Ms: round(agentP50),
+      agentPodStartP99Ms: round(percentile(single, 99)),
+      ratio: round(agentP50 / rawP50),
+      podsPerSecond: round(100 / burstSec),
+      agentRssMbIdle: idleRss,
+      agentRssMb100Pods: busyRss,
+    };
+  } finally {
+    if (agent && agent.exitCode === null) {
+      agent.kill('SIGTERM');
+      await new Promise((r) => agent!.once('exit', r));
+    }
+    await srv.stop();
+    // the agent leaves containers running on SIGTERM (for adoption): the bench deleted them all first
+    const left = execFileSync('sh', ['-c', `ls ${join(dir, 'agent', 'runtime', 'containers')} 2>/dev/null | wc -l`], { encoding: 'utf8' }).trim();
+    rmSync(dir, { recursive: true, force: true });
+    if (left !== '0') throw new Error(`${left} containers were left behind`);
+  }
+}
+
+const round = (x: number) => Math.round(x * 10) / 10;
