@@ -9,6 +9,7 @@ import { PROTOCOL_VERSION, formatVersion, TroupeError } from '../protocol/index.
 import { createLogger, isLogLevel, LOG_LEVELS } from '../supervisor/index.js';
 import { up } from './up.js';
 import { resolveServer } from './context.js';
+import { exec as podExec, logs as podLogs } from './pod-commands.js';
 import { Bus } from '../actors/index.js';
 import { Agent, detectCgroups, namespacePrefix } from '../node-agent/index.js';
 import { isDns1123Label } from '../protocol/index.js';
@@ -21,6 +22,10 @@ Usage:
                                    bring up the one-node cluster (embedded nats-server, control plane)
   troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--backoff-base MS] [--backoff-cap MS]
                                    run a node agent (runs pods with crun)
+  troupe logs POD [-c CONTAINER] [-n NAMESPACE] [--tail N] [--previous] [-f]
+                                   print a container's output
+  troupe exec POD [-c CONTAINER] [-n NAMESPACE] -- COMMAND [ARG...]
+                                   run a command in a container; exits with its exit code
   troupe version                   print the version
   troupe help                      this text
 
@@ -52,6 +57,10 @@ async function main(argv: string[]): Promise<number> {
       return cmdUp(rest);
     case 'agent':
       return cmdAgent(rest);
+    case 'logs':
+      return cmdLogs(rest);
+    case 'exec':
+      return cmdExec(rest);
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}; see \`troupe help\``);
   }
@@ -144,6 +153,70 @@ async function cmdAgent(args: string[]): Promise<number> {
   await agent.stop();
   await bus.close();
   return 0;
+}
+
+async function connectCli(server: string | undefined): Promise<Bus> {
+  const { server: url, cluster } = resolveServer(server);
+  return Bus.connect({ servers: url, cluster, name: 'troupe-cli', connectTimeout: 3000 });
+}
+
+async function cmdLogs(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      container: { type: 'string', short: 'c' },
+      namespace: { type: 'string', short: 'n' },
+      tail: { type: 'string' },
+      previous: { type: 'boolean', short: 'p' },
+      follow: { type: 'boolean', short: 'f' },
+      server: { type: 'string' },
+    },
+  });
+  if (positionals.length !== 1) throw new UsageError('expected one pod name: troupe logs POD [-c CONTAINER]');
+  const tail = values.tail === undefined ? undefined : Number(values.tail);
+  if (tail !== undefined && (!Number.isInteger(tail) || tail < -1)) throw new UsageError(`--tail: expected a number of lines, got ${JSON.stringify(values.tail)}`);
+  const bus = await connectCli(values.server);
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  try {
+    await podLogs(bus, {
+      namespace: values.namespace ?? 'default',
+      pod: positionals[0]!,
+      container: values.container,
+      tail: tail === -1 ? undefined : tail,
+      previous: values.previous,
+      follow: values.follow,
+      out: process.stdout,
+      err: process.stderr,
+      signal: ac.signal,
+    });
+  } finally {
+    await bus.close();
+  }
+  return 0;
+}
+
+async function cmdExec(args: string[]): Promise<number> {
+  const dash = args.indexOf('--');
+  if (dash < 0 || dash === args.length - 1) throw new UsageError('expected a command after --: troupe exec POD [-c CONTAINER] -- COMMAND [ARG...]');
+  const { values, positionals } = parseArgs({
+    args: args.slice(0, dash),
+    strict: true,
+    allowPositionals: true,
+    options: { container: { type: 'string', short: 'c' }, namespace: { type: 'string', short: 'n' }, server: { type: 'string' } },
+  });
+  if (positionals.length !== 1) throw new UsageError('expected one pod name: troupe exec POD -- COMMAND');
+  const bus = await connectCli(values.server);
+  try {
+    const r = await podExec(bus, { namespace: values.namespace ?? 'default', pod: positionals[0]!, container: values.container, command: args.slice(dash + 1) });
+    process.stdout.write(r.stdout);
+    process.stderr.write(r.stderr);
+    return r.exitCode;
+  } finally {
+    await bus.close();
+  }
 }
 
 /** Runs this same command again inside `prefix` (a private mount namespace), passing signals on. */

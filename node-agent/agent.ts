@@ -11,6 +11,8 @@ import type { Logger } from '../supervisor/index.js';
 import { ContainerRuntime } from './container-runtime.js';
 import { ImageStore } from './image-store.js';
 import { DEFAULT_TUNING, podKind } from './pod-runtime.js';
+import { serveNode } from './node-service.js';
+import type { Subscription } from '@nats-io/transport-node';
 import type { NodeTuning } from './pod-machine.js';
 
 export const heartbeatBody = s.object({
@@ -45,6 +47,7 @@ export class Agent {
   readonly scope: string;
   private host?: ActorHost;
   private timer?: NodeJS.Timeout;
+  private nodeSub?: Subscription;
   private seq = 0;
 
   constructor(readonly opts: AgentOptions) {
@@ -86,6 +89,7 @@ export class Agent {
       store: kv,
       logger: this.opts.logger,
     });
+    this.nodeSub = serveNode(bus, this.opts.nodeName, this.runtime);
     const beat = () => {
       try {
         bus.publish(bus.subjects.nodeHb(this.opts.nodeName), 'hb', { node: this.opts.nodeName, seq: this.seq++, pods: this.host?.actorCount() ?? 0 });
@@ -101,6 +105,7 @@ export class Agent {
   /** Stops serving; containers keep running (a restarted agent adopts them). */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.nodeSub?.unsubscribe();
     await this.host?.stop();
   }
 }

@@ -12,7 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Container } from '../protocol/index.js';
 import { ContainerCgroup, detectCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
@@ -32,6 +32,14 @@ export interface RunRequest {
   extraEnv?: { name: string; value: string }[];
   /** Size of the tmpfs holding the container's writable layer. */
   scratchSize?: string;
+}
+
+/** Which pod a container folder belongs to (meta.json). */
+export interface ContainerMeta {
+  namespace: string;
+  pod: string;
+  podUid: string;
+  container: string;
 }
 
 export interface Started {
@@ -106,13 +114,25 @@ export class ContainerRuntime {
   async run(req: RunRequest): Promise<Started> {
     const id = this.containerId(req.podUid, req.container.name);
     const d = this.dir(id);
+    // a restart keeps the previous instance's output (logs --previous)
+    const prev = join(this.opts.dataDir, 'containers', `.prev-${id}`);
+    await rm(prev, { recursive: true, force: true });
+    if (existsSync(join(d, 'stdout.log'))) {
+      await mkdir(prev, { recursive: true });
+      for (const f of ['stdout.log', 'stderr.log']) await rename(join(d, f), join(prev, f)).catch(() => undefined);
+    }
     await rm(d, { recursive: true, force: true });
     await mkdir(join(d, 'rootfs'), { recursive: true });
+    if (existsSync(prev)) {
+      for (const f of ['stdout.log', 'stderr.log']) await rename(join(prev, f), join(d, f.replace('.log', '.previous.log'))).catch(() => undefined);
+      await rm(prev, { recursive: true, force: true });
+    }
     const cg = this.cgroupOf(req.podUid, req.container.name);
     await Promise.all([
       mkdir(join(d, 'scratch')),
       writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`),
       writeFile(join(d, 'hostname'), `${req.podName}\n`),
+      writeFile(join(d, 'meta.json'), JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name } satisfies ContainerMeta)),
       writeFile(join(d, 'resolv.conf'), `search ${req.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n`),
       cg.create(limitsFor(req.container)),
     ]);
@@ -271,10 +291,26 @@ export class ContainerRuntime {
     return this.cgroupOf(podUid, name).stats();
   }
 
-  /** The container's output so far. */
-  async logs(podUid: string, name: string): Promise<{ stdout: string; stderr: string }> {
+  /** The container's output so far (or its previous instance's). */
+  async logs(podUid: string, name: string, previous = false): Promise<{ stdout: string; stderr: string }> {
     const d = this.dir(this.containerId(podUid, name));
-    return { stdout: await readFile(join(d, 'stdout.log'), 'utf8').catch(() => ''), stderr: await readFile(join(d, 'stderr.log'), 'utf8').catch(() => '') };
+    const f = (stream: string) => join(d, previous ? `${stream}.previous.log` : `${stream}.log`);
+    return { stdout: await readFile(f('stdout'), 'utf8').catch(() => ''), stderr: await readFile(f('stderr'), 'utf8').catch(() => '') };
+  }
+
+  /** The containers this runtime has, with the pod each belongs to. */
+  async containers(): Promise<(ContainerMeta & { id: string })[]> {
+    const root = join(this.opts.dataDir, 'containers');
+    const out: (ContainerMeta & { id: string })[] = [];
+    for (const id of await readdir(root).catch(() => [] as string[])) {
+      if (id.startsWith('.')) continue;
+      try {
+        out.push({ id, ...(JSON.parse(await readFile(join(root, id, 'meta.json'), 'utf8')) as ContainerMeta) });
+      } catch {
+        // a folder being set up or torn down
+      }
+    }
+    return out;
   }
 }
 

@@ -109,3 +109,58 @@ t.test('pods over the bus: run, crash-loop with backoff, delete; two agents side
   }
   t.equal(a1.exitCode, null, 'agent n1 still running');
 });
+
+t.test('logs and exec over the bus and through the CLI; --previous after a restart', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const dir = tempDir(t, 'troupe-agent-');
+  await withImage(t, dir);
+  await startAgent(t, nats.url, 'n1', dir);
+  const pods = new ActorClient(bus, 'pod', 'node.n1');
+  const cliEnv = { ...process.env, TROUPE_SERVER: nats.url, TROUPE_HOME: tempDir(t, 'troupe-home-') };
+  const runCli = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const c = spawn(process.execPath, [cli, ...args], { env: cliEnv });
+      let stdout = '';
+      let stderr = '';
+      c.stdout.on('data', (d) => (stdout += d));
+      c.stderr.on('data', (d) => (stderr += d));
+      c.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    });
+
+  // a container that prints, then exits 1 on its first run and stays up on the second
+  const script = 'echo "run $(cat /tmp/runs 2>/dev/null)"; echo oops >&2; for i in 1 2 3; do echo line-$i; done; [ -e /state ] || { touch /state 2>/dev/null; }; sleep 1; exit 1';
+  await pods.send('default', 'talker', { type: 'run', uid: 'uid-talker', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image: 'busybox:test', command: ['/bin/sh', '-c', script] }] } });
+  await waitFor(
+    async () => {
+      const c = ((await pods.send('default', 'talker', { type: 'get' })) as unknown as PodStatus).containerStatuses[0]!;
+      return c.restartCount >= 1 && 'running' in c.state;
+    },
+    'the second run',
+    20_000,
+    5,
+  );
+  const tail = await runCli(['logs', 'talker', '--tail', '2']);
+  t.equal(tail.code, 0, tail.stderr);
+  t.match(tail.stdout, /^(line-2\nline-3\n|line-3\n?)?$/, `--tail 2 gives the last lines (${JSON.stringify(tail.stdout)})`);
+  const prev = await runCli(['logs', 'talker', '--previous']);
+  t.equal(prev.stdout, 'run \nline-1\nline-2\nline-3\n', 'the previous instance’s output is kept');
+  t.equal(prev.stderr, 'oops\n');
+
+  await pods.send('default', 'shell', { type: 'run', uid: 'uid-shell', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'sh', image: 'busybox:test', command: ['/bin/sh', '-c', 'echo hello > /tmp/greeting; exec sleep 300'] }] } });
+  await waitFor(async () => ((await pods.send('default', 'shell', { type: 'get' })) as unknown as PodStatus).phase === 'Running', 'shell Running');
+  await waitFor(async () => (await runCli(['exec', 'shell', '--', 'cat', '/tmp/greeting'])).stdout === 'hello\n', 'exec sees the container’s files');
+  const ex = await runCli(['exec', 'shell', '--', '/bin/sh', '-c', 'echo out; echo err >&2; hostname; exit 7']);
+  t.equal(ex.code, 7, 'exec exits with the command’s exit code');
+  t.equal(ex.stdout, 'out\nshell\n');
+  t.equal(ex.stderr, 'err\n');
+  const missing = await runCli(['logs', 'nosuchpod']);
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /pod default\/nosuchpod was not found on any node \(n1\)/);
+  const wrongC = await runCli(['exec', 'shell', '-c', 'nope', '--', 'true']);
+  t.match(wrongC.stderr, /container "nope" is not valid for pod default\/shell; choose one of: sh/);
+  const usage = await runCli(['exec', 'shell']);
+  t.equal(usage.code, 2);
+  for (const name of ['talker', 'shell']) await pods.send('default', name, { type: 'delete' });
+  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'containers gone');
+});
