@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { PROTOCOL_VERSION, formatVersion, TroupeError } from '../protocol/index.js';
-import { createLogger, isLogLevel, LOG_LEVELS } from '../supervisor/index.js';
+import { createLogger, findProgram, isLogLevel, LOG_LEVELS } from '../supervisor/index.js';
 import { up } from './up.js';
 import { resolveServer } from './context.js';
 import { exec as podExec, logs as podLogs } from './pod-commands.js';
@@ -222,7 +222,10 @@ async function cmdExec(args: string[]): Promise<number> {
 /** Runs this same command again inside `prefix` (a private mount namespace), passing signals on. */
 async function reexecIn(prefix: string[]): Promise<number> {
   const { spawn } = await import('node:child_process');
-  const child = spawn(prefix[0]!, [...prefix.slice(1), process.execPath, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2)], {
+  // the inner agent dies with this wrapper, even when the wrapper is SIGKILLed
+  const setpriv = findProgram('setpriv');
+  const argv = [...(setpriv ? [setpriv, '--pdeathsig', 'SIGKILL', '--'] : []), ...prefix, process.execPath, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2)];
+  const child = spawn(argv[0]!, argv.slice(1), {
     stdio: 'inherit',
     env: { ...process.env, TROUPE_MOUNT_NS: '1' },
   });

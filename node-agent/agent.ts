@@ -90,6 +90,7 @@ export class Agent {
       logger: this.opts.logger,
     });
     this.nodeSub = serveNode(bus, this.opts.nodeName, this.runtime);
+    await this.adopt();
     const beat = () => {
       try {
         bus.publish(bus.subjects.nodeHb(this.opts.nodeName), 'hb', { node: this.opts.nodeName, seq: this.seq++, pods: this.host?.actorCount() ?? 0 });
@@ -102,6 +103,32 @@ export class Agent {
     this.opts.logger?.info({ node: this.opts.nodeName, cgroups: this.runtime.cgroups.layout }, 'node agent ready');
   }
 
+  /**
+   * Takes back the pods whose containers this node still has (an agent restarted, even after
+   * kill -9): running containers are adopted, not started again; those that exited meanwhile are
+   * reported with their real exit status, and the restart policy goes on from there.
+   */
+  async adopt(): Promise<number> {
+    const pods = new Map<string, { namespace: string; pod: string; uid: string; spec: unknown; restartCounts: Record<string, number> }>();
+    for (const c of await this.runtime.containers()) {
+      if (c.podSpec === undefined) continue;
+      const key = `${c.namespace}/${c.pod}/${c.podUid}`;
+      const p = pods.get(key) ?? { namespace: c.namespace, pod: c.pod, uid: c.podUid, spec: c.podSpec, restartCounts: {} };
+      p.restartCounts[c.container] = c.restartCount ?? 0;
+      pods.set(key, p);
+    }
+    const subjects = this.opts.bus.subjects.scoped(this.scope);
+    for (const p of pods.values()) {
+      try {
+        await this.opts.bus.request(subjects.cmd('pod', p.namespace, p.pod), MessageType.Command, { type: 'run', uid: p.uid, spec: p.spec, adopt: true, restartCounts: p.restartCounts });
+      } catch (err) {
+        this.opts.logger?.warn({ err, pod: `${p.namespace}/${p.pod}` }, 'pod not adopted');
+      }
+    }
+    if (pods.size > 0) this.opts.logger?.info({ pods: pods.size }, 'adopted pods');
+    return pods.size;
+  }
+
   /** Stops serving; containers keep running (a restarted agent adopts them). */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
@@ -110,4 +137,3 @@ export class Agent {
   }
 }
 
-void MessageType;

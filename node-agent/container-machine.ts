@@ -31,6 +31,12 @@ export interface ContainerInput {
   /** A container that ran this long has its backoff reset (Kubernetes: 10 minutes). */
   backoffResetMs: number;
   graceMs: number;
+  /** The agent restarted: first look at what the runtime has for this container. */
+  adopt?: boolean;
+  /** Restarts so far (kept across an agent restart). */
+  restartCount?: number;
+  /** The pod's spec, recorded with the container for adoption. */
+  podSpec?: unknown;
 }
 
 export interface PreparedImage {
@@ -59,6 +65,9 @@ export interface ExitInfo {
 
 export type ContainerEvent = { type: 'delete' } | { type: 'get' };
 
+/** What an adopting agent finds of a container. */
+export type InspectResult = { state: 'running'; startedAt: string } | { state: 'exited'; exit: ExitInfo } | { state: 'absent' };
+
 /** The delay before restart number `step` (0-based): base · 2^step, capped. */
 export function restartDelay(step: number, baseMs: number, capMs: number): number {
   return Math.min(capMs, baseMs * 2 ** Math.min(step, 30));
@@ -78,6 +87,7 @@ export const containerMachine = setup({
     }),
     stopContainer: fromPromise<void, { ctx: ContainerContext }>(async () => undefined),
     removeContainer: fromPromise<void, { ctx: ContainerContext }>(async () => undefined),
+    inspectContainer: fromPromise<InspectResult, { ctx: ContainerContext }>(async () => ({ state: 'absent' })),
   },
   actions: {
     /** Tells the pod that this container changed, so the pod publishes it. */
@@ -98,10 +108,36 @@ export const containerMachine = setup({
   },
 }).createMachine({
   id: 'container',
-  context: ({ input }) => ({ ...input, restartCount: 0, backoffStep: 0, pullFailures: 0, state: { waiting: { reason: 'ContainerCreating' } } }),
-  initial: 'pulling',
+  context: ({ input }) => ({ ...input, restartCount: input.restartCount ?? 0, backoffStep: 0, pullFailures: 0, state: { waiting: { reason: 'ContainerCreating' } } }),
+  initial: 'init',
   on: { delete: '.stopping' },
   states: {
+    init: {
+      always: [{ guard: ({ context }) => context.adopt === true, target: 'adopting' }, { target: 'pulling' }],
+    },
+    adopting: {
+      invoke: {
+        src: 'inspectContainer',
+        input: ({ context }) => ({ ctx: context }),
+        onDone: [
+          {
+            guard: ({ event }) => event.output.state === 'running',
+            target: 'running',
+            actions: assign(({ event }) => {
+              const o = event.output as { startedAt: string };
+              return { state: { running: { startedAt: o.startedAt } }, startedAtMs: Date.parse(o.startedAt) };
+            }),
+          },
+          {
+            guard: ({ event }) => event.output.state === 'exited',
+            target: 'exited',
+            actions: assign({ state: ({ event }) => ({ terminated: { ...(event.output as { exit: ExitInfo }).exit } }) }),
+          },
+          { target: 'pulling' },
+        ],
+        onError: 'pulling',
+      },
+    },
     pulling: {
       entry: 'notify',
       invoke: {
@@ -177,7 +213,7 @@ export const containerMachine = setup({
       entry: [assign({ state: ({ context }) => ({ waiting: { reason: 'CrashLoopBackOff', message: `back-off restarting failed container ${context.container.name}` } }) }), 'notify'],
       after: {
         restartDelay: {
-          target: 'starting',
+          target: 'pulling',
           actions: assign({ restartCount: ({ context }) => context.restartCount + 1, backoffStep: ({ context }) => context.backoffStep + 1 }),
         },
       },

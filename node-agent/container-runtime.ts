@@ -32,6 +32,9 @@ export interface RunRequest {
   extraEnv?: { name: string; value: string }[];
   /** Size of the tmpfs holding the container's writable layer. */
   scratchSize?: string;
+  /** Kept beside the container so that a restarted agent can take the pod back (adoption). */
+  podSpec?: unknown;
+  restartCount?: number;
 }
 
 /** Which pod a container folder belongs to (meta.json). */
@@ -40,7 +43,11 @@ export interface ContainerMeta {
   pod: string;
   podUid: string;
   container: string;
+  podSpec?: unknown;
+  restartCount?: number;
 }
+
+export type Inspected = { state: 'running'; pid: number; startedAt: Date } | { state: 'exited'; exit: Exited; startedAt?: Date } | { state: 'absent' };
 
 export interface Started {
   id: string;
@@ -132,7 +139,10 @@ export class ContainerRuntime {
       mkdir(join(d, 'scratch')),
       writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`),
       writeFile(join(d, 'hostname'), `${req.podName}\n`),
-      writeFile(join(d, 'meta.json'), JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name } satisfies ContainerMeta)),
+      writeFile(
+        join(d, 'meta.json'),
+        JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name, podSpec: req.podSpec, restartCount: req.restartCount ?? 0 } satisfies ContainerMeta),
+      ),
       writeFile(join(d, 'resolv.conf'), `search ${req.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n`),
       cg.create(limitsFor(req.container)),
     ]);
@@ -207,6 +217,25 @@ export class ContainerRuntime {
       throw new RuntimeError(exit.message ?? `container ${id} exited before it started`, { id, reason: exit.reason, exitCode: exit.exitCode });
     }
     throw new RuntimeError(`container ${id} did not start within 30 s`, { id });
+  }
+
+  /**
+   * What became of a container this node ran before (an agent restarting adopts): still running,
+   * exited with its real status (from the shim's file), or not there.
+   */
+  async inspect(podUid: string, name: string): Promise<Inspected> {
+    const id = this.containerId(podUid, name);
+    const d = this.dir(id);
+    if (!existsSync(join(d, 'meta.json'))) return { state: 'absent' };
+    const pidText = readIf(join(d, 'pid')).trim();
+    const startedAt = pidText ? statSync(join(d, 'pid')).mtime : undefined;
+    if (existsSync(join(d, 'exitcode'))) return { state: 'exited', exit: await this.collect(id, podUid, name), startedAt };
+    const st = await this.crun.state(id);
+    if (st && (st.status === 'running' || st.status === 'created') && pidText) return { state: 'running', pid: st.pid, startedAt: startedAt! };
+    // the shim may be finishing: give it a moment to write the status
+    await new Promise((r) => setTimeout(r, 300));
+    if (existsSync(join(d, 'exitcode'))) return { state: 'exited', exit: await this.collect(id, podUid, name), startedAt };
+    return { state: 'absent' };
   }
 
   /** Resolves when the container has exited, with its real status (also for adopted containers). */

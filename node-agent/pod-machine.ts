@@ -16,7 +16,13 @@ export const podSpecSchema = s.object({
 export type PodRunSpec = Infer<typeof podSpecSchema>;
 
 export const podEvents = s.union('type', {
-  run: s.object({ uid: s.string({ min: 1, max: 64, pattern: /^[a-z0-9-]+$/, patternName: 'a pod uid (lower-case letters, digits, -)' }), spec: podSpecSchema }),
+  run: s.object({
+    uid: s.string({ min: 1, max: 64, pattern: /^[a-z0-9-]+$/, patternName: 'a pod uid (lower-case letters, digits, -)' }),
+    spec: podSpecSchema,
+    /** Sent by a restarting agent: take over what the runtime still has instead of starting anew. */
+    adopt: s.optional(s.bool()),
+    restartCounts: s.optional(s.record(s.int({ min: 0 }))),
+  }),
   delete: s.object({}),
   get: s.object({}),
 });
@@ -39,7 +45,7 @@ export interface PodContext {
 }
 
 export type PodEvent =
-  | { type: 'run'; uid: string; spec: PodRunSpec }
+  | { type: 'run'; uid: string; spec: PodRunSpec; adopt?: boolean; restartCounts?: Record<string, number> }
   | { type: 'delete' }
   | { type: 'get' }
   | { type: 'container.changed' };
@@ -73,6 +79,9 @@ export const podMachine = setup({
                   container: c,
                   restartPolicy: (event.spec.restartPolicy ?? 'Always') as RestartPolicy,
                   graceMs: (event.spec.terminationGracePeriodSeconds ?? 30) * 1000,
+                  adopt: event.adopt === true,
+                  restartCount: event.restartCounts?.[c.name] ?? 0,
+                  podSpec: event.spec,
                   ...context.tuning,
                 },
               }),

@@ -5,7 +5,7 @@
 import { fromPromise } from 'xstate';
 import { defineKind, Persist } from '../actors/index.js';
 import type { ContainerRuntime } from './container-runtime.js';
-import { containerMachine, type ContainerContext, type ExitInfo, type PreparedImage } from './container-machine.js';
+import { containerMachine, type ContainerContext, type ExitInfo, type InspectResult, type PreparedImage } from './container-machine.js';
 import type { ImageStore } from './image-store.js';
 import { podEvents, podMachine, podStatus, type NodeTuning } from './pod-machine.js';
 
@@ -23,7 +23,16 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
       }),
       runContainer: fromPromise<{ startedAt: string }, { ctx: ContainerContext }>(async ({ input }) => {
         const c = input.ctx;
-        const run = runtime.run({ podUid: c.podUid, podName: c.podName, namespace: c.namespace, container: c.container, image: c.image!.config, lowerDir: c.image!.lowerDir });
+        const run = runtime.run({
+          podUid: c.podUid,
+          podName: c.podName,
+          namespace: c.namespace,
+          container: c.container,
+          image: c.image!.config,
+          lowerDir: c.image!.lowerDir,
+          podSpec: c.podSpec,
+          restartCount: c.restartCount,
+        });
         starting.set(key(c), run.catch(() => undefined));
         const started = await run;
         return { startedAt: started.startedAt.toISOString() };
@@ -36,6 +45,15 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
         await starting.get(key(input.ctx));
         const st = await runtime.crun.state(runtime.containerId(input.ctx.podUid, input.ctx.container.name));
         if (st && st.status !== 'stopped') await runtime.stop(input.ctx.podUid, input.ctx.container.name, input.ctx.graceMs);
+      }),
+      inspectContainer: fromPromise<InspectResult, { ctx: ContainerContext }>(async ({ input }) => {
+        const r = await runtime.inspect(input.ctx.podUid, input.ctx.container.name);
+        if (r.state === 'running') return { state: 'running', startedAt: r.startedAt.toISOString() };
+        if (r.state === 'exited') {
+          const e = r.exit;
+          return { state: 'exited', exit: { exitCode: e.exitCode, signal: e.signal, reason: e.reason, message: e.message, finishedAt: e.finishedAt.toISOString() } };
+        }
+        return { state: 'absent' };
       }),
       removeContainer: fromPromise<void, { ctx: ContainerContext }>(async ({ input }) => {
         await starting.get(key(input.ctx));

@@ -164,3 +164,47 @@ t.test('logs and exec over the bus and through the CLI; --previous after a resta
   for (const name of ['talker', 'shell']) await pods.send('default', name, { type: 'delete' });
   await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'containers gone');
 });
+
+t.test('kill -9 of the agent: running containers are adopted (no duplicate), exits meanwhile reported with their real status', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const dir = tempDir(t, 'troupe-agent-');
+  await withImage(t, dir);
+  const crun = new Crun(join(dir, 'runtime', 'crun'));
+  t.teardown(async () => {
+    // whatever happens, no container of this test outlives it
+    for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL');
+  });
+  const first = await startAgent(t, nats.url, 'n1', dir);
+  const pods = new ActorClient(bus, 'pod', 'node.n1');
+  const status = async (name: string) => (await pods.send('default', name, { type: 'get' })) as unknown as PodStatus;
+  await pods.send('default', 'keeper', { type: 'run', uid: 'uid-keeper', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'k', image: 'busybox:test', command: ['/bin/sleep', '300'] }] } });
+  await pods.send('default', 'ender', { type: 'run', uid: 'uid-ender', spec: { restartPolicy: 'Never', containers: [{ name: 'e', image: 'busybox:test', command: ['/bin/sh', '-c', 'sleep 2; exit 5'] }] } });
+  await waitFor(async () => (await status('keeper')).phase === 'Running' && (await status('ender')).phase === 'Running', 'both Running');
+  const before = await crun.list();
+  const keeperPid = before.find((c) => c.id.includes('uid-keeper'))!.pid;
+
+  first.kill('SIGKILL');
+  await new Promise((r) => first.once('exit', r));
+  // the ender exits (code 5) while no agent runs
+  await waitFor(() => existsSync(join(dir, 'runtime', 'containers', 'n1.uid-ender.e', 'exitcode')), 'the ender to exit while the agent is down');
+
+  await startAgent(t, nats.url, 'n1', dir);
+  const keeper = await waitFor(async () => {
+    const st = await status('keeper');
+    return st.phase === 'Running' ? st : undefined;
+  }, 'keeper adopted');
+  t.equal(keeper.containerStatuses[0]!.restartCount, 0, 'not restarted');
+  const after = await crun.list();
+  t.equal(after.filter((c) => c.id.includes('uid-keeper')).length, 1, 'no duplicate container');
+  t.equal(after.find((c) => c.id.includes('uid-keeper'))!.pid, keeperPid, 'the same process kept running');
+  const ender = await waitFor(async () => {
+    const st = await status('ender');
+    return st.phase === 'Failed' ? st : undefined;
+  }, 'ender reported');
+  t.match(ender.containerStatuses[0]!.state, { terminated: { exitCode: 5, reason: 'Error' } }, 'the real exit status, collected while the agent was down');
+
+  for (const name of ['keeper', 'ender']) await pods.send('default', name, { type: 'delete' });
+  await waitFor(async () => (await crun.list()).length === 0, 'containers gone');
+  await waitFor(() => readdirSync(join(dir, 'runtime', 'containers')).length === 0, 'folders gone');
+});
