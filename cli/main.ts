@@ -11,7 +11,7 @@ import { up } from './up.js';
 import { resolveServer } from './context.js';
 import { exec as podExec, logs as podLogs } from './pod-commands.js';
 import { Bus } from '../actors/index.js';
-import { Agent, detectCgroups, namespacePrefix } from '../node-agent/index.js';
+import { Agent, ClusterImages, detectCgroups, familiarName, namespacePrefix, parseImageRef } from '../node-agent/index.js';
 import { isDns1123Label } from '../protocol/index.js';
 import { VERSION } from './version.js';
 
@@ -26,6 +26,9 @@ Usage:
                                    print a container's output
   troupe exec POD [-c CONTAINER] [-n NAMESPACE] -- COMMAND [ARG...]
                                    run a command in a container; exits with its exit code
+  troupe image import FILE REF [--change 'CMD …']...
+                                   import a rootfs tarball as an image, usable on every node
+  troupe image ls | tag SRC DST | rm REF
   troupe version                   print the version
   troupe help                      this text
 
@@ -59,6 +62,8 @@ async function main(argv: string[]): Promise<number> {
       return cmdAgent(rest);
     case 'logs':
       return cmdLogs(rest);
+    case 'image':
+      return cmdImage(rest);
     case 'exec':
       return cmdExec(rest);
     default:
@@ -217,6 +222,65 @@ async function cmdExec(args: string[]): Promise<number> {
   } finally {
     await bus.close();
   }
+}
+
+async function cmdImage(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    strict: true,
+    allowPositionals: true,
+    options: { change: { type: 'string', multiple: true, short: 'c' }, server: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+  });
+  const want = (n: number, usage: string) => {
+    if (positionals.length !== n) throw new UsageError(`usage: troupe image ${usage}`);
+  };
+  if (!['import', 'ls', 'list', 'tag', 'rm'].includes(sub ?? '')) throw new UsageError('usage: troupe image import|ls|tag|rm …');
+  if (sub === 'import') want(2, 'import FILE REF [--change INSTRUCTION]...');
+  if (sub === 'tag') want(2, 'tag SRC DST');
+  if (sub === 'rm') want(1, 'rm REF');
+  const bus = await connectCli(values.server);
+  try {
+    const images = await ClusterImages.open(bus);
+    switch (sub) {
+      case 'import': {
+        const tty = process.stderr.isTTY && !values.quiet;
+        const info = await images.importRootfs(positionals[0]!, positionals[1]!, {
+          changes: values.change ?? [],
+          onProgress: (sent, total) => {
+            if (tty) process.stderr.write(`\ruploading ${Math.round((sent / Math.max(1, total)) * 100)}% (${(sent / 1048576).toFixed(1)} of ${(total / 1048576).toFixed(1)} MiB)`);
+          },
+        });
+        if (tty) process.stderr.write('\n');
+        process.stdout.write(`${info.ref} ${info.digest}\n`);
+        return 0;
+      }
+      case 'ls':
+      case 'list': {
+        const rows = (await images.list()).map((r) => [familiarName(parseImageRef(r.ref)), r.object.slice(0, 12), `${(r.size / 1048576).toFixed(1)}MiB`, r.created]);
+        printTable(['IMAGE', 'ARCHIVE', 'SIZE', 'CREATED'], rows);
+        return 0;
+      }
+      case 'tag': {
+        const rec = await images.tag(positionals[0]!, positionals[1]!);
+        process.stdout.write(`${familiarName(parseImageRef(rec.ref))}\n`);
+        return 0;
+      }
+      default: {
+        const r = await images.remove(positionals[0]!);
+        process.stdout.write(`Untagged: ${r.untagged}\n`);
+        return 0;
+      }
+    }
+  } finally {
+    await bus.close();
+  }
+}
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('');
+  process.stdout.write(`${[line(header), ...rows.map(line)].join('\n')}\n`);
 }
 
 /** Runs this same command again inside `prefix` (a private mount namespace), passing signals on. */

@@ -12,6 +12,7 @@ import { ContainerRuntime } from './container-runtime.js';
 import { ImageStore } from './image-store.js';
 import { DEFAULT_TUNING, podKind } from './pod-runtime.js';
 import { serveNode } from './node-service.js';
+import { ClusterImages } from './cluster-images.js';
 import type { Subscription } from '@nats-io/transport-node';
 import type { NodeTuning } from './pod-machine.js';
 
@@ -84,7 +85,7 @@ export class Agent {
     const kv = await KvStore.open(bus, bus.subjects.stateBucket);
     await kv.put(`nodeinfo.${this.opts.nodeName}`, packValue(this.nodeInfo()));
     this.host = await ActorHost.start(bus, {
-      kinds: [podKind(this.runtime, this.images, { ...DEFAULT_TUNING, ...this.opts.tuning })],
+      kinds: [podKind(this.runtime, this.images, { ...DEFAULT_TUNING, ...this.opts.tuning }, await ClusterImages.open(bus))],
       scope: this.scope,
       store: kv,
       logger: this.opts.logger,

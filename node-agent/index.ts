@@ -16,6 +16,8 @@ export { ImageFormatError, UnsafeArchiveError, ImageNotFoundError, ImageRefError
 export { ContainerRuntime } from './container-runtime.js';
 export { Agent, heartbeatBody } from './agent.js';
 export { serveNode, nodeCommand } from './node-service.js';
+export { ClusterImages } from './cluster-images.js';
+export type { ClusterImageRecord } from './cluster-images.js';
 export type { NodeCommand, LogsReply, ExecReply } from './node-service.js';
 export type { AgentOptions, NodeInfo } from './agent.js';
 export type { RunRequest, Started, Exited, ContainerExitReason, RuntimeOptions, ContainerMeta } from './container-runtime.js';

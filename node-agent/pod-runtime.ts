@@ -7,17 +7,37 @@ import { defineKind, Persist } from '../actors/index.js';
 import type { ContainerRuntime } from './container-runtime.js';
 import { containerMachine, type ContainerContext, type ExitInfo, type InspectResult, type PreparedImage } from './container-machine.js';
 import type { ImageStore } from './image-store.js';
+import type { ClusterImages } from './cluster-images.js';
+import { ImageNotFoundError } from './errors.js';
 import { podEvents, podMachine, podStatus, type NodeTuning } from './pod-machine.js';
 
 export const DEFAULT_TUNING: NodeTuning = { backoffBaseMs: 10_000, backoffCapMs: 300_000, backoffResetMs: 600_000 };
 
 /** The container machine with crun's effects. Stops wait for a start in flight (a kill is never lost). */
-export function boundContainerMachine(runtime: ContainerRuntime, images: ImageStore) {
+export function boundContainerMachine(runtime: ContainerRuntime, images: ImageStore, cluster?: ClusterImages) {
   const starting = new Map<string, Promise<unknown>>();
+  // one download per image, however many containers wait for it
+  const inflight = new Map<string, Promise<void>>();
+  const fetching = (ref: string, fetch: () => Promise<void>) => {
+    let p = inflight.get(ref);
+    if (!p) {
+      p = fetch().finally(() => inflight.delete(ref));
+      inflight.set(ref, p);
+    }
+    return p;
+  };
   const key = (c: ContainerContext) => `${c.podUid}/${c.container.name}`;
   return containerMachine.provide({
     actors: {
       ensureImage: fromPromise<PreparedImage, { image: string }>(async ({ input }) => {
+        try {
+          const { path, image } = await images.rootfs(input.image);
+          return { config: image.config.config, lowerDir: path };
+        } catch (err) {
+          if (!(err instanceof ImageNotFoundError) || !cluster) throw err;
+        }
+        // not on this node: the cluster's images have it, or nobody does
+        await fetching(input.image, () => cluster.fetchInto(input.image, images));
         const { path, image } = await images.rootfs(input.image);
         return { config: image.config.config, lowerDir: path };
       }),
@@ -65,8 +85,8 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
 }
 
 /** The `pod` kind an agent hosts under its node scope. */
-export function podKind(runtime: ContainerRuntime, images: ImageStore, tuning: NodeTuning = DEFAULT_TUNING) {
-  const machine = podMachine.provide({ actors: { container: boundContainerMachine(runtime, images) } });
+export function podKind(runtime: ContainerRuntime, images: ImageStore, tuning: NodeTuning = DEFAULT_TUNING, cluster?: ClusterImages) {
+  const machine = podMachine.provide({ actors: { container: boundContainerMachine(runtime, images, cluster) } });
   return defineKind({
     kind: 'pod',
     machine,

@@ -1,0 +1,130 @@
+/**
+ * The cluster's images, in JetStream: an image imported once is usable on every node, with no
+ * external registry. Each archive is one object (named by its sha256) in the object store
+ * `troupe-<c>-images`; each name is a record in the state bucket (`image.<name>`) pointing at the
+ * object with its --change instructions. A node that lacks an image fetches the object and
+ * imports it into its own store (validated again there).
+ *
+ * An import is validated in full (a throwaway local store, the same checks as a node's) before
+ * anything is uploaded: a corrupt or unsafe archive leaves the cluster's images as they were.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { KvStore, type Bus } from '../actors/index.js';
+import { NotFoundError, packValue, unpackValue } from '../protocol/index.js';
+import { ImageNotFoundError } from './errors.js';
+import { applyChanges } from './image-config.js';
+import { familiarName, parseImageRef } from './image-ref.js';
+import { ImageStore, type ImageInfo } from './image-store.js';
+
+export interface ClusterImageRecord {
+  /** Canonical reference. */
+  ref: string;
+  /** Object name: the archive's sha256 (hex). */
+  object: string;
+  kind: 'rootfs';
+  changes: string[];
+  size: number;
+  created: string;
+}
+
+const keyOf = (canonical: string) => `image.${Buffer.from(canonical).toString('base64url')}`;
+
+export class ClusterImages {
+  private constructor(
+    private readonly kv: KvStore,
+    private readonly objects: ObjectStore,
+  ) {}
+
+  static async open(bus: Bus): Promise<ClusterImages> {
+    const kv = await KvStore.open(bus, bus.subjects.stateBucket);
+    const objm = new Objm(bus.nc);
+    const objects = await objm.create(`${bus.subjects.stateBucket.replace(/-state$/, '')}-images`, { storage: 'file' as never });
+    return new ClusterImages(kv, objects);
+  }
+
+  /** `docker import` into the cluster: validated locally, uploaded once, named. */
+  async importRootfs(file: string, refInput: string, opts: { changes?: string[]; onProgress?: (sent: number, total: number) => void } = {}): Promise<ImageInfo> {
+    const ref = parseImageRef(refInput);
+    const changes = opts.changes ?? [];
+    applyChanges({}, changes);
+    const scratch = await mkdtemp(join(tmpdir(), 'troupe-import-'));
+    let info: ImageInfo;
+    try {
+      info = await new ImageStore(scratch).importRootfs(file, ref.canonical, { changes });
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+    const total = (await stat(file)).size;
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+    const object = hash.digest('hex');
+    if (!(await this.objects.info(object))) {
+      let sent = 0;
+      const source = createReadStream(file, { highWaterMark: 128 * 1024 });
+      source.on('data', (c) => {
+        sent += (c as Buffer).length;
+        opts.onProgress?.(sent, total);
+      });
+      await this.objects.put({ name: object, description: `rootfs of ${ref.canonical}` }, Readable.toWeb(source) as ReadableStream<Uint8Array>);
+    } else opts.onProgress?.(total, total);
+    const record: ClusterImageRecord = { ref: ref.canonical, object, kind: 'rootfs', changes, size: total, created: new Date().toISOString() };
+    await this.kv.put(keyOf(ref.canonical), packValue(record));
+    return { ...info, ref: familiarName(ref) };
+  }
+
+  async list(): Promise<ClusterImageRecord[]> {
+    return (await this.kv.list('image.*')).map((e) => unpackValue<ClusterImageRecord>(e.value)).sort((a, b) => a.ref.localeCompare(b.ref));
+  }
+
+  async record(refInput: string): Promise<ClusterImageRecord | undefined> {
+    const e = await this.kv.get(keyOf(parseImageRef(refInput).canonical));
+    return e ? unpackValue<ClusterImageRecord>(e.value) : undefined;
+  }
+
+  async tag(srcInput: string, dstInput: string): Promise<ClusterImageRecord> {
+    const src = await this.record(srcInput);
+    if (!src) throw new NotFoundError(`image ${JSON.stringify(srcInput)} is not in the cluster; import it with \`troupe image import\``, { ref: srcInput });
+    const dst = parseImageRef(dstInput);
+    const rec = { ...src, ref: dst.canonical, created: new Date().toISOString() };
+    await this.kv.put(keyOf(dst.canonical), packValue(rec));
+    return rec;
+  }
+
+  /** Removes a name; its archive goes when no name is left for it. */
+  async remove(refInput: string): Promise<{ untagged: string; deletedObject: boolean }> {
+    const ref = parseImageRef(refInput);
+    const rec = await this.record(ref.canonical);
+    if (!rec) throw new NotFoundError(`image ${JSON.stringify(refInput)} is not in the cluster`, { ref: refInput });
+    await this.kv.delete(keyOf(ref.canonical));
+    const stillUsed = (await this.list()).some((r) => r.object === rec.object);
+    if (!stillUsed) await this.objects.delete(rec.object);
+    return { untagged: familiarName(ref), deletedObject: !stillUsed };
+  }
+
+  /** Brings a cluster image into a node's store (download, then a validated local import). */
+  async fetchInto(refInput: string, store: ImageStore): Promise<void> {
+    const rec = await this.record(refInput);
+    if (!rec) {
+      throw new ImageNotFoundError(`image ${JSON.stringify(refInput)} is neither on this node nor in the cluster; import it with \`troupe image import\``, { ref: refInput });
+    }
+    const got = await this.objects.get(rec.object);
+    if (!got) throw new ImageNotFoundError(`image ${JSON.stringify(refInput)}: its archive ${rec.object} is missing from the cluster's object store`, { ref: refInput });
+    const dir = await mkdtemp(join(tmpdir(), 'troupe-fetch-'));
+    try {
+      const file = join(dir, 'rootfs.tar');
+      await pipeline(Readable.fromWeb(got.data as never), createWriteStream(file));
+      const err = await got.error;
+      if (err) throw err;
+      await store.importRootfs(file, rec.ref, { changes: rec.changes });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Cluster images: `troupe image import` once, any node runs it (fetched from JetStream's object
+ * store into the node's own store); ls, tag, rm; a bad archive changes nothing.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { ActorClient, ClusterImages, Crun, ImageStore, type PodStatus } from '../../index.js';
+import { tempDir, waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
+import { busyboxRootfs, makeTar, tarDir } from '../helpers/tar.js';
+
+const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+
+function runCli(env: NodeJS.ProcessEnv, args: string[]) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    const c = spawn(process.execPath, [cli, ...args], { env });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+async function startAgent(t: Teardown, url: string, node: string, dataDir: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [cli, 'agent', '--server', url, '--node-name', node, '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (l) => l.includes('is up') && resolve());
+    child.once('exit', (c) => reject(new Error(`agent exited ${c}`)));
+  });
+  return child;
+}
+
+t.test('import once through the CLI; a node without the image fetches it and runs the pod', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const env = { ...process.env, TROUPE_SERVER: nats.url, TROUPE_HOME: tempDir(t, 'troupe-home-') };
+  const src = tempDir(t, 'troupe-src-');
+  const tarball = tarDir(busyboxRootfs(join(src, 'root')), join(src, 'rootfs.tar'));
+
+  const imp = await runCli(env, ['image', 'import', tarball, 'myapp:1.0', '--change', 'CMD ["/bin/sh", "-c", "echo from-image; exec sleep 300"]', '--change', 'ENV WHO=cluster']);
+  t.equal(imp.code, 0, imp.stderr);
+  t.match(imp.stdout, /^myapp:1\.0 sha256:[a-f0-9]{64}\n$/);
+  t.equal((await runCli(env, ['image', 'tag', 'myapp:1.0', 'myapp:latest'])).code, 0);
+  const ls = await runCli(env, ['image', 'ls']);
+  t.match(ls.stdout, /^IMAGE\s+ARCHIVE\s+SIZE\s+CREATED\nmyapp:1\.0\s+[a-f0-9]{12}\s+[\d.]+MiB\s+\S+\nmyapp:latest\s+/);
+
+  // a bad archive: a clear error, the cluster's images unchanged
+  const bad = join(src, 'bad.tar');
+  writeFileSync(bad, makeTar([{ path: '../escape', content: 'x' }]));
+  const before = await (await ClusterImages.open(bus)).list();
+  const r = await runCli(env, ['image', 'import', bad, 'evil:1']);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /climbs out of the rootfs \('\.\.'\): refused \(TRP_ERR_UNSAFE_ARCHIVE\)/);
+  t.same(await (await ClusterImages.open(bus)).list(), before, 'nothing was added');
+
+  // a node whose own store is empty runs a pod of that image
+  const dir = tempDir(t, 'troupe-agent-');
+  await startAgent(t, nats.url, 'fresh', dir);
+  const pods = new ActorClient(bus, 'pod', 'node.fresh');
+  await pods.send('default', 'app', { type: 'run', uid: 'uid-app', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'app', image: 'myapp:latest' }] } });
+  await waitFor(async () => ((await pods.send('default', 'app', { type: 'get' })) as unknown as PodStatus).phase === 'Running', 'the pod Running', 20_000);
+  t.same((await new ImageStore(join(dir, 'images')).list()).map((i) => i.ref), ['myapp:latest'], 'fetched into the node’s store');
+  await waitFor(async () => (await runCli(env, ['logs', 'app'])).stdout === 'from-image\n', 'the image’s CMD ran');
+
+  t.equal((await runCli(env, ['image', 'rm', 'myapp:1.0'])).stdout, 'Untagged: myapp:1.0\n');
+  const missing = await runCli(env, ['image', 'rm', 'myapp:1.0']);
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /image "myapp:1\.0" is not in the cluster/);
+  await pods.send('default', 'app', { type: 'delete' });
+  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'container gone');
+});
