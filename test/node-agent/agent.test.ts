@@ -93,7 +93,7 @@ t.test('pods over the bus: run, crash-loop with backoff, delete; two agents side
     const s = st.containerStatuses[0]!.state;
     return 'waiting' in s && ['ErrImagePull', 'ImagePullBackOff'].includes(s.waiting.reason) ? s : undefined;
   }, 'ErrImagePull');
-  t.match(pullErr, { waiting: { message: /"nope:1" is not in this node's store/ } });
+  t.match(pullErr, { waiting: { message: /image "nope:1" is neither on this node nor in the cluster; import it with `troupe image import`/ } });
   t.same(await n1.send('default', 'web', { type: 'get' }).then((s) => (s as unknown as PodStatus).phase), 'Running', 'the agent kept serving');
 
   for (const [client, name] of [[n1, 'web'], [n1, 'crasher'], [n1, 'missing'], [n2, 'web']] as const) await client.send('default', name, { type: 'delete' });
