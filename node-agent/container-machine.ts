@@ -9,7 +9,7 @@
  * removeContainer), so tests provide their own and the agent provides crun's. A `delete` wins
  * over anything pending: it always ends in stopping → removing → removed.
  */
-import { assign, fromPromise, sendParent, setup } from 'xstate';
+import { assign, fromCallback, fromPromise, sendParent, setup } from 'xstate';
 import type { Container } from '../protocol/index.js';
 import type { ImageRuntimeConfig } from './image-config.js';
 
@@ -53,6 +53,12 @@ export interface ContainerContext extends ContainerInput {
   state: ContainerState;
   lastState?: ContainerState;
   startedAtMs?: number;
+  /** The container's first process (for probes from inside its network namespace). */
+  pid?: number;
+  /** Readiness: true once its readiness probe (if any) passes. */
+  ready: boolean;
+  /** Why the agent killed it (a failed liveness or startup probe), for its terminated state. */
+  probeFailure?: string;
 }
 
 export interface ExitInfo {
@@ -63,10 +69,14 @@ export interface ExitInfo {
   finishedAt: string;
 }
 
-export type ContainerEvent = { type: 'delete' } | { type: 'get' };
+export type ContainerEvent =
+  | { type: 'delete' }
+  | { type: 'get' }
+  | { type: 'probe.ready'; ready: boolean }
+  | { type: 'probe.failed'; probe: 'liveness' | 'startup'; message: string };
 
 /** What an adopting agent finds of a container. */
-export type InspectResult = { state: 'running'; startedAt: string } | { state: 'exited'; exit: ExitInfo } | { state: 'absent' };
+export type InspectResult = { state: 'running'; startedAt: string; pid: number } | { state: 'exited'; exit: ExitInfo } | { state: 'absent' };
 
 /** The delay before restart number `step` (0-based): base · 2^step, capped. */
 export function restartDelay(step: number, baseMs: number, capMs: number): number {
@@ -79,7 +89,7 @@ export const containerMachine = setup({
     ensureImage: fromPromise<PreparedImage, { image: string }>(async () => {
       throw new Error('ensureImage not provided');
     }),
-    runContainer: fromPromise<{ startedAt: string }, { ctx: ContainerContext }>(async () => {
+    runContainer: fromPromise<{ startedAt: string; pid: number }, { ctx: ContainerContext }>(async () => {
       throw new Error('runContainer not provided');
     }),
     waitExit: fromPromise<ExitInfo, { ctx: ContainerContext }>(async () => {
@@ -88,6 +98,10 @@ export const containerMachine = setup({
     stopContainer: fromPromise<void, { ctx: ContainerContext }>(async () => undefined),
     removeContainer: fromPromise<void, { ctx: ContainerContext }>(async () => undefined),
     inspectContainer: fromPromise<InspectResult, { ctx: ContainerContext }>(async () => ({ state: 'absent' })),
+    /** Runs the container's probes; sends probe.ready and probe.failed. */
+    probes: fromCallback<ContainerEvent, { ctx: ContainerContext }>(() => () => undefined),
+    /** Kills the container (a failed liveness or startup probe); waitExit then sees it exit. */
+    killContainer: fromPromise<void, { ctx: ContainerContext }>(async () => undefined),
   },
   actions: {
     /** Tells the pod that this container changed, so the pod publishes it. */
@@ -108,7 +122,7 @@ export const containerMachine = setup({
   },
 }).createMachine({
   id: 'container',
-  context: ({ input }) => ({ ...input, restartCount: input.restartCount ?? 0, backoffStep: 0, pullFailures: 0, state: { waiting: { reason: 'ContainerCreating' } } }),
+  context: ({ input }) => ({ ...input, restartCount: input.restartCount ?? 0, backoffStep: 0, pullFailures: 0, ready: false, state: { waiting: { reason: 'ContainerCreating' } } }),
   initial: 'init',
   on: { delete: '.stopping' },
   states: {
@@ -124,8 +138,8 @@ export const containerMachine = setup({
             guard: ({ event }) => event.output.state === 'running',
             target: 'running',
             actions: assign(({ event }) => {
-              const o = event.output as { startedAt: string };
-              return { state: { running: { startedAt: o.startedAt } }, startedAtMs: Date.parse(o.startedAt) };
+              const o = event.output as { startedAt: string; pid: number };
+              return { state: { running: { startedAt: o.startedAt } }, startedAtMs: Date.parse(o.startedAt), pid: o.pid };
             }),
           },
           {
@@ -172,7 +186,12 @@ export const containerMachine = setup({
         input: ({ context }) => ({ ctx: context }),
         onDone: {
           target: 'running',
-          actions: assign({ state: ({ event }) => ({ running: { startedAt: event.output.startedAt } }), startedAtMs: ({ event }) => Date.parse(event.output.startedAt) }),
+          actions: assign({
+            state: ({ event }) => ({ running: { startedAt: event.output.startedAt } }),
+            startedAtMs: ({ event }) => Date.parse(event.output.startedAt),
+            pid: ({ event }) => event.output.pid,
+            probeFailure: undefined,
+          }),
         },
         onError: {
           target: 'exited',
@@ -186,27 +205,43 @@ export const containerMachine = setup({
     },
     running: {
       entry: 'notify',
-      invoke: {
-        src: 'waitExit',
-        input: ({ context }) => ({ ctx: context }),
-        onDone: {
-          target: 'exited',
-          actions: assign({
-            state: ({ context, event }) => ({
-              terminated: { ...event.output, startedAt: 'running' in context.state ? context.state.running.startedAt : undefined },
+      on: {
+        'probe.ready': { actions: [assign({ ready: ({ event }) => event.ready }), 'notify'] },
+        'probe.failed': { target: '.killing', actions: assign({ probeFailure: ({ event }) => event.message }) },
+      },
+      invoke: [
+        {
+          src: 'waitExit',
+          input: ({ context }) => ({ ctx: context }),
+          onDone: {
+            target: 'exited',
+            actions: assign({
+              state: ({ context, event }) => ({
+                terminated: {
+                  ...event.output,
+                  ...(context.probeFailure ? { message: context.probeFailure } : {}),
+                  startedAt: 'running' in context.state ? context.state.running.startedAt : undefined,
+                },
+              }),
+              backoffStep: ({ context, event }) =>
+                context.startedAtMs !== undefined && Date.parse(event.output.finishedAt) - context.startedAtMs >= context.backoffResetMs ? 0 : context.backoffStep,
             }),
-            backoffStep: ({ context, event }) =>
-              context.startedAtMs !== undefined && Date.parse(event.output.finishedAt) - context.startedAtMs >= context.backoffResetMs ? 0 : context.backoffStep,
-          }),
+          },
+          onError: {
+            target: 'exited',
+            actions: assign({ state: ({ event }) => ({ terminated: { exitCode: 255, reason: 'Error', message: String((event.error as Error)?.message ?? event.error), finishedAt: new Date().toISOString() } }) }),
+          },
         },
-        onError: {
-          target: 'exited',
-          actions: assign({ state: ({ event }) => ({ terminated: { exitCode: 255, reason: 'Error', message: String((event.error as Error)?.message ?? event.error), finishedAt: new Date().toISOString() } }) }),
-        },
+        { src: 'probes', input: ({ context }) => ({ ctx: context }) },
+      ],
+      initial: 'up',
+      states: {
+        up: {},
+        killing: { invoke: { src: 'killContainer', input: ({ context }) => ({ ctx: context }) } },
       },
     },
     exited: {
-      entry: [assign({ lastState: ({ context }) => context.state }), 'notify'],
+      entry: [assign({ lastState: ({ context }) => context.state, ready: false }), 'notify'],
       always: [{ guard: 'shouldRestart', target: 'crashBackoff' }, { target: 'terminated' }],
     },
     crashBackoff: {

@@ -16,6 +16,8 @@ export { ImageFormatError, UnsafeArchiveError, ImageNotFoundError, ImageRefError
 export { ContainerRuntime } from './container-runtime.js';
 export { Agent, heartbeatBody } from './agent.js';
 export { serveNode, nodeCommand } from './node-service.js';
+export { runProbes, probeTiming, netProbe, resolvePort } from './probes.js';
+export type { ProbeEvent, ProbeExecutor, ProbeResult, ProbeTiming } from './probes.js';
 export { ClusterImages } from './cluster-images.js';
 export type { ClusterImageRecord } from './cluster-images.js';
 export type { NodeCommand, LogsReply, ExecReply } from './node-service.js';

@@ -114,11 +114,18 @@ export interface ContainerStatus {
   lastState?: ContainerState;
   restartCount: number;
   started: boolean;
+  ready: boolean;
+}
+
+export interface PodCondition {
+  type: 'Ready' | 'ContainersReady';
+  status: 'True' | 'False';
 }
 
 export interface PodStatus {
   uid?: string;
   phase: PodPhase;
+  conditions: PodCondition[];
   containerStatuses: ContainerStatus[];
 }
 
@@ -134,6 +141,7 @@ export function podStatus(snapshot: SnapshotFrom<typeof podMachine>): PodStatus 
       ...(c.lastState && c.lastState !== c.state ? { lastState: c.lastState } : {}),
       restartCount: c.restartCount,
       started: 'running' in c.state,
+      ready: c.ready && 'running' in c.state,
     };
   });
   let phase: PodPhase;
@@ -145,7 +153,9 @@ export function podStatus(snapshot: SnapshotFrom<typeof podMachine>): PodStatus 
     phase = statuses.every((c) => 'terminated' in c.state && c.state.terminated.exitCode === 0) ? 'Succeeded' : 'Failed';
   } else if (statuses.some((c) => 'waiting' in c.state && c.state.waiting.reason === 'CrashLoopBackOff')) phase = 'Running';
   else phase = 'Pending';
-  return { uid: ctx.uid, phase, containerStatuses: statuses };
+  const allReady = statuses.length > 0 && statuses.every((c) => c.ready) && phase === 'Running';
+  const cond = allReady ? 'True' : 'False';
+  return { uid: ctx.uid, phase, conditions: [{ type: 'Ready', status: cond }, { type: 'ContainersReady', status: cond }], containerStatuses: statuses };
 }
 
 void sendTo;

@@ -2,10 +2,11 @@
  * The pod actor kind on a node: the pod machine with its container effects bound to this node's
  * image store and crun runtime.
  */
-import { fromPromise } from 'xstate';
+import { fromCallback, fromPromise } from 'xstate';
+import { netProbe, runProbes, type ProbeExecutor } from './probes.js';
 import { defineKind, Persist } from '../actors/index.js';
 import type { ContainerRuntime } from './container-runtime.js';
-import { containerMachine, type ContainerContext, type ExitInfo, type InspectResult, type PreparedImage } from './container-machine.js';
+import { containerMachine, type ContainerContext, type ContainerEvent, type ExitInfo, type InspectResult, type PreparedImage } from './container-machine.js';
 import type { ImageStore } from './image-store.js';
 import type { ClusterImages } from './cluster-images.js';
 import { ImageNotFoundError } from './errors.js';
@@ -41,7 +42,7 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
         const { path, image } = await images.rootfs(input.image);
         return { config: image.config.config, lowerDir: path };
       }),
-      runContainer: fromPromise<{ startedAt: string }, { ctx: ContainerContext }>(async ({ input }) => {
+      runContainer: fromPromise<{ startedAt: string; pid: number }, { ctx: ContainerContext }>(async ({ input }) => {
         const c = input.ctx;
         const run = runtime.run({
           podUid: c.podUid,
@@ -55,7 +56,7 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
         });
         starting.set(key(c), run.catch(() => undefined));
         const started = await run;
-        return { startedAt: started.startedAt.toISOString() };
+        return { startedAt: started.startedAt.toISOString(), pid: started.pid };
       }),
       waitExit: fromPromise<ExitInfo, { ctx: ContainerContext }>(async ({ input }) => {
         const e = await runtime.wait(input.ctx.podUid, input.ctx.container.name);
@@ -68,12 +69,26 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
       }),
       inspectContainer: fromPromise<InspectResult, { ctx: ContainerContext }>(async ({ input }) => {
         const r = await runtime.inspect(input.ctx.podUid, input.ctx.container.name);
-        if (r.state === 'running') return { state: 'running', startedAt: r.startedAt.toISOString() };
+        if (r.state === 'running') return { state: 'running', startedAt: r.startedAt.toISOString(), pid: r.pid };
         if (r.state === 'exited') {
           const e = r.exit;
           return { state: 'exited', exit: { exitCode: e.exitCode, signal: e.signal, reason: e.reason, message: e.message, finishedAt: e.finishedAt.toISOString() } };
         }
         return { state: 'absent' };
+      }),
+      probes: fromCallback<ContainerEvent, { ctx: ContainerContext }>(({ input, sendBack }) => {
+        const c = input.ctx;
+        const exec: ProbeExecutor = async (probe, timeoutMs) => {
+          if (probe.exec) {
+            const r = await runtime.exec(c.podUid, c.container.name, probe.exec.command, { timeout: timeoutMs });
+            return r.exitCode === 0 ? { ok: true } : { ok: false, message: `command exited ${r.exitCode}${r.stderr ? `: ${r.stderr.trim().slice(0, 200)}` : ''}` };
+          }
+          return netProbe(c.pid!, c.container, probe, timeoutMs);
+        };
+        return runProbes(c.container, exec, (e) => sendBack(e));
+      }),
+      killContainer: fromPromise<void, { ctx: ContainerContext }>(async ({ input }) => {
+        await runtime.stop(input.ctx.podUid, input.ctx.container.name, input.ctx.graceMs);
       }),
       removeContainer: fromPromise<void, { ctx: ContainerContext }>(async ({ input }) => {
         await starting.get(key(input.ctx));

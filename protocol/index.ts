@@ -35,5 +35,5 @@ export { subjects, token, untoken } from './subjects.js';
 export type { Subjects, ResourceKey } from './subjects.js';
 export { labelName, subdomainName, isDns1123Label, isDns1123Subdomain, DNS1123_LABEL, DNS1123_SUBDOMAIN } from './names.js';
 export { parseQuantity, milliCpu, bytes, quantity } from './quantity.js';
-export { container, securityContext } from './container.js';
-export type { Container, SecurityContext } from './container.js';
+export { container, securityContext, probe, portRef } from './container.js';
+export type { Container, SecurityContext, Probe } from './container.js';

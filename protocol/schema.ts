@@ -244,6 +244,20 @@ function union<const D extends string, M extends Record<string, ObjectSchema<Sha
   });
 }
 
+/** A schema plus a rule across its fields: `rule` returns a message when the value breaks it. */
+function refine<T>(inner: Schema<T>, rule: (value: T) => string | undefined): Schema<T> {
+  return {
+    expected: inner.expected,
+    optional: inner.optional,
+    check: (v, path, issues) => {
+      if (!inner.check(v, path, issues)) return false;
+      if (v === undefined && inner.optional) return true;
+      const problem = rule(v as T);
+      return problem ? fail(issues, path, problem) : true;
+    },
+  };
+}
+
 /** Runs a schema; returns the issues (empty when valid). */
 export function check<T>(schema: Schema<T>, value: unknown, path = ''): Issue[] {
   const issues: Issue[] = [];
@@ -264,4 +278,4 @@ export function validate<T>(schema: Schema<T>, value: unknown, what = ''): T {
   throw new ValidationError(formatIssues(what, issues), { issues });
 }
 
-export const s = { string, int, number, bool, bytes, literal, oneOf, any, optional, nullable, array, object, record, union };
+export const s = { string, int, number, bool, bytes, literal, oneOf, any, optional, nullable, array, object, record, union, refine };

@@ -24,7 +24,7 @@ function harness(script: Script, clock: SimulatedClock) {
       }),
       runContainer: fromPromise(async () => {
         script.log.push(`run@${clock.now()}`);
-        return { startedAt: new Date(clock.now()).toISOString() };
+        return { startedAt: new Date(clock.now()).toISOString(), pid: 1 };
       }),
       waitExit: fromPromise<ExitInfo, { ctx: ContainerContext }>(async () => {
         const next = script.exits[run++] ?? 'hang';

@@ -1,0 +1,102 @@
+/**
+ * Probes on real containers through the agent: httpGet readiness (busybox httpd), exec liveness
+ * restarting the container, a startup probe holding liveness back.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { ActorClient, Crun, ImageStore, type PodStatus } from '../../index.js';
+import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
+import { busyboxRootfs, tarDir } from '../helpers/tar.js';
+
+const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+
+t.test('readiness toggles Ready; a failing liveness probe restarts; a startup probe holds liveness back', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const dir = tempDir(t, 'troupe-agent-');
+  const src = tempDir(t, 'troupe-src-');
+  await new ImageStore(join(dir, 'images')).importRootfs(tarDir(busyboxRootfs(join(src, 'root')), join(src, 'rootfs.tar')), 'busybox:test');
+  const agent = spawn(process.execPath, [cli, 'agent', '--server', nats.url, '--node-name', 'p1', '--data-dir', dir, '--backoff-base', '100', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(async () => {
+    if (agent.exitCode === null) {
+      agent.kill('SIGTERM');
+      await new Promise((r) => agent.once('exit', r));
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: agent.stdout! }).on('line', (l) => l.includes('is up') && resolve());
+    agent.once('exit', (c) => reject(new Error(`agent exited ${c}`)));
+  });
+  const pods = new ActorClient(bus, 'pod', 'node.p1');
+  const status = async (name: string) => (await pods.send('default', name, { type: 'get' })) as unknown as PodStatus;
+  const ready = (st: PodStatus) => st.conditions.find((c) => c.type === 'Ready')!.status;
+
+  // readiness: httpd serves /www; the probe asks for /ready, which the test creates and removes
+  await pods.send('default', 'web', {
+    type: 'run',
+    uid: 'uid-web',
+    spec: {
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: 'web',
+          image: 'busybox:test',
+          command: ['/bin/sh', '-c', 'mkdir -p /www && exec httpd -f -p 8080 -h /www'],
+          ports: [{ name: 'http', containerPort: 8080 }],
+          readinessProbe: { httpGet: { path: '/ready', port: 'http' }, periodSeconds: 1, failureThreshold: 1 },
+        },
+      ],
+    },
+  });
+  await waitFor(async () => (await status('web')).phase === 'Running', 'web Running');
+  t.equal(ready(await status('web')), 'False', 'not Ready while /ready answers 404');
+  const exec = (pod: string, command: string[]) => bus.request(bus.subjects.nodeCmd('p1'), 'cmd', { type: 'exec', namespace: 'default', pod, command });
+  await exec('web', ['/bin/sh', '-c', 'echo ok > /www/ready']);
+  await waitFor(async () => ready(await status('web')) === 'True', 'Ready once /ready answers 200');
+  await exec('web', ['/bin/rm', '/www/ready']);
+  await waitFor(async () => ready(await status('web')) === 'False', 'not Ready again');
+  t.equal((await status('web')).containerStatuses[0]!.restartCount, 0, 'readiness never restarts');
+
+  // liveness: healthy while /tmp/healthy exists; removing it gets the container restarted
+  await pods.send('default', 'live', {
+    type: 'run',
+    uid: 'uid-live',
+    spec: {
+      terminationGracePeriodSeconds: 1,
+      containers: [{ name: 'l', image: 'busybox:test', command: ['/bin/sh', '-c', 'touch /tmp/healthy; exec sleep 300'], livenessProbe: { exec: { command: ['test', '-e', '/tmp/healthy'] }, periodSeconds: 1, failureThreshold: 2 } }],
+    },
+  });
+  await waitFor(async () => (await status('live')).phase === 'Running', 'live Running');
+  await exec('live', ['/bin/rm', '/tmp/healthy']);
+  const restarted = await waitFor(async () => {
+    const st = await status('live');
+    return st.containerStatuses[0]!.restartCount >= 1 ? st : undefined;
+  }, 'a restart after the liveness probe failed', 20_000);
+  t.match(restarted.containerStatuses[0]!.lastState, { terminated: { message: /liveness probe failed 2 times: command exited 1/ } });
+
+  // startup: liveness would fail until /tmp/live exists (after ~3 s); the startup probe waits for it
+  await pods.send('default', 'slow', {
+    type: 'run',
+    uid: 'uid-slow',
+    spec: {
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: 's',
+          image: 'busybox:test',
+          command: ['/bin/sh', '-c', 'sleep 3; touch /tmp/live; exec sleep 300'],
+          startupProbe: { exec: { command: ['test', '-e', '/tmp/live'] }, periodSeconds: 1, failureThreshold: 10 },
+          livenessProbe: { exec: { command: ['test', '-e', '/tmp/live'] }, periodSeconds: 1, failureThreshold: 1 },
+        },
+      ],
+    },
+  });
+  await waitFor(async () => ready(await status('slow')) === 'True', 'slow Ready after its startup probe passed', 20_000);
+  t.equal((await status('slow')).containerStatuses[0]!.restartCount, 0, 'liveness did not kill it while it started');
+
+  for (const name of ['web', 'live', 'slow']) await pods.send('default', name, { type: 'delete' });
+  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'containers gone', 20_000);
+});
