@@ -126,13 +126,14 @@ async function cmdAgent(args: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'backoff-base': { type: 'string' },
       'backoff-cap': { type: 'string' },
+      'stats-interval': { type: 'string' },
     },
   });
   const level = values['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
   const nodeName = values['node-name'];
   if (!nodeName || !isDns1123Label(nodeName)) throw new UsageError(`--node-name: expected a DNS-1123 label, got ${JSON.stringify(nodeName ?? '')}`);
-  const ms = (flag: 'backoff-base' | 'backoff-cap') => {
+  const ms = (flag: 'backoff-base' | 'backoff-cap' | 'stats-interval') => {
     const v = values[flag];
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -147,7 +148,7 @@ async function cmdAgent(args: string[]): Promise<number> {
   const { server, cluster } = resolveServer(values.server);
   const dataDir = values['data-dir'] ?? join(defaultDataDir(), 'agents', nodeName);
   const bus = await Bus.connect({ servers: server, cluster, name: `agent-${nodeName}`, logger });
-  const agent = new Agent({ bus, nodeName, dataDir, logger, tuning });
+  const agent = new Agent({ bus, nodeName, dataDir, logger, tuning, statsMs: ms('stats-interval') });
   await agent.start();
   process.stdout.write(`troupe agent ${nodeName} is up (cluster "${cluster}" on ${server}, data in ${dataDir})\n`);
   await new Promise<void>((resolve) => {

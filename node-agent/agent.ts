@@ -22,6 +22,24 @@ export const heartbeatBody = s.object({
   pods: s.int({ min: 0 }),
 });
 
+export const statsBody = s.object({
+  node: s.string({ min: 1, max: 253 }),
+  at: s.string({ max: 64 }),
+  containers: s.array(
+    s.object({
+      namespace: s.string({ max: 253 }),
+      pod: s.string({ max: 253 }),
+      container: s.string({ max: 63 }),
+      cpuUsageNs: s.number({ min: 0 }),
+      /** CPU used since the previous sample, in millicores (as `kubectl top`). */
+      cpuMillicores: s.number({ min: 0 }),
+      memoryBytes: s.number({ min: 0 }),
+      pids: s.int({ min: 0 }),
+    }),
+    { max: 10_000 },
+  ),
+});
+
 export interface NodeInfo {
   name: string;
   labels: Record<string, string>;
@@ -39,6 +57,8 @@ export interface AgentOptions {
   logger?: Logger;
   tuning?: Partial<NodeTuning>;
   heartbeatMs?: number;
+  /** How often container usage is published (ms). */
+  statsMs?: number;
   maxPods?: number;
 }
 
@@ -48,6 +68,8 @@ export class Agent {
   readonly scope: string;
   private host?: ActorHost;
   private timer?: NodeJS.Timeout;
+  private statsTimer?: NodeJS.Timeout;
+  private readonly lastCpu = new Map<string, { ns: number; at: number }>();
   private nodeSub?: Subscription;
   private seq = 0;
 
@@ -82,6 +104,7 @@ export class Agent {
     const { bus } = this.opts;
     await this.images.init();
     if (!bus.codec.types.has('hb')) bus.codec.types.register('hb', heartbeatBody);
+    if (!bus.codec.types.has('stats')) bus.codec.types.register('stats', statsBody);
     const kv = await KvStore.open(bus, bus.subjects.stateBucket);
     await kv.put(`nodeinfo.${this.opts.nodeName}`, packValue(this.nodeInfo()));
     this.host = await ActorHost.start(bus, {
@@ -101,6 +124,7 @@ export class Agent {
     };
     beat();
     this.timer = setInterval(beat, this.opts.heartbeatMs ?? 1000);
+    this.statsTimer = setInterval(() => void this.publishStats(), this.opts.statsMs ?? 10_000);
     this.opts.logger?.info({ node: this.opts.nodeName, cgroups: this.runtime.cgroups.layout }, 'node agent ready');
   }
 
@@ -130,9 +154,28 @@ export class Agent {
     return pods.size;
   }
 
+  /** Reads every container's cgroup usage and publishes it on the node's stats subject. */
+  async publishStats(): Promise<void> {
+    try {
+      const now = Date.now();
+      const containers = [];
+      for (const c of await this.runtime.containers()) {
+        const st = await this.runtime.stats(c.podUid, c.container);
+        const prev = this.lastCpu.get(c.id);
+        const cpuMillicores = prev && now > prev.at ? Math.max(0, Math.round(((st.cpuUsageNs - prev.ns) / 1e6 / (now - prev.at)) * 1000)) : 0;
+        this.lastCpu.set(c.id, { ns: st.cpuUsageNs, at: now });
+        containers.push({ namespace: c.namespace, pod: c.pod, container: c.container, cpuUsageNs: st.cpuUsageNs, cpuMillicores, memoryBytes: st.memoryBytes, pids: st.pids });
+      }
+      this.opts.bus.publish(this.opts.bus.subjects.nodeStats(this.opts.nodeName), 'stats', { node: this.opts.nodeName, at: new Date(now).toISOString(), containers });
+    } catch (err) {
+      this.opts.logger?.warn({ err }, 'stats not published');
+    }
+  }
+
   /** Stops serving; containers keep running (a restarted agent adopts them). */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.statsTimer) clearInterval(this.statsTimer);
     this.nodeSub?.unsubscribe();
     await this.host?.stop();
   }

@@ -14,7 +14,7 @@ export { readTar, ByteReader } from './tar-reader.js';
 export type { TarEntry, EntryType } from './tar-reader.js';
 export { ImageFormatError, UnsafeArchiveError, ImageNotFoundError, ImageRefError, RuntimeError } from './errors.js';
 export { ContainerRuntime } from './container-runtime.js';
-export { Agent, heartbeatBody } from './agent.js';
+export { Agent, heartbeatBody, statsBody } from './agent.js';
 export { serveNode, nodeCommand } from './node-service.js';
 export { runProbes, probeTiming, netProbe, resolvePort } from './probes.js';
 export type { ProbeEvent, ProbeExecutor, ProbeResult, ProbeTiming } from './probes.js';

@@ -50,6 +50,8 @@ export interface Subjects {
   nodeHb(node: string): string;
   /** Every node's heartbeats. */
   nodeHbAll(): string;
+  /** A node's container resource usage, published periodically. */
+  nodeStats(node: string): string;
   /** Everything of one node: the scope to grant that node's credentials. */
   nodeScope(node: string): string;
   /** KV bucket holding actor snapshots and desired state. */
@@ -106,6 +108,7 @@ export function subjects(cluster: string, scope = ''): Subjects {
     nodeCmd: (node) => `${clusterRoot}.node.${token(node, 'node')}.cmd`,
     nodeHb: (node) => `${clusterRoot}.node.${token(node, 'node')}.hb`,
     nodeHbAll: () => `${clusterRoot}.node.*.hb`,
+    nodeStats: (node) => `${clusterRoot}.node.${token(node, 'node')}.stats`,
     nodeScope: (node) => `${clusterRoot}.node.${token(node, 'node')}.>`,
     stateBucket: `troupe-${c.replaceAll('.', '_')}-state`,
     eventStream: `troupe-${c.replaceAll('.', '_')}-events`,

@@ -9,14 +9,14 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { ActorClient, Crun, ImageStore, detectCgroups, heartbeatBody, type EventBody, type PodStatus } from '../../index.js';
+import { ActorClient, Crun, ImageStore, detectCgroups, heartbeatBody, statsBody, type EventBody, type PodStatus } from '../../index.js';
 import { tempDir, waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
 import { busyboxRootfs, tarDir } from '../helpers/tar.js';
 
 const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 
 async function startAgent(t: Teardown, url: string, node: string, dataDir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cli, 'agent', '--server', url, '--node-name', node, '--data-dir', dataDir, '--backoff-base', '100', '--backoff-cap', '400', '--log-level', 'warn'], {
+  const child = spawn(process.execPath, [cli, 'agent', '--server', url, '--node-name', node, '--data-dir', dataDir, '--backoff-base', '100', '--backoff-cap', '400', '--stats-interval', '300', '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(async () => {
@@ -150,6 +150,13 @@ t.test('logs and exec over the bus and through the CLI; --previous after a resta
   await pods.send('default', 'shell', { type: 'run', uid: 'uid-shell', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'sh', image: 'busybox:test', command: ['/bin/sh', '-c', 'echo hello > /tmp/greeting; exec sleep 300'] }] } });
   await waitFor(async () => ((await pods.send('default', 'shell', { type: 'get' })) as unknown as PodStatus).phase === 'Running', 'shell Running');
   await waitFor(async () => (await runCli(['exec', 'shell', '--', 'cat', '/tmp/greeting'])).stdout === 'hello\n', 'exec sees the container’s files');
+  // usage stats from the cgroups, published by the node
+  bus.codec.types.register('stats', statsBody);
+  const stats: { containers: { pod: string; memoryBytes: number; cpuUsageNs: number; pids: number }[] }[] = [];
+  const sub = bus.subscribe<(typeof stats)[number]>(bus.subjects.nodeStats('n1'), (env) => stats.push(env.body));
+  t.teardown(() => sub.unsubscribe());
+  const shellStats = await waitFor(() => stats.flatMap((s) => s.containers).find((c) => c.pod === 'shell'), 'stats for the shell pod');
+  t.ok(shellStats.memoryBytes > 0 && shellStats.cpuUsageNs > 0 && shellStats.pids >= 1, `usage read from the cgroups (${shellStats.memoryBytes} bytes, ${shellStats.cpuUsageNs} ns, ${shellStats.pids} pids)`);
   const ex = await runCli(['exec', 'shell', '--', '/bin/sh', '-c', 'echo out; echo err >&2; hostname; exit 7']);
   t.equal(ex.code, 7, 'exec exits with the command’s exit code');
   t.equal(ex.stdout, 'out\nshell\n');
