@@ -121,20 +121,25 @@ export class MsgpackWriter {
     const bytes = Buffer.byteLength(s, 'utf8');
     this.room(bytes + 5);
     if (bytes < 32) this.buf[this.pos++] = 0xa0 | bytes;
-    else if (bytes < 0x100) {
-      this.buf[this.pos++] = 0xd9;
-      this.buf[this.pos++] = bytes;
-    } else if (bytes < 0x10000) {
-      this.buf[this.pos++] = 0xda;
-      this.view.setUint16(this.pos, bytes);
-      this.pos += 2;
-    } else {
-      this.buf[this.pos++] = 0xdb;
-      this.view.setUint32(this.pos, bytes);
-      this.pos += 4;
-    }
+    else this.sized(bytes, 0xd9, 0xda, 0xdb);
     this.pos += this.buf.write(s, this.pos, 'utf8');
     return this;
+  }
+
+  /** A length in 1, 2 or 4 bytes after its type byte (str8/16/32, bin8/16/32); room is made by the caller. */
+  private sized(n: number, c8: number, c16: number, c32: number): void {
+    if (n < 0x100) {
+      this.buf[this.pos++] = c8;
+      this.buf[this.pos++] = n;
+    } else if (n < 0x10000) {
+      this.buf[this.pos++] = c16;
+      this.view.setUint16(this.pos, n);
+      this.pos += 2;
+    } else {
+      this.buf[this.pos++] = c32;
+      this.view.setUint32(this.pos, n);
+      this.pos += 4;
+    }
   }
 
   private header(n: number, fix: number, b16: number, b32: number): void {
@@ -205,18 +210,7 @@ export class MsgpackWriter {
           if (v instanceof Uint8Array) {
             const n = v.length;
             this.room(n + 5);
-            if (n < 0x100) {
-              this.buf[this.pos++] = 0xc4;
-              this.buf[this.pos++] = n;
-            } else if (n < 0x10000) {
-              this.buf[this.pos++] = 0xc5;
-              this.view.setUint16(this.pos, n);
-              this.pos += 2;
-            } else {
-              this.buf[this.pos++] = 0xc6;
-              this.view.setUint32(this.pos, n);
-              this.pos += 4;
-            }
+            this.sized(n, 0xc4, 0xc5, 0xc6);
             this.buf.set(v, this.pos);
             this.pos += n;
             return this;

@@ -2,22 +2,13 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { alive, cli } from '../helpers/agent.js';
 import { Bus, KvStore } from '../../index.js';
 import { tempDir, waitFor, type Teardown } from '../helpers/nats.js';
 
-const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The nats-server pid whose config lives under `dir` (found through /proc). */
 function natsPidUnder(dir: string): number | undefined {

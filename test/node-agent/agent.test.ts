@@ -3,34 +3,15 @@
  * and deleted through the bus (the typed client on the node's subjects); two agents share the
  * machine without touching each other; nothing is left afterwards.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { ActorClient, Crun, ImageStore, detectCgroups, heartbeatBody, statsBody, type EventBody, type PodStatus } from '../../index.js';
 import { tempDir, waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
 import { busyboxRootfs, tarDir } from '../helpers/tar.js';
+import { runCli as runCliIn, startAgent as startAgentProcess } from '../helpers/agent.js';
 
-const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
-
-async function startAgent(t: Teardown, url: string, node: string, dataDir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cli, 'agent', '--server', url, '--node-name', node, '--data-dir', dataDir, '--backoff-base', '100', '--backoff-cap', '400', '--stats-interval', '300', '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (l) => l.includes('is up') && resolve());
-    child.once('exit', (c) => reject(new Error(`agent ${node} exited ${c}`)));
-  });
-  return child;
-}
+const startAgent = (t: Teardown, url: string, node: string, dataDir: string) => startAgentProcess(t, url, node, dataDir, ['--backoff-base', '100', '--backoff-cap', '400', '--stats-interval', '300']);
 
 async function withImage(t: Teardown, dataDir: string): Promise<void> {
   const src = tempDir(t, 'troupe-src-');
@@ -118,15 +99,7 @@ t.test('logs and exec over the bus and through the CLI; --previous after a resta
   await startAgent(t, nats.url, 'n1', dir);
   const pods = new ActorClient(bus, 'pod', 'node.n1');
   const cliEnv = { ...process.env, TROUPE_SERVER: nats.url, TROUPE_HOME: tempDir(t, 'troupe-home-') };
-  const runCli = (args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const c = spawn(process.execPath, [cli, ...args], { env: cliEnv });
-      let stdout = '';
-      let stderr = '';
-      c.stdout.on('data', (d) => (stdout += d));
-      c.stderr.on('data', (d) => (stderr += d));
-      c.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
+  const runCli = (args: string[]) => runCliIn(cliEnv, args);
 
   // a container that prints, then exits 1 on its first run and stays up on the second
   const script = 'echo "run $(cat /tmp/runs 2>/dev/null)"; echo oops >&2; for i in 1 2 3; do echo line-$i; done; [ -e /state ] || { touch /state 2>/dev/null; }; sleep 1; exit 1';

@@ -2,43 +2,13 @@
  * Cluster images: `troupe image import` once, any node runs it (fetched from JetStream's object
  * store into the node's own store); ls, tag, rm; a bad archive changes nothing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { ActorClient, ClusterImages, Crun, ImageStore, type PodStatus } from '../../index.js';
-import { tempDir, waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
+import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
+import { runCli, startAgent } from '../helpers/agent.js';
 import { busyboxRootfs, makeTar, tarDir } from '../helpers/tar.js';
-
-const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
-
-function runCli(env: NodeJS.ProcessEnv, args: string[]) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const c = spawn(process.execPath, [cli, ...args], { env });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d) => (stdout += d));
-    c.stderr.on('data', (d) => (stderr += d));
-    c.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-async function startAgent(t: Teardown, url: string, node: string, dataDir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cli, 'agent', '--server', url, '--node-name', node, '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (l) => l.includes('is up') && resolve());
-    child.once('exit', (c) => reject(new Error(`agent exited ${c}`)));
-  });
-  return child;
-}
 
 t.test('import once through the CLI; a node without the image fetches it and runs the pod', async (t) => {
   const nats = await withNats(t);

@@ -2,16 +2,12 @@
  * Probes on real containers through the agent: httpGet readiness (busybox httpd), exec liveness
  * restarting the container, a startup probe holding liveness back.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { ActorClient, Crun, ImageStore, type PodStatus } from '../../index.js';
 import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
 import { busyboxRootfs, tarDir } from '../helpers/tar.js';
-
-const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+import { startAgent } from '../helpers/agent.js';
 
 t.test('readiness toggles Ready; a failing liveness probe restarts; a startup probe holds liveness back', async (t) => {
   const nats = await withNats(t);
@@ -19,17 +15,7 @@ t.test('readiness toggles Ready; a failing liveness probe restarts; a startup pr
   const dir = tempDir(t, 'troupe-agent-');
   const src = tempDir(t, 'troupe-src-');
   await new ImageStore(join(dir, 'images')).importRootfs(tarDir(busyboxRootfs(join(src, 'root')), join(src, 'rootfs.tar')), 'busybox:test');
-  const agent = spawn(process.execPath, [cli, 'agent', '--server', nats.url, '--node-name', 'p1', '--data-dir', dir, '--backoff-base', '100', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(async () => {
-    if (agent.exitCode === null) {
-      agent.kill('SIGTERM');
-      await new Promise((r) => agent.once('exit', r));
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: agent.stdout! }).on('line', (l) => l.includes('is up') && resolve());
-    agent.once('exit', (c) => reject(new Error(`agent exited ${c}`)));
-  });
+  await startAgent(t, nats.url, 'p1', dir, ['--backoff-base', '100']);
   const pods = new ActorClient(bus, 'pod', 'node.p1');
   const status = async (name: string) => (await pods.send('default', name, { type: 'get' })) as unknown as PodStatus;
   const ready = (st: PodStatus) => st.conditions.find((c) => c.type === 'Ready')!.status;

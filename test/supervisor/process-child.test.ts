@@ -1,4 +1,5 @@
 import t from 'tap';
+import { alive } from '../helpers/agent.js';
 import {
   ChildStartError,
   ProcessExitError,
@@ -11,14 +12,6 @@ import {
 } from '../../supervisor/index.js';
 import { captureLogger, waitFor } from '../helpers/nats.js';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 t.test('a process child: ready from its output, lines into pino, SIGTERM on stop', async (t) => {
   const { logger, lines } = captureLogger('info');
