@@ -18,8 +18,8 @@ import { VERSION } from './version.js';
 const USAGE = `troupe — a container orchestrator built as an actor system
 
 Usage:
-  troupe up [--data-dir DIR] [--port N] [--cluster NAME] [--server URL]
-                                   bring up the one-node cluster (embedded nats-server, control plane)
+  troupe up [--data-dir DIR] [--port N] [--cluster NAME] [--server URL] [--node-name NAME] [--no-agent]
+                                   bring up the one-node cluster (embedded nats-server, store, node agent)
   troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--backoff-base MS] [--backoff-cap MS]
                                    run a node agent (runs pods with crun)
   troupe logs POD [-c CONTAINER] [-n NAMESPACE] [--tail N] [--previous] [-f]
@@ -81,16 +81,22 @@ async function cmdUp(args: string[]): Promise<number> {
       cluster: { type: 'string' },
       server: { type: 'string' },
       'log-level': { type: 'string' },
+      'node-name': { type: 'string' },
+      'no-agent': { type: 'boolean' },
     },
   });
   const level = values['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+  if (values['node-name'] !== undefined && !isDns1123Label(values['node-name'])) throw new UsageError(`--node-name: expected a DNS-1123 label, got ${JSON.stringify(values['node-name'])}`);
   const port = values.port === undefined ? 4222 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected a port number from 0 to 65535, got ${JSON.stringify(values.port)}`);
+  // the node agent runs crun, which needs a mount namespace without the hybrid cgroup2 mount
+  const reexec = values['no-agent'] ? [] : namespacePrefix(detectCgroups());
+  if (reexec.length > 0 && process.env.TROUPE_MOUNT_NS !== '1') return reexecIn(reexec);
   const logger = createLogger({ level });
   const dataDir = values['data-dir'] ?? defaultDataDir();
   const cluster = values.cluster ?? 'default';
-  const c = await up({ dataDir, port, cluster, logger, server: values.server });
+  const c = await up({ dataDir, port, cluster, logger, server: values.server, nodeName: values['no-agent'] ? null : values['node-name'] });
   process.stdout.write(`troupe is up: cluster "${cluster}" on ${c.url} (data in ${dataDir})\n` + `  the CLI on this machine finds it through ${join(process.env.TROUPE_HOME ?? join(homedir(), '.troupe'), 'context.json')}\n`);
   let stopping = false;
   const stop = (signal: string) => {

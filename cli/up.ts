@@ -3,6 +3,8 @@
  * root → nats-server (embedded) → bus → store (state bucket, events stream) → … .
  */
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { Agent } from '../node-agent/index.js';
 import { join, resolve } from 'node:path';
 import {
   Bus,
@@ -23,6 +25,8 @@ export interface UpOptions {
   /** Use this NATS server instead of embedding one. */
   server?: string;
   writeContext?: boolean;
+  /** The node agent's name (default: this machine's host name); null runs no agent. */
+  nodeName?: string | null;
 }
 
 export interface Cluster {
@@ -54,6 +58,22 @@ export async function up(opts: UpOptions): Promise<Cluster> {
             await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
           },
         }),
+        ...(opts.nodeName === null
+          ? []
+          : [
+              taskChild<Agent>({
+                id: 'node-agent',
+                waitReady: true,
+                shutdown: 20_000,
+                run: async (signal, ctx) => {
+                  const agent = new Agent({ bus: ctx.valueOf<Bus>('bus')!, nodeName: opts.nodeName ?? defaultNodeName(), dataDir: join(dataDir, 'node'), logger: opts.logger });
+                  await agent.start();
+                  ctx.ready(agent);
+                  await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
+                  await agent.stop();
+                },
+              }),
+            ]),
       ],
     },
     { logger: opts.logger },
@@ -61,6 +81,12 @@ export async function up(opts: UpOptions): Promise<Cluster> {
   const url = opts.server ?? natsUrl(sup.valueOf<ProcessValue<NatsServerInfo>>('nats-server'));
   if (opts.writeContext !== false) writeContext({ server: url, cluster: opts.cluster, dataDir });
   return { supervisor: sup, url, stop: () => sup.stop() };
+}
+
+/** This machine's host name as a DNS-1123 label. */
+export function defaultNodeName(): string {
+  const name = hostname().toLowerCase().split('.')[0]!.replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return name || 'node-1';
 }
 
 function natsUrl(v: ProcessValue<NatsServerInfo> | undefined): string {

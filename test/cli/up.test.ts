@@ -26,7 +26,7 @@ function natsPidUnder(dir: string): number | undefined {
 }
 
 async function startUp(t: Teardown, dir: string, extra: string[] = []): Promise<{ child: ChildProcess; out: string[]; err: string[] }> {
-  const child = spawn(process.execPath, [cli, 'up', '--data-dir', join(dir, 'data'), '--port', '0', ...extra], {
+  const child = spawn(process.execPath, [cli, 'up', '--data-dir', join(dir, 'data'), '--port', '0', '--node-name', 'up-node', ...extra], {
     env: { ...process.env, TROUPE_HOME: join(dir, 'home') },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -60,6 +60,8 @@ t.test('troupe up: one tree, a context for the CLI, the store ready, SIGTERM sto
   t.same(await kv.status().then((s) => typeof s.values), 'number', 'the state bucket exists');
   const natsPid = natsPidUnder(dir);
   t.ok(natsPid, 'the embedded nats-server runs');
+  const keys = await kv.keys('nodeinfo.*');
+  t.same(keys, ['nodeinfo.up-node'], 'the node agent registered its node');
 
   // logs are JSON lines (stderr is not a TTY) at the requested level, nats-server's own included
   const parsed = err.map((l) => JSON.parse(l) as { level: number; component?: string });
