@@ -70,6 +70,8 @@ export class Agent {
   private timer?: NodeJS.Timeout;
   private statsTimer?: NodeJS.Timeout;
   private readonly lastCpu = new Map<string, { ns: number; at: number }>();
+  private stopping = false;
+  private statsRun: Promise<void> = Promise.resolve();
   private nodeSub?: Subscription;
   private seq = 0;
 
@@ -124,7 +126,9 @@ export class Agent {
     };
     beat();
     this.timer = setInterval(beat, this.opts.heartbeatMs ?? 1000);
-    this.statsTimer = setInterval(() => void this.publishStats(), this.opts.statsMs ?? 10_000);
+    this.statsTimer = setInterval(() => {
+      this.statsRun = this.publishStats();
+    }, this.opts.statsMs ?? 10_000);
     this.opts.logger?.info({ node: this.opts.nodeName, cgroups: this.runtime.cgroups.layout }, 'node agent ready');
   }
 
@@ -156,6 +160,7 @@ export class Agent {
 
   /** Reads every container's cgroup usage and publishes it on the node's stats subject. */
   async publishStats(): Promise<void> {
+    if (this.stopping) return;
     try {
       const now = Date.now();
       const containers = [];
@@ -166,6 +171,7 @@ export class Agent {
         this.lastCpu.set(c.id, { ns: st.cpuUsageNs, at: now });
         containers.push({ namespace: c.namespace, pod: c.pod, container: c.container, cpuUsageNs: st.cpuUsageNs, cpuMillicores, memoryBytes: st.memoryBytes, pids: st.pids });
       }
+      if (this.stopping) return;
       this.opts.bus.publish(this.opts.bus.subjects.nodeStats(this.opts.nodeName), 'stats', { node: this.opts.nodeName, at: new Date(now).toISOString(), containers });
     } catch (err) {
       this.opts.logger?.warn({ err }, 'stats not published');
@@ -174,8 +180,10 @@ export class Agent {
 
   /** Stops serving; containers keep running (a restarted agent adopts them). */
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     if (this.statsTimer) clearInterval(this.statsTimer);
+    await this.statsRun;
     this.nodeSub?.unsubscribe();
     await this.host?.stop();
   }
