@@ -22,7 +22,7 @@ Usage:
                                    bring up the one-node cluster (embedded nats-server, store, node agent)
   troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--backoff-base MS] [--backoff-cap MS]
                                    run a node agent (runs pods with crun)
-  troupe logs POD [-c CONTAINER] [-n NAMESPACE] [--tail N] [--previous] [-f]
+  troupe logs POD [-c CONTAINER] [-n NAMESPACE] [--tail N] [--previous] [--timestamps] [-f]
                                    print a container's output
   troupe exec POD [-c CONTAINER] [-n NAMESPACE] -- COMMAND [ARG...]
                                    run a command in a container; exits with its exit code
@@ -182,6 +182,7 @@ async function cmdLogs(args: string[]): Promise<number> {
       namespace: { type: 'string', short: 'n' },
       tail: { type: 'string' },
       previous: { type: 'boolean', short: 'p' },
+      timestamps: { type: 'boolean' },
       follow: { type: 'boolean', short: 'f' },
       server: { type: 'string' },
     },
@@ -199,6 +200,7 @@ async function cmdLogs(args: string[]): Promise<number> {
       container: values.container,
       tail: tail === -1 ? undefined : tail,
       previous: values.previous,
+      timestamps: values.timestamps,
       follow: values.follow,
       out: process.stdout,
       err: process.stderr,

@@ -38,6 +38,7 @@ export interface LogsOptions {
   container?: string;
   tail?: number;
   previous?: boolean;
+  timestamps?: boolean;
   follow?: boolean;
   out: NodeJS.WritableStream;
   err: NodeJS.WritableStream;
@@ -46,7 +47,7 @@ export interface LogsOptions {
 
 export async function logs(bus: Bus, o: LogsOptions): Promise<void> {
   const ask = (tail?: number) =>
-    askNodes<LogsReply>(bus, { type: 'logs', namespace: o.namespace, pod: o.pod, ...(o.container ? { container: o.container } : {}), ...(tail !== undefined ? { tail } : {}), ...(o.previous ? { previous: true } : {}) });
+    askNodes<LogsReply>(bus, { type: 'logs', namespace: o.namespace, pod: o.pod, ...(o.container ? { container: o.container } : {}), ...(tail !== undefined ? { tail } : {}), ...(o.previous ? { previous: true } : {}), ...(o.timestamps ? { timestamps: true } : {}) });
   const first = await ask(o.tail);
   o.out.write(first.reply.stdout);
   o.err.write(first.reply.stderr);

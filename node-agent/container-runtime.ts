@@ -70,6 +70,21 @@ export interface Exited {
 
 const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 9: 'SIGKILL', 15: 'SIGTERM', 6: 'SIGABRT', 11: 'SIGSEGV' };
 
+/**
+ * One stream's logger: each line stamped with bash's $EPOCHREALTIME (no fork per line), the file
+ * rotated to `.1` past LOGMAX bytes (one rotated file kept, as the kubelet's default).
+ */
+const LOGGER = [
+  'f="$1/$2.log"; max="$LOGMAX"; size=0',
+  '[ -e "$f" ] && size=$(stat -c %s "$f")',
+  'exec 3>>"$f"',
+  'while IFS= read -r line || [ -n "$line" ]; do',
+  '  printf "%s %s\\n" "$EPOCHREALTIME" "$line" >&3',
+  '  size=$(( size + ${#line} + 19 ))',
+  '  if [ "$size" -ge "$max" ]; then exec 3>&-; mv -f "$f" "$f.1"; exec 3>>"$f"; size=0; fi',
+  'done',
+].join('\n');
+
 function shimScript(unified: string | undefined): string {
   return [
     'D="$1"; LOWER="$2"; shift 2',
@@ -77,10 +92,35 @@ function shimScript(unified: string | undefined): string {
     unified ? `umount ${unified} 2>/dev/null || umount -l ${unified} 2>/dev/null || true` : ':',
     'mount -t tmpfs -o "mode=755,size=$SCRATCH" tmpfs "$D/scratch" && mkdir "$D/scratch/upper" "$D/scratch/work" || exit 90',
     'mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/scratch/upper,workdir=$D/scratch/work" "$D/rootfs" || exit 90',
-    '"$@" </dev/null >>"$D/stdout.log" 2>>"$D/stderr.log"',
+    'mkfifo "$D/stdout.fifo" "$D/stderr.fifo" || exit 90',
+    'bash -c "$LOGGER" logger "$D" stdout <"$D/stdout.fifo" & L1=$!',
+    'bash -c "$LOGGER" logger "$D" stderr <"$D/stderr.fifo" & L2=$!',
+    '"$@" </dev/null >"$D/stdout.fifo" 2>"$D/stderr.fifo"',
     'code=$?',
+    // the loggers end when the last writer is gone; then the status is written
+    'wait $L1 $L2',
+    'rm -f "$D/stdout.fifo" "$D/stderr.fifo"',
     'echo "$code" > "$D/exitcode.tmp" && mv "$D/exitcode.tmp" "$D/exitcode"',
   ].join('\n');
+}
+
+/** One log line: when it was read (ms since the epoch, µs precision) and what it said. */
+export interface LogLine {
+  ts: number;
+  stream: 'stdout' | 'stderr';
+  line: string;
+}
+
+function parseLog(text: string, stream: 'stdout' | 'stderr'): LogLine[] {
+  const out: LogLine[] = [];
+  for (const raw of text.split('\n')) {
+    if (raw === '') continue;
+    const sp = raw.indexOf(' ');
+    const ts = Number(raw.slice(0, sp));
+    if (sp < 0 || !Number.isFinite(ts)) continue;
+    out.push({ ts: ts * 1000, stream, line: raw.slice(sp + 1) });
+  }
+  return out;
 }
 
 export interface RuntimeOptions {
@@ -90,6 +130,8 @@ export interface RuntimeOptions {
   node: string;
   cgroups?: CgroupInfo;
   crunBinary?: string;
+  /** A container log file is rotated past this size (bytes; kubelet's default 10 MiB). */
+  logMaxBytes?: number;
 }
 
 export class ContainerRuntime {
@@ -124,14 +166,15 @@ export class ContainerRuntime {
     // a restart keeps the previous instance's output (logs --previous)
     const prev = join(this.opts.dataDir, 'containers', `.prev-${id}`);
     await rm(prev, { recursive: true, force: true });
+    const logFiles = ['stdout.log', 'stdout.log.1', 'stderr.log', 'stderr.log.1'];
     if (existsSync(join(d, 'stdout.log'))) {
       await mkdir(prev, { recursive: true });
-      for (const f of ['stdout.log', 'stderr.log']) await rename(join(d, f), join(prev, f)).catch(() => undefined);
+      for (const f of logFiles) await rename(join(d, f), join(prev, f)).catch(() => undefined);
     }
     await rm(d, { recursive: true, force: true });
     await mkdir(join(d, 'rootfs'), { recursive: true });
     if (existsSync(prev)) {
-      for (const f of ['stdout.log', 'stderr.log']) await rename(join(prev, f), join(d, f.replace('.log', '.previous.log'))).catch(() => undefined);
+      for (const f of logFiles) await rename(join(prev, f), join(d, f.replace('.log', '.previous.log'))).catch(() => undefined);
       await rm(prev, { recursive: true, force: true });
     }
     const cg = this.cgroupOf(req.podUid, req.container.name);
@@ -169,10 +212,10 @@ export class ContainerRuntime {
 
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
     const unified = this.crun.prefix.length > 0 ? this.cgroups.unified : undefined;
-    const shim = spawn('unshare', ['-m', '--propagation', 'private', '--', '/bin/sh', '-c', shimScript(unified), 'troupe-shim', d, req.lowerDir, ...crunArgv], {
+    const shim = spawn('unshare', ['-m', '--propagation', 'private', '--', '/bin/bash', '-c', shimScript(unified), 'troupe-shim', d, req.lowerDir, ...crunArgv], {
       detached: true,
       stdio: 'ignore',
-      env: { ...process.env, SCRATCH: req.scratchSize ?? '1g' },
+      env: { ...process.env, SCRATCH: req.scratchSize ?? '1g', LOGGER, LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024) },
     });
     // kept referenced: whoever awaits the exit keeps this process alive (an agent that stops and
     // leaves containers running for its successor exits explicitly)
@@ -320,11 +363,23 @@ export class ContainerRuntime {
     return this.cgroupOf(podUid, name).stats();
   }
 
-  /** The container's output so far (or its previous instance's). */
-  async logs(podUid: string, name: string, previous = false): Promise<{ stdout: string; stderr: string }> {
+  /** The container's output lines so far (or its previous instance's), rotated file first, stamped. */
+  async logLines(podUid: string, name: string, previous = false): Promise<{ stdout: LogLine[]; stderr: LogLine[] }> {
     const d = this.dir(this.containerId(podUid, name));
-    const f = (stream: string) => join(d, previous ? `${stream}.previous.log` : `${stream}.log`);
-    return { stdout: await readFile(f('stdout'), 'utf8').catch(() => ''), stderr: await readFile(f('stderr'), 'utf8').catch(() => '') };
+    const read = async (stream: 'stdout' | 'stderr') => {
+      const base = join(d, previous ? `${stream}.previous.log` : `${stream}.log`);
+      const older = await readFile(`${base}.1`, 'utf8').catch(() => '');
+      const current = await readFile(base, 'utf8').catch(() => '');
+      return parseLog(older + current, stream);
+    };
+    return { stdout: await read('stdout'), stderr: await read('stderr') };
+  }
+
+  /** The container's output so far (or its previous instance's), as the program wrote it. */
+  async logs(podUid: string, name: string, previous = false): Promise<{ stdout: string; stderr: string }> {
+    const l = await this.logLines(podUid, name, previous);
+    const text = (lines: LogLine[]) => lines.map((x) => `${x.line}\n`).join('');
+    return { stdout: text(l.stdout), stderr: text(l.stderr) };
   }
 
   /** The containers this runtime has, with the pod each belongs to. */

@@ -6,12 +6,12 @@
 import type { Subscription } from '@nats-io/transport-node';
 import type { Bus } from '../actors/index.js';
 import { MessageType, NotFoundError, ValidationError, labelName, s, validate, type Infer } from '../protocol/index.js';
-import type { ContainerRuntime } from './container-runtime.js';
+import type { ContainerRuntime, LogLine } from './container-runtime.js';
 
 const podRef = { namespace: labelName, pod: s.string({ min: 1, max: 253 }), container: s.optional(labelName) };
 
 export const nodeCommand = s.union('type', {
-  logs: s.object({ ...podRef, tail: s.optional(s.int({ min: 0, max: 1_000_000 })), previous: s.optional(s.bool()) }),
+  logs: s.object({ ...podRef, tail: s.optional(s.int({ min: 0, max: 1_000_000 })), previous: s.optional(s.bool()), timestamps: s.optional(s.bool()) }),
   exec: s.object({ ...podRef, command: s.array(s.string({ max: 1 << 16 }), { min: 1, max: 1024 }), timeout: s.optional(s.int({ min: 1, max: 3_600_000 })) }),
   containers: s.object({}),
 });
@@ -37,6 +37,14 @@ function lastLines(text: string, n: number | undefined): string {
   if (n === 0 || text === '') return '';
   const lines = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
   return `${lines.slice(-n).join('\n')}\n`;
+}
+
+/** 2026-11-26T15:04:05.123456000Z, as Kubernetes prints log timestamps. */
+export function rfc3339Nano(ms: number): string {
+  const whole = Math.floor(ms);
+  const micros = Math.round((ms - whole) * 1000);
+  const iso = new Date(whole).toISOString(); // …ss.mmmZ
+  return `${iso.slice(0, -1)}${String(micros).padStart(3, '0')}000Z`;
 }
 
 export function serveNode(bus: Bus, node: string, runtime: ContainerRuntime): Subscription {
@@ -66,9 +74,10 @@ export function serveNode(bus: Bus, node: string, runtime: ContainerRuntime): Su
           return (await runtime.containers()).map(({ namespace, pod, container, podUid }) => ({ namespace, pod, container, podUid }));
         case 'logs': {
           const c = await find(cmd);
-          const logs = await runtime.logs(c.podUid, c.container, cmd.previous === true);
-          const out = cut(lastLines(logs.stdout, cmd.tail));
-          const err = cut(lastLines(logs.stderr, cmd.tail));
+          const lines = await runtime.logLines(c.podUid, c.container, cmd.previous === true);
+          const text = (ls: LogLine[]) => ls.map((l) => `${cmd.timestamps ? `${rfc3339Nano(l.ts)} ` : ''}${l.line}\n`).join('');
+          const out = cut(lastLines(text(lines.stdout), cmd.tail));
+          const err = cut(lastLines(text(lines.stderr), cmd.tail));
           return { container: c.container, stdout: out.text, stderr: err.text, truncated: out.cut || err.cut } satisfies LogsReply;
         }
         case 'exec': {

@@ -119,6 +119,8 @@ t.test('logs and exec over the bus and through the CLI; --previous after a resta
   const prev = await runCli(['logs', 'talker', '--previous']);
   t.equal(prev.stdout, 'run \nline-1\nline-2\nline-3\n', 'the previous instance’s output is kept');
   t.equal(prev.stderr, 'oops\n');
+  const stamped = await runCli(['logs', 'talker', '--previous', '--timestamps', '--tail', '2']);
+  t.match(stamped.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z line-2\n\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z line-3\n$/, '--timestamps prefixes RFC 3339 times');
 
   await pods.send('default', 'shell', { type: 'run', uid: 'uid-shell', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'sh', image: 'busybox:test', command: ['/bin/sh', '-c', 'echo hello > /tmp/greeting; exec sleep 300'] }] } });
   await waitFor(async () => ((await pods.send('default', 'shell', { type: 'get' })) as unknown as PodStatus).phase === 'Running', 'shell Running');

@@ -166,3 +166,29 @@ t.test('after removal nothing is left: no crun container, mount, cgroup or folde
   for (const h of hierarchies) t.notOk(existsSync(`${h}/troupe-cleanup-node`), `no cgroup left in ${h}`);
   t.same(readdirSync(`${img.dir}/agent-cleanup-node/containers`), [], 'no container folder');
 });
+
+t.test('logs: each line stamped when read, files rotated by size, the newest lines kept', async (t) => {
+  const img = await busyboxImage(t);
+  const { ContainerRuntime } = await import('../../node-agent/index.js');
+  const rt = new ContainerRuntime({ dataDir: `${img.dir}/agent-logs`, node: 'logs-node', logMaxBytes: 4000 });
+  const podUid = 'uid-logs';
+  t.teardown(() => rt.remove(podUid, 'main').catch(() => undefined));
+  const before = Date.now();
+  await rt.run({ podUid, podName: 'logs', namespace: 'default', container: { name: 'main', image: 'x', command: ['/bin/sh', '-c', 'i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo "line $i"; done; echo bad >&2'] }, image: img.image.config.config, lowerDir: img.lowerDir });
+  await rt.wait(podUid, 'main');
+  const after = Date.now();
+  const lines = await rt.logLines(podUid, 'main');
+  const last = lines.stdout.at(-1)!;
+  t.equal(last.line, 'line 400', 'the newest line is kept');
+  t.ok(lines.stdout.length < 400 && lines.stdout.length > 100, `older lines rotated away (${lines.stdout.length} of 400 kept in the file and its .1)`);
+  t.ok(lines.stdout.every((l, i) => i === 0 || l.ts >= lines.stdout[i - 1]!.ts), 'timestamps rise');
+  t.ok(lines.stdout[0]!.ts >= before - 1000 && last.ts <= after + 1000, 'stamped while the container ran');
+  t.ok(last.ts % 1 !== 0 || lines.stdout.some((l) => l.ts % 1 !== 0), 'sub-millisecond precision');
+  t.same(lines.stderr.map((l) => l.line), ['bad']);
+  const { statSync } = await import('node:fs');
+  const d = rt.dir(rt.containerId(podUid, 'main'));
+  t.ok(statSync(`${d}/stdout.log`).size <= 4000 + 100, 'the current file stays near the limit');
+  t.ok(statSync(`${d}/stdout.log.1`).size <= 4000 + 100, 'one rotated file, bounded too');
+  const { rfc3339Nano } = await import('../../node-agent/index.js');
+  t.equal(rfc3339Nano(Date.UTC(2026, 10, 26, 15, 4, 5, 123) + 0.456), '2026-11-26T15:04:05.123456000Z');
+});
