@@ -28,6 +28,7 @@ Usage:
                                    run a command in a container; exits with its exit code
   troupe image import FILE REF [--change 'CMD …']...
                                    import a rootfs tarball as an image, usable on every node
+  troupe image load -i FILE       load a docker-save or OCI image archive (every name in it)
   troupe image ls | tag SRC DST | rm REF
   troupe version                   print the version
   troupe help                      this text
@@ -239,12 +240,13 @@ async function cmdImage(args: string[]): Promise<number> {
     args: rest,
     strict: true,
     allowPositionals: true,
-    options: { change: { type: 'string', multiple: true, short: 'c' }, server: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+    options: { change: { type: 'string', multiple: true, short: 'c' }, input: { type: 'string', short: 'i' }, server: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   });
   const want = (n: number, usage: string) => {
     if (positionals.length !== n) throw new UsageError(`usage: troupe image ${usage}`);
   };
-  if (!['import', 'ls', 'list', 'tag', 'rm'].includes(sub ?? '')) throw new UsageError('usage: troupe image import|ls|tag|rm …');
+  if (!['import', 'load', 'ls', 'list', 'tag', 'rm'].includes(sub ?? '')) throw new UsageError('usage: troupe image import|load|ls|tag|rm …');
+  if (sub === 'load' && (!values.input || positionals.length > 0)) throw new UsageError('usage: troupe image load -i FILE');
   if (sub === 'import') want(2, 'import FILE REF [--change INSTRUCTION]...');
   if (sub === 'tag') want(2, 'tag SRC DST');
   if (sub === 'rm') want(1, 'rm REF');
@@ -262,6 +264,17 @@ async function cmdImage(args: string[]): Promise<number> {
         });
         if (tty) process.stderr.write('\n');
         process.stdout.write(`${info.ref} ${info.digest}\n`);
+        return 0;
+      }
+      case 'load': {
+        const tty = process.stderr.isTTY && !values.quiet;
+        const infos = await images.load(values.input!, {
+          onProgress: (sent, total) => {
+            if (tty) process.stderr.write(`\ruploading ${Math.round((sent / Math.max(1, total)) * 100)}%`);
+          },
+        });
+        if (tty) process.stderr.write('\n');
+        for (const i of infos) process.stdout.write(`Loaded image: ${i.ref}\n`);
         return 0;
       }
       case 'ls':

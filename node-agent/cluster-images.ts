@@ -28,7 +28,8 @@ export interface ClusterImageRecord {
   ref: string;
   /** Object name: the archive's sha256 (hex). */
   object: string;
-  kind: 'rootfs';
+  /** rootfs: a `docker import` tarball (with its changes); archive: a docker-save or OCI archive. */
+  kind: 'rootfs' | 'archive';
   changes: string[];
   size: number;
   created: string;
@@ -62,6 +63,33 @@ export class ClusterImages {
       await rm(scratch, { recursive: true, force: true });
     }
     const total = (await stat(file)).size;
+    const object = await this.upload(file, opts.onProgress);
+    const record: ClusterImageRecord = { ref: ref.canonical, object, kind: 'rootfs', changes, size: total, created: new Date().toISOString() };
+    await this.kv.put(keyOf(ref.canonical), packValue(record));
+    return { ...info, ref: familiarName(ref) };
+  }
+
+  /** `docker load` into the cluster: every name in a docker-save or OCI archive, validated locally first. */
+  async load(file: string, opts: { onProgress?: (sent: number, total: number) => void } = {}): Promise<ImageInfo[]> {
+    const scratch = await mkdtemp(join(tmpdir(), 'troupe-load-'));
+    let infos: ImageInfo[];
+    try {
+      infos = await new ImageStore(scratch).load(file);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+    const object = await this.upload(file, opts.onProgress);
+    const total = (await stat(file)).size;
+    for (const info of infos) {
+      const record: ClusterImageRecord = { ref: info.canonical, object, kind: 'archive', changes: [], size: total, created: new Date().toISOString() };
+      await this.kv.put(keyOf(info.canonical), packValue(record));
+    }
+    return infos;
+  }
+
+  /** Stores a file as an object named by its sha256 (once); returns the name. */
+  private async upload(file: string, onProgress?: (sent: number, total: number) => void): Promise<string> {
+    const total = (await stat(file)).size;
     const hash = createHash('sha256');
     for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
     const object = hash.digest('hex');
@@ -70,13 +98,11 @@ export class ClusterImages {
       const source = createReadStream(file, { highWaterMark: 128 * 1024 });
       source.on('data', (c) => {
         sent += (c as Buffer).length;
-        opts.onProgress?.(sent, total);
+        onProgress?.(sent, total);
       });
-      await this.objects.put({ name: object, description: `rootfs of ${ref.canonical}` }, Readable.toWeb(source) as ReadableStream<Uint8Array>);
-    } else opts.onProgress?.(total, total);
-    const record: ClusterImageRecord = { ref: ref.canonical, object, kind: 'rootfs', changes, size: total, created: new Date().toISOString() };
-    await this.kv.put(keyOf(ref.canonical), packValue(record));
-    return { ...info, ref: familiarName(ref) };
+      await this.objects.put({ name: object }, Readable.toWeb(source) as ReadableStream<Uint8Array>);
+    } else onProgress?.(total, total);
+    return object;
   }
 
   async list(): Promise<ClusterImageRecord[]> {
@@ -122,7 +148,8 @@ export class ClusterImages {
       await pipeline(Readable.fromWeb(got.data as never), createWriteStream(file));
       const err = await got.error;
       if (err) throw err;
-      await store.importRootfs(file, rec.ref, { changes: rec.changes });
+      if (rec.kind === 'archive') await store.load(file);
+      else await store.importRootfs(file, rec.ref, { changes: rec.changes });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -16,7 +16,8 @@ import { NotFoundError } from '../protocol/index.js';
 import { applyChanges, type ImageConfig } from './image-config.js';
 import { familiarName, parseImageRef } from './image-ref.js';
 import { ImageFormatError, ImageNotFoundError } from './errors.js';
-import { RootfsWriter, extractLayer } from './rootfs-extract.js';
+import { RootfsWriter, extractLayer, safeRelative } from './rootfs-extract.js';
+import { createGunzip, gunzipSync } from 'node:zlib';
 
 const REF_ANNOTATION = 'org.opencontainers.image.ref.name';
 export const MediaType = {
@@ -239,6 +240,85 @@ export class ImageStore {
     };
   }
 
+  /**
+   * `docker load`: a docker-save archive (manifest.json) or an OCI image archive (index.json),
+   * every name in it. The archive is unpacked with the same safe extraction as a layer, every
+   * digest is checked, and nothing is named before all of it is stored.
+   */
+  async load(file: string): Promise<ImageInfo[]> {
+    await this.init();
+    const tmp = join(this.root, 'tmp', randomBytes(8).toString('hex'));
+    try {
+      const x = join(tmp, 'archive');
+      await extractLayer(x, createReadStream(file), new RootfsWriter(x));
+      const named: { canonical: string; manifest: Manifest; size: number }[] = [];
+      if (existsSync(join(x, 'manifest.json'))) {
+        const entries = JSON.parse(await readFile(join(x, 'manifest.json'), 'utf8')) as { Config: string; RepoTags?: string[]; Layers: string[] }[];
+        if (!Array.isArray(entries)) throw new ImageFormatError('docker archive: manifest.json is not a list');
+        for (const e of entries) {
+          const configBytes = await readFile(join(x, safeRelative(e.Config, 'config path')));
+          const config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
+          const layers: Descriptor[] = [];
+          for (const [i, layerPath] of e.Layers.entries()) {
+            const bytes = await readFile(join(x, safeRelative(layerPath, 'layer path')));
+            const gz = bytes[0] === 0x1f && bytes[1] === 0x8b;
+            const raw = gz ? gunzipSync(bytes) : bytes;
+            const diffId = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+            if (config.rootfs?.diff_ids?.[i] !== diffId) {
+              throw new ImageFormatError(`docker archive: layer ${layerPath} hashes to ${diffId}, but the image config expects ${config.rootfs?.diff_ids?.[i] ?? 'nothing'}`, { layer: layerPath });
+            }
+            layers.push(await this.putBlob(bytes, gz ? MediaType.LayerGzip : MediaType.Layer));
+          }
+          const configDesc = await this.putBlob(configBytes, MediaType.Config);
+          const manifest: Manifest = { schemaVersion: 2, mediaType: MediaType.Manifest, config: configDesc, layers };
+          for (const tag of e.RepoTags ?? []) named.push({ canonical: parseImageRef(tag).canonical, manifest, size: layers.reduce((a, l) => a + l.size, 0) });
+        }
+      } else if (existsSync(join(x, 'index.json')) && existsSync(join(x, 'oci-layout'))) {
+        const index = JSON.parse(await readFile(join(x, 'index.json'), 'utf8')) as Index;
+        const blob = async (digest: string) => {
+          if (!/^sha256:[a-f0-9]{64}$/.test(digest)) throw new ImageFormatError(`OCI archive: digest ${JSON.stringify(digest)} is not sha256`);
+          const bytes = await readFile(join(x, 'blobs', 'sha256', digest.slice(7))).catch(() => {
+            throw new ImageFormatError(`OCI archive: blob ${digest} is missing`, { digest });
+          });
+          const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+          if (actual !== digest) throw new ImageFormatError(`OCI archive: blob ${digest} is corrupt (its content hashes to ${actual})`, { digest });
+          return bytes;
+        };
+        for (const m of index.manifests ?? []) {
+          const name = m.annotations?.[REF_ANNOTATION];
+          if (!name) continue;
+          const manifestBytes = await blob(m.digest);
+          const manifest = JSON.parse(manifestBytes.toString('utf8')) as Manifest;
+          await this.putBlob(await blob(manifest.config.digest), MediaType.Config);
+          for (const l of manifest.layers) {
+            if (l.mediaType !== MediaType.Layer && l.mediaType !== MediaType.LayerGzip) throw new ImageFormatError(`OCI archive: layer media type ${l.mediaType} is not supported`, { digest: l.digest });
+            await this.putBlob(await blob(l.digest), l.mediaType);
+          }
+          named.push({ canonical: parseImageRef(name).canonical, manifest, size: manifest.layers.reduce((a, l) => a + l.size, 0) });
+        }
+      } else {
+        throw new ImageFormatError(`${file} is neither a docker-save archive (manifest.json) nor an OCI image archive (index.json + oci-layout)`, { file });
+      }
+      if (named.length === 0) throw new ImageFormatError(`${file} names no image (no RepoTags, no org.opencontainers.image.ref.name)`, { file });
+      const out: ImageInfo[] = [];
+      const descs: (Descriptor & { annotations: Record<string, string> })[] = [];
+      for (const n of named) {
+        const d = await this.putBlob(Buffer.from(JSON.stringify(n.manifest)), MediaType.Manifest);
+        descs.push({ ...d, annotations: { [REF_ANNOTATION]: n.canonical } });
+        out.push({ ref: familiarName(parseImageRef(n.canonical)), canonical: n.canonical, digest: d.digest, size: n.size });
+      }
+      await this.serial(async () => {
+        const index = await this.readIndex();
+        const names = new Set(descs.map((d) => d.annotations[REF_ANNOTATION]));
+        index.manifests = index.manifests.filter((m) => !names.has(m.annotations?.[REF_ANNOTATION] ?? '')).concat(descs);
+        await this.writeIndex(index);
+      });
+      return out;
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
   /** The unpacked rootfs of an image, unpacking its layers (once) if needed. */
   async rootfs(refInput: string): Promise<{ path: string; image: ResolvedImage }> {
     const indexMtime = await stat(join(this.root, 'index.json')).then((st) => st.mtimeMs, () => -1);
@@ -253,10 +333,12 @@ export class ImageStore {
         try {
           const writer = new RootfsWriter(tmp);
           for (const layer of image.manifest.layers) {
-            if (layer.mediaType !== MediaType.Layer && layer.mediaType !== 'application/vnd.docker.image.rootfs.diff.tar') {
-              throw new ImageFormatError(`layer ${layer.digest} has media type ${layer.mediaType}, which this store does not unpack yet`, { digest: layer.digest });
+            const gzip = layer.mediaType === MediaType.LayerGzip || layer.mediaType === 'application/vnd.docker.image.rootfs.diff.tar.gzip';
+            if (!gzip && layer.mediaType !== MediaType.Layer && layer.mediaType !== 'application/vnd.docker.image.rootfs.diff.tar') {
+              throw new ImageFormatError(`layer ${layer.digest} has media type ${layer.mediaType}, which this store does not unpack`, { digest: layer.digest });
             }
-            await extractLayer(tmp, createReadStream(this.blob(layer.digest)), writer);
+            const source = createReadStream(this.blob(layer.digest));
+            await extractLayer(tmp, gzip ? source.pipe(createGunzip()) : source, writer);
           }
           await rm(path, { recursive: true, force: true });
           await rename(tmp, path);

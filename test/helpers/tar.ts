@@ -62,3 +62,22 @@ export function tarDir(dir: string, out: string): string {
   execFileSync('tar', ['-C', dir, '-cf', out, '.']);
   return out;
 }
+
+/**
+ * A real OCI image built with umoci from a busybox rootfs (gzip layer, CMD set), exported by
+ * skopeo as a docker-save archive and as an OCI archive.
+ */
+export function busyboxArchives(dir: string, cmd: string[]): { docker: string; oci: string } {
+  const layout = join(dir, 'layout');
+  execFileSync('umoci', ['init', '--layout', layout]);
+  execFileSync('umoci', ['new', '--image', `${layout}:1.0`]);
+  execFileSync('umoci', ['unpack', '--rootless', '--image', `${layout}:1.0`, join(dir, 'bundle')]);
+  busyboxRootfs(join(dir, 'bundle', 'rootfs'));
+  execFileSync('umoci', ['repack', '--image', `${layout}:1.0`, join(dir, 'bundle')]);
+  execFileSync('umoci', ['config', '--image', `${layout}:1.0`, ...cmd.flatMap((c) => ['--config.cmd', c])]);
+  const docker = join(dir, 'docker.tar');
+  const oci = join(dir, 'oci.tar');
+  execFileSync('skopeo', ['copy', '-q', `oci:${layout}:1.0`, `docker-archive:${docker}:loaded:2.0`]);
+  execFileSync('skopeo', ['copy', '-q', `oci:${layout}:1.0`, `oci-archive:${oci}:loaded:3.0`]);
+  return { docker, oci };
+}

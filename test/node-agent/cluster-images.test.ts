@@ -49,3 +49,23 @@ t.test('import once through the CLI; a node without the image fetches it and run
   await pods.send('default', 'app', { type: 'delete' });
   await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'container gone');
 });
+
+t.test('troupe image load: a docker-save archive (made by skopeo) runs on a node that never saw it', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const env = { ...process.env, TROUPE_SERVER: nats.url, TROUPE_HOME: tempDir(t, 'troupe-home-') };
+  const { busyboxArchives } = await import('../helpers/tar.js');
+  const { docker } = busyboxArchives(join(tempDir(t, 'troupe-build-'), 'b'), ['/bin/sh', '-c', 'echo hello-from-load; exec sleep 300']);
+  const r = await runCli(env, ['image', 'load', '-i', docker]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'Loaded image: loaded:2.0\n');
+  t.match((await runCli(env, ['image', 'ls'])).stdout, /\nloaded:2\.0\s+[a-f0-9]{12}/);
+  t.equal((await runCli(env, ['image', 'load'])).code, 2, 'usage: -i FILE is required');
+  const dir = tempDir(t, 'troupe-agent-');
+  await startAgent(t, nats.url, 'loader', dir);
+  const pods = new ActorClient(bus, 'pod', 'node.loader');
+  await pods.send('default', 'l', { type: 'run', uid: 'uid-l', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'c', image: 'loaded:2.0' }] } });
+  await waitFor(async () => (await runCli(env, ['logs', 'l'])).stdout === 'hello-from-load\n', 'the loaded image ran', 20_000);
+  await pods.send('default', 'l', { type: 'delete' });
+  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'container gone');
+});

@@ -124,3 +124,27 @@ t.test('--change errors name the instruction', async (t) => {
   await t.rejects(store.importRootfs(tarball, 'x:1', { changes: ['EXPOSE 99999'] }), { message: /expected PORT/ });
   await t.rejects(store.importRootfs(tarball, 'Bad Name', {}), { name: 'ImageRefError' });
 });
+
+t.test('load: docker-save and OCI archives made by umoci and skopeo; digests checked; bad archives refused', async (t) => {
+  const dir = tempDir(t);
+  const { busyboxArchives } = await import('../helpers/tar.js');
+  const { docker, oci } = busyboxArchives(join(dir, 'build'), ['/bin/echo', 'hello-from-load']);
+  const store = new ImageStore(join(dir, 'store'));
+  t.same((await store.load(docker)).map((i) => i.ref), ['loaded:2.0'], 'docker-save: names from RepoTags');
+  t.same((await store.load(oci)).map((i) => i.ref), ['loaded:3.0'], 'OCI archive: names from the ref annotation');
+  for (const ref of ['loaded:2.0', 'loaded:3.0']) {
+    const { path, image } = await store.rootfs(ref);
+    t.same(image.config.config.Cmd, ['/bin/echo', 'hello-from-load'], `${ref}: the image config`);
+    t.ok(statSync(join(path, 'bin', 'busybox')).isFile(), `${ref}: layers unpacked (gzip too)`);
+  }
+  const before = readFileSync(join(dir, 'store', 'index.json'), 'utf8');
+  const notArchive = join(dir, 'plain.tar');
+  writeFileSync(notArchive, makeTar([{ path: 'hello.txt', content: 'hi' }]));
+  await t.rejects(store.load(notArchive), { name: 'ImageFormatError', message: /neither a docker-save archive \(manifest\.json\) nor an OCI image archive/ });
+  // a docker archive whose layer does not match the config's diff_ids
+  const tampered = join(dir, 'tampered.tar');
+  const cfg = JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [`sha256:${'0'.repeat(64)}`] } });
+  writeFileSync(tampered, makeTar([{ path: 'manifest.json', content: JSON.stringify([{ Config: 'c.json', RepoTags: ['evil:1'], Layers: ['l.tar'] }]) }, { path: 'c.json', content: cfg }, { path: 'l.tar', content: makeTar([{ path: 'x', content: 'y' }]) }]));
+  await t.rejects(store.load(tampered), { name: 'ImageFormatError', message: /layer l\.tar hashes to sha256:[a-f0-9]{64}, but the image config expects sha256:0{64}/ });
+  t.equal(readFileSync(join(dir, 'store', 'index.json'), 'utf8'), before, 'the index is unchanged by the bad archives');
+});
