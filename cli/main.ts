@@ -29,6 +29,7 @@ Usage:
   troupe image import FILE REF [--change 'CMD …']...
                                    import a rootfs tarball as an image, usable on every node
   troupe image load -i FILE       load a docker-save or OCI image archive (every name in it)
+  troupe image pull REF [--insecure] pull from an OCI registry into the cluster (--insecure: plain http)
   troupe image ls | tag SRC DST | rm REF
   troupe version                   print the version
   troupe help                      this text
@@ -240,12 +241,13 @@ async function cmdImage(args: string[]): Promise<number> {
     args: rest,
     strict: true,
     allowPositionals: true,
-    options: { change: { type: 'string', multiple: true, short: 'c' }, input: { type: 'string', short: 'i' }, server: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+    options: { change: { type: 'string', multiple: true, short: 'c' }, input: { type: 'string', short: 'i' }, insecure: { type: 'boolean' }, server: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   });
   const want = (n: number, usage: string) => {
     if (positionals.length !== n) throw new UsageError(`usage: troupe image ${usage}`);
   };
-  if (!['import', 'load', 'ls', 'list', 'tag', 'rm'].includes(sub ?? '')) throw new UsageError('usage: troupe image import|load|ls|tag|rm …');
+  if (!['import', 'load', 'pull', 'ls', 'list', 'tag', 'rm'].includes(sub ?? '')) throw new UsageError('usage: troupe image import|load|pull|ls|tag|rm …');
+  if (sub === 'pull') want(1, 'pull REF [--insecure]');
   if (sub === 'load' && (!values.input || positionals.length > 0)) throw new UsageError('usage: troupe image load -i FILE');
   if (sub === 'import') want(2, 'import FILE REF [--change INSTRUCTION]...');
   if (sub === 'tag') want(2, 'tag SRC DST');
@@ -275,6 +277,23 @@ async function cmdImage(args: string[]): Promise<number> {
         });
         if (tty) process.stderr.write('\n');
         for (const i of infos) process.stdout.write(`Loaded image: ${i.ref}\n`);
+        return 0;
+      }
+      case 'pull': {
+        const tty = process.stderr.isTTY && !values.quiet;
+        let last = -1;
+        const info = await images.pull(positionals[0]!, {
+          insecure: values.insecure,
+          onProgress: (got, total) => {
+            const pct = Math.floor((got / Math.max(1, total)) * 100);
+            if (pct === last) return;
+            last = pct;
+            if (tty) process.stderr.write(`\rpulling ${pct}% (${(got / 1048576).toFixed(1)} of ${(total / 1048576).toFixed(1)} MiB)`);
+            else if (pct % 25 === 0) process.stderr.write(`pulling ${pct}%\n`);
+          },
+        });
+        if (tty) process.stderr.write('\n');
+        process.stdout.write(`${info.ref} ${info.digest}\n`);
         return 0;
       }
       case 'ls':

@@ -22,6 +22,8 @@ import { ImageNotFoundError } from './errors.js';
 import { applyChanges } from './image-config.js';
 import { familiarName, parseImageRef } from './image-ref.js';
 import { ImageStore, type ImageInfo } from './image-store.js';
+import { pullImage, type PullOptions } from './registry.js';
+import { execa } from 'execa';
 
 export interface ClusterImageRecord {
   /** Canonical reference. */
@@ -85,6 +87,24 @@ export class ClusterImages {
       await this.kv.put(keyOf(info.canonical), packValue(record));
     }
     return infos;
+  }
+
+  /**
+   * `docker pull` into the cluster: pulled (and verified) into a scratch OCI layout, which is then
+   * stored as an OCI archive like `load`, so every node can use it without the registry.
+   */
+  async pull(refInput: string, opts: PullOptions = {}): Promise<ImageInfo> {
+    const scratch = await mkdtemp(join(tmpdir(), 'troupe-pull-'));
+    try {
+      const store = new ImageStore(join(scratch, 'layout'));
+      const info = await pullImage(refInput, store, opts);
+      const archive = join(scratch, 'image.tar');
+      await execa('tar', ['-C', store.root, '-cf', archive, 'oci-layout', 'index.json', 'blobs']);
+      const [loaded] = await this.load(archive);
+      return loaded ?? info;
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
   }
 
   /** Stores a file as an object named by its sha256 (once); returns the name. */

@@ -27,6 +27,14 @@ export const MediaType = {
   LayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
 } as const;
 
+/** Layer media types this store unpacks (OCI's and Docker's, plain and gzip). */
+const LAYER_TYPES = new Set<string>([
+  'application/vnd.oci.image.layer.v1.tar',
+  'application/vnd.oci.image.layer.v1.tar+gzip',
+  'application/vnd.docker.image.rootfs.diff.tar',
+  'application/vnd.docker.image.rootfs.diff.tar.gzip',
+]);
+
 interface Descriptor {
   mediaType: string;
   digest: string;
@@ -291,7 +299,7 @@ export class ImageStore {
           const manifest = JSON.parse(manifestBytes.toString('utf8')) as Manifest;
           await this.putBlob(await blob(manifest.config.digest), MediaType.Config);
           for (const l of manifest.layers) {
-            if (l.mediaType !== MediaType.Layer && l.mediaType !== MediaType.LayerGzip) throw new ImageFormatError(`OCI archive: layer media type ${l.mediaType} is not supported`, { digest: l.digest });
+            if (!LAYER_TYPES.has(l.mediaType)) throw new ImageFormatError(`OCI archive: layer media type ${l.mediaType} is not supported`, { digest: l.digest });
             await this.putBlob(await blob(l.digest), l.mediaType);
           }
           named.push({ canonical: parseImageRef(name).canonical, manifest, size: manifest.layers.reduce((a, l) => a + l.size, 0) });
@@ -317,6 +325,25 @@ export class ImageStore {
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Stores what a registry pull downloaded (each file already verified against its digest) and
+   * names it. The manifest is kept byte for byte, so its digest is the registry's.
+   */
+  async addPulled(canonical: string, manifest: { bytes: Uint8Array; mediaType: string }, config: { desc: Descriptor; file: string }, layers: { desc: Descriptor; file: string }[]): Promise<ImageInfo> {
+    for (const l of [config, ...layers]) {
+      const path = this.blob(l.desc.digest);
+      if (!existsSync(path)) await rename(l.file, path);
+    }
+    const desc = await this.putBlob(Buffer.from(manifest.bytes), MediaType.Manifest);
+    await this.serial(async () => {
+      const index = await this.readIndex();
+      index.manifests = index.manifests.filter((m) => m.annotations?.[REF_ANNOTATION] !== canonical);
+      index.manifests.push({ ...desc, annotations: { [REF_ANNOTATION]: canonical } });
+      await this.writeIndex(index);
+    });
+    return { ref: familiarName(parseImageRef(canonical)), canonical, digest: desc.digest, size: layers.reduce((a, l) => a + l.desc.size, 0) };
   }
 
   /** The unpacked rootfs of an image, unpacking its layers (once) if needed. */

@@ -19,6 +19,8 @@ export { serveNode, nodeCommand, rfc3339Nano } from './node-service.js';
 export { runProbes, probeTiming, netProbe, resolvePort } from './probes.js';
 export type { ProbeEvent, ProbeExecutor, ProbeResult, ProbeTiming } from './probes.js';
 export { ClusterImages } from './cluster-images.js';
+export { pullImage } from './registry.js';
+export type { PullOptions } from './registry.js';
 export type { ClusterImageRecord } from './cluster-images.js';
 export type { NodeCommand, LogsReply, ExecReply } from './node-service.js';
 export type { AgentOptions, NodeInfo } from './agent.js';

@@ -69,3 +69,37 @@ t.test('troupe image load: a docker-save archive (made by skopeo) runs on a node
   await pods.send('default', 'l', { type: 'delete' });
   await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'container gone');
 });
+
+t.test('troupe image pull from a registry (pushed by skopeo): digests verified, usable on a node; errors are clear', async (t) => {
+  const { withRegistry } = await import('../helpers/registry.js');
+  const { execFileSync } = await import('node:child_process');
+  const registry = await withRegistry(t);
+  const build = tempDir(t, 'troupe-build-');
+  const { busyboxArchives } = await import('../helpers/tar.js');
+  busyboxArchives(join(build, 'b'), ['/bin/sh', '-c', 'echo hello-from-registry; exec sleep 300']);
+  execFileSync('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${join(build, 'b', 'layout')}:1.0`, `docker://${registry}/team/myapp:1.0`]);
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const env = { ...process.env, TROUPE_SERVER: nats.url, TROUPE_HOME: tempDir(t, 'troupe-home-') };
+
+  const noFlag = await runCli(env, ['image', 'pull', `${registry}/team/myapp:1.0`]);
+  t.equal(noFlag.code, 1);
+  t.match(noFlag.stderr, /cannot be reached: .* \(a plain-http registry needs --insecure\)/);
+  const r = await runCli(env, ['image', 'pull', `${registry}/team/myapp:1.0`, '--insecure']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, new RegExp(`^${registry.replace('.', '\\.')}/team/myapp:1\\.0 sha256:[a-f0-9]{64}\\n$`));
+  t.match(r.stderr, /pulling 100%/, 'progress is shown');
+  const missing = await runCli(env, ['image', 'pull', `${registry}/team/myapp:9.9`, '--insecure']);
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /is not in registry 127\.0\.0\.1:\d+ \(manifest unknown\)/);
+  const wrongDigest = await runCli(env, ['image', 'pull', `${registry}/team/myapp@sha256:${'a'.repeat(64)}`, '--insecure']);
+  t.equal(wrongDigest.code, 1, 'a digest the registry does not have is refused');
+
+  const dir = tempDir(t, 'troupe-agent-');
+  await startAgent(t, nats.url, 'puller', dir);
+  const pods = new ActorClient(bus, 'pod', 'node.puller');
+  await pods.send('default', 'r', { type: 'run', uid: 'uid-r', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'c', image: `${registry}/team/myapp:1.0` }] } });
+  await waitFor(async () => (await runCli(env, ['logs', 'r'])).stdout === 'hello-from-registry\n', 'the pulled image ran', 20_000);
+  await pods.send('default', 'r', { type: 'delete' });
+  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'container gone');
+});
