@@ -4,8 +4,8 @@
  * Its status (phase and each container's state) is derived from its containers; every change of
  * a container is a transition of the pod, so the pod's event subject carries each of them.
  */
-import { assign, sendTo, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
-import { container as containerSchema, s, labelName, type Infer } from '../protocol/index.js';
+import { assign, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
+import { container as containerSchema, s, type Infer } from '../protocol/index.js';
 import { containerMachine, type ContainerContext, type ContainerState, type RestartPolicy } from './container-machine.js';
 
 export const podSpecSchema = s.object({
@@ -158,5 +158,3 @@ export function podStatus(snapshot: SnapshotFrom<typeof podMachine>): PodStatus 
   return { uid: ctx.uid, phase, conditions: [{ type: 'Ready', status: cond }, { type: 'ContainersReady', status: cond }], containerStatuses: statuses };
 }
 
-void sendTo;
-void labelName;
