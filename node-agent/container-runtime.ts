@@ -12,7 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Container } from '../protocol/index.js';
 import { ContainerCgroup, detectCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
@@ -35,7 +35,12 @@ export interface RunRequest {
   /** Kept beside the container so that a restarted agent can take the pod back (adoption). */
   podSpec?: unknown;
   restartCount?: number;
+  /** The pod sandbox's process: the container joins its network, IPC and UTS namespaces. */
+  sandboxPid?: number;
 }
+
+/** The name of a pod's sandbox container (not a DNS label, so no user container can take it). */
+export const SANDBOX = '_sandbox';
 
 /** Which pod a container folder belongs to (meta.json). */
 export interface ContainerMeta {
@@ -138,6 +143,8 @@ export class ContainerRuntime {
   readonly crun: Crun;
   readonly cgroups: CgroupInfo;
   private readonly exits = new Map<string, Promise<Exited>>();
+  private readonly sandboxes = new Map<string, Promise<{ pid: number }>>();
+  private sandboxRoot?: Promise<string>;
   /** Containers the agent itself sent SIGKILL to (so their 137 is not an OOM kill). */
   private readonly killedByUs = new Set<string>();
 
@@ -199,6 +206,7 @@ export class ContainerRuntime {
       etcFiles: { hosts: join(d, 'hosts'), hostname: join(d, 'hostname'), resolvConf: join(d, 'resolv.conf') },
       cgroupsPath: cg.runtimePath,
       extraEnv: req.extraEnv,
+      ...(req.sandboxPid ? { joinNamespaces: { network: `/proc/${req.sandboxPid}/ns/net`, ipc: `/proc/${req.sandboxPid}/ns/ipc`, uts: `/proc/${req.sandboxPid}/ns/uts` } } : {}),
       lookupUser: (name) => {
         const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
         return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
@@ -382,12 +390,66 @@ export class ContainerRuntime {
     return { stdout: text(l.stdout), stderr: text(l.stderr) };
   }
 
+  /**
+   * The pod's sandbox: a tiny process (busybox sleep, from a rootfs the agent makes) holding the
+   * network, IPC and UTS namespaces that all of the pod's containers share, as Kubernetes' pause
+   * container does. Started once per pod; a running one (an agent restarted) is reused.
+   */
+  ensureSandbox(podUid: string, podName: string, namespace: string): Promise<{ pid: number }> {
+    let p = this.sandboxes.get(podUid);
+    if (!p) {
+      p = (async () => {
+        const found = await this.inspect(podUid, SANDBOX);
+        if (found.state === 'running') return { pid: found.pid };
+        if (found.state === 'exited') await this.remove(podUid, SANDBOX);
+        const lowerDir = await this.sandboxRootfs();
+        const started = await this.run({
+          podUid,
+          podName,
+          namespace,
+          container: { name: SANDBOX, image: 'troupe/sandbox', command: ['/bin/busybox', 'sleep', '2147483647'], resources: { limits: { memory: '16Mi', pids: '8' } } },
+          image: {},
+          lowerDir,
+          scratchSize: '1m',
+        });
+        return { pid: started.pid };
+      })();
+      this.sandboxes.set(podUid, p);
+      p.catch(() => this.sandboxes.delete(podUid));
+    }
+    return p;
+  }
+
+  /** Removes a pod's sandbox (its containers are gone). */
+  async removeSandbox(podUid: string): Promise<void> {
+    await this.sandboxes.get(podUid)?.catch(() => undefined);
+    this.sandboxes.delete(podUid);
+    if ((await this.inspect(podUid, SANDBOX)).state !== 'absent') await this.remove(podUid, SANDBOX);
+  }
+
+  /** The sandbox's rootfs, made once (pods starting together share the one preparation). */
+  private sandboxRootfs(): Promise<string> {
+    this.sandboxRoot ??= (async () => {
+      const root = join(this.opts.dataDir, 'sandbox-rootfs');
+      if (!existsSync(join(root, 'bin', 'busybox'))) {
+        for (const d of ['bin', 'proc', 'dev', 'sys', 'etc', 'tmp']) await mkdir(join(root, d), { recursive: true });
+        const tmp = join(root, 'bin', `busybox.${process.pid}.tmp`);
+        await copyFile('/bin/busybox', tmp);
+        await chmod(tmp, 0o755);
+        await rename(tmp, join(root, 'bin', 'busybox'));
+      }
+      return root;
+    })();
+    this.sandboxRoot.catch(() => (this.sandboxRoot = undefined));
+    return this.sandboxRoot;
+  }
+
   /** The containers this runtime has, with the pod each belongs to. */
   async containers(): Promise<(ContainerMeta & { id: string })[]> {
     const root = join(this.opts.dataDir, 'containers');
     const out: (ContainerMeta & { id: string })[] = [];
     for (const id of await readdir(root).catch(() => [] as string[])) {
-      if (id.startsWith('.')) continue;
+      if (id.startsWith('.') || id.endsWith(`.${SANDBOX}`)) continue;
       try {
         out.push({ id, ...(JSON.parse(await readFile(join(root, id, 'meta.json'), 'utf8')) as ContainerMeta) });
       } catch {

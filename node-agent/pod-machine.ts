@@ -4,7 +4,7 @@
  * Its status (phase and each container's state) is derived from its containers; every change of
  * a container is a transition of the pod, so the pod's event subject carries each of them.
  */
-import { assign, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
+import { assign, fromPromise, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
 import { container as containerSchema, s, type Infer } from '../protocol/index.js';
 import { containerMachine, type ContainerContext, type ContainerState, type RestartPolicy } from './container-machine.js';
 
@@ -52,7 +52,11 @@ export type PodEvent =
 
 export const podMachine = setup({
   types: {} as { context: PodContext; events: PodEvent; input: { namespace: string; name: string; tuning: NodeTuning } },
-  actors: { container: containerMachine },
+  actors: {
+    container: containerMachine,
+    /** Removes what the pod holds beyond its containers (its sandbox), once they are all gone. */
+    removeSandbox: fromPromise<void, { uid?: string }>(async () => undefined),
+  },
   guards: {
     allRemoved: ({ context }) => context.containers.every((c) => c.getSnapshot().status === 'done'),
   },
@@ -98,8 +102,11 @@ export const podMachine = setup({
       },
     },
     deleting: {
-      always: { guard: 'allRemoved', target: 'deleted' },
+      always: { guard: 'allRemoved', target: 'cleaning' },
       on: { 'container.changed': { actions: assign({ version: ({ context }) => context.version + 1 }), target: 'deleting', reenter: true } },
+    },
+    cleaning: {
+      invoke: { src: 'removeSandbox', input: ({ context }) => ({ uid: context.uid }), onDone: 'deleted', onError: 'deleted' },
     },
     deleted: { type: 'final' },
   },
@@ -146,7 +153,7 @@ export function podStatus(snapshot: SnapshotFrom<typeof podMachine>): PodStatus 
   });
   let phase: PodPhase;
   if (snapshot.status === 'done') phase = 'Deleted';
-  else if (snapshot.matches('deleting')) phase = 'Terminating';
+  else if (snapshot.matches('deleting') || snapshot.matches('cleaning')) phase = 'Terminating';
   else if (statuses.length === 0) phase = 'Pending';
   else if (statuses.some((c) => 'running' in c.state)) phase = 'Running';
   else if (statuses.every((c) => 'terminated' in c.state)) {

@@ -44,7 +44,11 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
       }),
       runContainer: fromPromise<{ startedAt: string; pid: number }, { ctx: ContainerContext }>(async ({ input }) => {
         const c = input.ctx;
+        const sandbox = runtime.ensureSandbox(c.podUid, c.podName, c.namespace);
+        starting.set(key(c), sandbox.catch(() => undefined));
+        const { pid: sandboxPid } = await sandbox;
         const run = runtime.run({
+          sandboxPid,
           podUid: c.podUid,
           podName: c.podName,
           namespace: c.namespace,
@@ -101,7 +105,14 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
 
 /** The `pod` kind an agent hosts under its node scope. */
 export function podKind(runtime: ContainerRuntime, images: ImageStore, tuning: NodeTuning = DEFAULT_TUNING, cluster?: ClusterImages) {
-  const machine = podMachine.provide({ actors: { container: boundContainerMachine(runtime, images, cluster) } });
+  const machine = podMachine.provide({
+    actors: {
+      container: boundContainerMachine(runtime, images, cluster),
+      removeSandbox: fromPromise<void, { uid?: string }>(async ({ input }) => {
+        if (input.uid) await runtime.removeSandbox(input.uid);
+      }),
+    },
+  });
   return defineKind({
     kind: 'pod',
     machine,

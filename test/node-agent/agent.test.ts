@@ -163,8 +163,9 @@ t.test('kill -9 of the agent: running containers are adopted (no duplicate), exi
   await pods.send('default', 'keeper', { type: 'run', uid: 'uid-keeper', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'k', image: 'busybox:test', command: ['/bin/sleep', '300'] }] } });
   await pods.send('default', 'ender', { type: 'run', uid: 'uid-ender', spec: { restartPolicy: 'Never', containers: [{ name: 'e', image: 'busybox:test', command: ['/bin/sh', '-c', 'sleep 2; exit 5'] }] } });
   await waitFor(async () => (await status('keeper')).phase === 'Running' && (await status('ender')).phase === 'Running', 'both Running');
+  const isKeeper = (c: { id: string }) => c.id.includes('uid-keeper') && !c.id.endsWith('._sandbox');
   const before = await crun.list();
-  const keeperPid = before.find((c) => c.id.includes('uid-keeper'))!.pid;
+  const keeperPid = before.find(isKeeper)!.pid;
 
   first.kill('SIGKILL');
   await new Promise((r) => first.once('exit', r));
@@ -178,8 +179,9 @@ t.test('kill -9 of the agent: running containers are adopted (no duplicate), exi
   }, 'keeper adopted');
   t.equal(keeper.containerStatuses[0]!.restartCount, 0, 'not restarted');
   const after = await crun.list();
-  t.equal(after.filter((c) => c.id.includes('uid-keeper')).length, 1, 'no duplicate container');
-  t.equal(after.find((c) => c.id.includes('uid-keeper'))!.pid, keeperPid, 'the same process kept running');
+  t.equal(after.filter(isKeeper).length, 1, 'no duplicate container');
+  t.equal(after.find(isKeeper)!.pid, keeperPid, 'the same process kept running');
+  t.equal(after.filter((c) => c.id === 'n1.uid-keeper._sandbox').length, 1, 'one sandbox, the same one');
   const ender = await waitFor(async () => {
     const st = await status('ender');
     return st.phase === 'Failed' ? st : undefined;
@@ -189,4 +191,37 @@ t.test('kill -9 of the agent: running containers are adopted (no duplicate), exi
   for (const name of ['keeper', 'ender']) await pods.send('default', name, { type: 'delete' });
   await waitFor(async () => (await crun.list()).length === 0, 'containers gone');
   await waitFor(() => readdirSync(join(dir, 'runtime', 'containers')).length === 0, 'folders gone');
+});
+
+t.test('containers of one pod share network, IPC and UTS namespaces (a sandbox holds them), not PID', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const dir = tempDir(t, 'troupe-agent-');
+  await withImage(t, dir);
+  await startAgent(t, nats.url, 'n1', dir);
+  const pods = new ActorClient(bus, 'pod', 'node.n1');
+  await pods.send('default', 'duo', {
+    type: 'run',
+    uid: 'uid-duo',
+    spec: {
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        { name: 'server', image: 'busybox:test', command: ['/bin/sh', '-c', 'mkdir -p /www && hostname > /www/name && exec httpd -f -p 127.0.0.1:8080 -h /www'] },
+        { name: 'client', image: 'busybox:test', command: ['/bin/sh', '-c', 'while ! wget -q -O /tmp/got http://127.0.0.1:8080/name; do sleep 0.2; done; cat /tmp/got; exec sleep 300'] },
+      ],
+    },
+  });
+  const ns = async (container: string, kind: string) =>
+    ((await bus.request<{ stdout: string }>(bus.subjects.nodeCmd('n1'), 'cmd', { type: 'exec', namespace: 'default', pod: 'duo', container, command: ['readlink', `/proc/self/ns/${kind}`] })).body.stdout).trim();
+  await waitFor(async () => ((await pods.send('default', 'duo', { type: 'get' })) as unknown as PodStatus).containerStatuses.every((c) => c.started), 'both containers running');
+  const logs = await waitFor(async () => {
+    const r = await bus.request<{ stdout: string }>(bus.subjects.nodeCmd('n1'), 'cmd', { type: 'logs', namespace: 'default', pod: 'duo', container: 'client' });
+    return r.body.stdout || undefined;
+  }, 'the client to reach the server over 127.0.0.1');
+  t.equal(logs, 'duo\n', 'the client reached the server on loopback, and both see the pod’s hostname');
+  for (const kind of ['net', 'ipc', 'uts']) t.equal(await ns('server', kind), await ns('client', kind), `${kind} namespace shared`);
+  t.not(await ns('server', 'pid'), await ns('client', 'pid'), 'pid namespaces stay apart');
+  await pods.send('default', 'duo', { type: 'delete' });
+  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'containers and sandbox gone');
+  await waitFor(() => readdirSync(join(dir, 'runtime', 'containers')).length === 0, 'no folder left, the sandbox’s included');
 });
