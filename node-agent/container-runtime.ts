@@ -12,7 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
-import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Container } from '../protocol/index.js';
 import { ContainerCgroup, detectCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
@@ -39,8 +39,6 @@ export interface RunRequest {
   sandboxPid?: number;
 }
 
-/** The name of a pod's sandbox container (not a DNS label, so no user container can take it). */
-export const SANDBOX = '_sandbox';
 
 /** Which pod a container folder belongs to (meta.json). */
 export interface ContainerMeta {
@@ -144,7 +142,6 @@ export class ContainerRuntime {
   readonly cgroups: CgroupInfo;
   private readonly exits = new Map<string, Promise<Exited>>();
   private readonly sandboxes = new Map<string, Promise<{ pid: number }>>();
-  private sandboxRoot?: Promise<string>;
   /** Containers the agent itself sent SIGKILL to (so their 137 is not an OOM kill). */
   private readonly killedByUs = new Set<string>();
 
@@ -391,28 +388,34 @@ export class ContainerRuntime {
   }
 
   /**
-   * The pod's sandbox: a tiny process (busybox sleep, from a rootfs the agent makes) holding the
-   * network, IPC and UTS namespaces that all of the pod's containers share, as Kubernetes' pause
-   * container does. Started once per pod; a running one (an agent restarted) is reused.
+   * The pod's sandbox: one small process holding the network, IPC and UTS namespaces that all of
+   * the pod's containers join (what Kubernetes' pause container does). It needs no rootfs, cgroup
+   * or crun: `unshare --net --ipc --uts` sets the hostname, brings loopback up and sleeps. Its pid
+   * is kept in `sandboxes/<pod uid>.pid`, so a restarted agent finds it again.
    */
-  ensureSandbox(podUid: string, podName: string, namespace: string): Promise<{ pid: number }> {
+  ensureSandbox(podUid: string, podName: string, _namespace: string): Promise<{ pid: number }> {
     let p = this.sandboxes.get(podUid);
     if (!p) {
       p = (async () => {
-        const found = await this.inspect(podUid, SANDBOX);
-        if (found.state === 'running') return { pid: found.pid };
-        if (found.state === 'exited') await this.remove(podUid, SANDBOX);
-        const lowerDir = await this.sandboxRootfs();
-        const started = await this.run({
-          podUid,
-          podName,
-          namespace,
-          container: { name: SANDBOX, image: 'troupe/sandbox', command: ['/bin/busybox', 'sleep', '2147483647'], resources: { limits: { memory: '16Mi', pids: '8' } } },
-          image: {},
-          lowerDir,
-          scratchSize: '1m',
+        const pidFile = this.sandboxPidFile(podUid);
+        const known = Number(readIf(pidFile).trim());
+        if (known > 0 && isSandbox(known)) return { pid: known };
+        await mkdir(join(this.opts.dataDir, 'sandboxes'), { recursive: true });
+        const child = spawn('unshare', ['--net', '--ipc', '--uts', '--', '/bin/sh', '-c', 'hostname "$1" && ip link set lo up && exec sleep 2147483647', 'troupe-sandbox', podName], {
+          detached: true,
+          stdio: 'ignore',
         });
-        return { pid: started.pid };
+        child.unref();
+        const pid = child.pid;
+        if (!pid) throw new RuntimeError(`pod sandbox for ${podName} could not be started`, { podUid });
+        // ready once the process has become `sleep` (hostname set, loopback up)
+        const deadline = Date.now() + 10_000;
+        while (!isSandbox(pid)) {
+          if (child.exitCode !== null || Date.now() > deadline) throw new RuntimeError(`pod sandbox for ${podName} did not start (exit ${child.exitCode})`, { podUid });
+          await new Promise((r) => setTimeout(r, 2));
+        }
+        await writeFile(pidFile, `${pid}\n`);
+        return { pid };
       })();
       this.sandboxes.set(podUid, p);
       p.catch(() => this.sandboxes.delete(podUid));
@@ -420,28 +423,25 @@ export class ContainerRuntime {
     return p;
   }
 
+  private sandboxPidFile(podUid: string): string {
+    return join(this.opts.dataDir, 'sandboxes', `${podUid}.pid`);
+  }
+
   /** Removes a pod's sandbox (its containers are gone). */
   async removeSandbox(podUid: string): Promise<void> {
     await this.sandboxes.get(podUid)?.catch(() => undefined);
     this.sandboxes.delete(podUid);
-    if ((await this.inspect(podUid, SANDBOX)).state !== 'absent') await this.remove(podUid, SANDBOX);
-  }
-
-  /** The sandbox's rootfs, made once (pods starting together share the one preparation). */
-  private sandboxRootfs(): Promise<string> {
-    this.sandboxRoot ??= (async () => {
-      const root = join(this.opts.dataDir, 'sandbox-rootfs');
-      if (!existsSync(join(root, 'bin', 'busybox'))) {
-        for (const d of ['bin', 'proc', 'dev', 'sys', 'etc', 'tmp']) await mkdir(join(root, d), { recursive: true });
-        const tmp = join(root, 'bin', `busybox.${process.pid}.tmp`);
-        await copyFile('/bin/busybox', tmp);
-        await chmod(tmp, 0o755);
-        await rename(tmp, join(root, 'bin', 'busybox'));
+    const pidFile = this.sandboxPidFile(podUid);
+    const pid = Number(readIf(pidFile).trim());
+    if (pid > 0 && isSandbox(pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
       }
-      return root;
-    })();
-    this.sandboxRoot.catch(() => (this.sandboxRoot = undefined));
-    return this.sandboxRoot;
+      for (let i = 0; i < 500 && existsSync(`/proc/${pid}`) && isSandbox(pid); i++) await new Promise((r) => setTimeout(r, 2));
+    }
+    await rm(pidFile, { force: true });
   }
 
   /** The containers this runtime has, with the pod each belongs to. */
@@ -449,7 +449,7 @@ export class ContainerRuntime {
     const root = join(this.opts.dataDir, 'containers');
     const out: (ContainerMeta & { id: string })[] = [];
     for (const id of await readdir(root).catch(() => [] as string[])) {
-      if (id.startsWith('.') || id.endsWith(`.${SANDBOX}`)) continue;
+      if (id.startsWith('.')) continue;
       try {
         out.push({ id, ...(JSON.parse(await readFile(join(root, id, 'meta.json'), 'utf8')) as ContainerMeta) });
       } catch {
@@ -457,6 +457,16 @@ export class ContainerRuntime {
       }
     }
     return out;
+  }
+}
+
+/** Whether `pid` is a pod sandbox's sleeping process. */
+function isSandbox(pid: number): boolean {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmd.startsWith('sleep\0') && cmd.includes('2147483647');
+  } catch {
+    return false;
   }
 }
 

@@ -5,6 +5,24 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Teardown } from './nats.js';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+function readdirSafe(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function readFileSafe(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
 
 export const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 
@@ -30,6 +48,14 @@ export async function startAgent(t: Teardown, url: string, node: string, dataDir
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     }
+    // an agent leaves its pods running when it stops (for adoption): a failed test leaves none
+    const { Crun } = await import('../../node-agent/index.js');
+    const crun = new Crun(join(dataDir, 'runtime', 'crun'));
+    for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL');
+    for (const f of readdirSafe(join(dataDir, 'runtime', 'sandboxes'))) {
+      const pid = Number(readFileSync(join(dataDir, 'runtime', 'sandboxes', f), 'utf8'));
+      if (pid > 0 && readFileSafe(`/proc/${pid}/cmdline`).startsWith('sleep')) process.kill(pid, 'SIGKILL');
+    }
   });
   await new Promise<void>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => l.includes('is up') && resolve());
@@ -46,4 +72,23 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Waits until a node has no container, container folder, sandbox or cgroup left. */
+export async function waitNodeEmpty(dataDir: string, node: string): Promise<void> {
+  const { Crun, detectCgroups } = await import('../../node-agent/index.js');
+  const { existsSync } = await import('node:fs');
+  const { waitFor } = await import('./nats.js');
+  const crun = new Crun(join(dataDir, 'runtime', 'crun'));
+  const info = detectCgroups();
+  const hierarchies = info.layout === 'v2' ? [info.unified!] : info.v1Mounts;
+  await waitFor(
+    async () =>
+      (await crun.list()).length === 0 &&
+      readdirSafe(join(dataDir, 'runtime', 'containers')).length === 0 &&
+      readdirSafe(join(dataDir, 'runtime', 'sandboxes')).length === 0 &&
+      hierarchies.every((h) => !existsSync(join(h, `troupe-${node}`))),
+    `node ${node} to be empty`,
+    20_000,
+  );
 }

@@ -9,7 +9,7 @@ import t from 'tap';
 import { ActorClient, Crun, ImageStore, detectCgroups, heartbeatBody, statsBody, type EventBody, type PodStatus } from '../../index.js';
 import { tempDir, waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
 import { busyboxRootfs, tarDir } from '../helpers/tar.js';
-import { runCli as runCliIn, startAgent as startAgentProcess } from '../helpers/agent.js';
+import { runCli as runCliIn, startAgent as startAgentProcess, waitNodeEmpty } from '../helpers/agent.js';
 
 const startAgent = (t: Teardown, url: string, node: string, dataDir: string) => startAgentProcess(t, url, node, dataDir, ['--backoff-base', '100', '--backoff-cap', '400', '--stats-interval', '300']);
 
@@ -144,7 +144,7 @@ t.test('logs and exec over the bus and through the CLI; --previous after a resta
   const usage = await runCli(['exec', 'shell']);
   t.equal(usage.code, 2);
   for (const name of ['talker', 'shell']) await pods.send('default', name, { type: 'delete' });
-  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'containers gone');
+  await waitNodeEmpty(dir, 'n1');
 });
 
 t.test('kill -9 of the agent: running containers are adopted (no duplicate), exits meanwhile reported with their real status', async (t) => {
@@ -163,7 +163,7 @@ t.test('kill -9 of the agent: running containers are adopted (no duplicate), exi
   await pods.send('default', 'keeper', { type: 'run', uid: 'uid-keeper', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'k', image: 'busybox:test', command: ['/bin/sleep', '300'] }] } });
   await pods.send('default', 'ender', { type: 'run', uid: 'uid-ender', spec: { restartPolicy: 'Never', containers: [{ name: 'e', image: 'busybox:test', command: ['/bin/sh', '-c', 'sleep 2; exit 5'] }] } });
   await waitFor(async () => (await status('keeper')).phase === 'Running' && (await status('ender')).phase === 'Running', 'both Running');
-  const isKeeper = (c: { id: string }) => c.id.includes('uid-keeper') && !c.id.endsWith('._sandbox');
+  const isKeeper = (c: { id: string }) => c.id.includes('uid-keeper');
   const before = await crun.list();
   const keeperPid = before.find(isKeeper)!.pid;
 
@@ -181,7 +181,9 @@ t.test('kill -9 of the agent: running containers are adopted (no duplicate), exi
   const after = await crun.list();
   t.equal(after.filter(isKeeper).length, 1, 'no duplicate container');
   t.equal(after.find(isKeeper)!.pid, keeperPid, 'the same process kept running');
-  t.equal(after.filter((c) => c.id === 'n1.uid-keeper._sandbox').length, 1, 'one sandbox, the same one');
+  const { readFileSync } = await import('node:fs');
+  const sandboxPid = Number(readFileSync(join(dir, 'runtime', 'sandboxes', 'uid-keeper.pid'), 'utf8'));
+  t.ok(existsSync(`/proc/${sandboxPid}`), 'the pod’s sandbox survived the agent and is reused');
   const ender = await waitFor(async () => {
     const st = await status('ender');
     return st.phase === 'Failed' ? st : undefined;
@@ -189,8 +191,7 @@ t.test('kill -9 of the agent: running containers are adopted (no duplicate), exi
   t.match(ender.containerStatuses[0]!.state, { terminated: { exitCode: 5, reason: 'Error' } }, 'the real exit status, collected while the agent was down');
 
   for (const name of ['keeper', 'ender']) await pods.send('default', name, { type: 'delete' });
-  await waitFor(async () => (await crun.list()).length === 0, 'containers gone');
-  await waitFor(() => readdirSync(join(dir, 'runtime', 'containers')).length === 0, 'folders gone');
+  await waitNodeEmpty(dir, 'n1');
 });
 
 t.test('containers of one pod share network, IPC and UTS namespaces (a sandbox holds them), not PID', async (t) => {
@@ -223,5 +224,6 @@ t.test('containers of one pod share network, IPC and UTS namespaces (a sandbox h
   t.not(await ns('server', 'pid'), await ns('client', 'pid'), 'pid namespaces stay apart');
   await pods.send('default', 'duo', { type: 'delete' });
   await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'containers and sandbox gone');
-  await waitFor(() => readdirSync(join(dir, 'runtime', 'containers')).length === 0, 'no folder left, the sandbox’s included');
+  await waitFor(() => readdirSync(join(dir, 'runtime', 'containers')).length === 0, 'no container folder left');
+  await waitFor(() => readdirSync(join(dir, 'runtime', 'sandboxes')).length === 0, 'the sandbox gone with the pod');
 });

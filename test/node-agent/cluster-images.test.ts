@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { ActorClient, ClusterImages, Crun, ImageStore, type PodStatus } from '../../index.js';
 import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
-import { runCli, startAgent } from '../helpers/agent.js';
+import { runCli, startAgent, waitNodeEmpty } from '../helpers/agent.js';
 import { busyboxRootfs, makeTar, tarDir } from '../helpers/tar.js';
 
 t.test('import once through the CLI; a node without the image fetches it and runs the pod', async (t) => {
@@ -47,7 +47,7 @@ t.test('import once through the CLI; a node without the image fetches it and run
   t.equal(missing.code, 1);
   t.match(missing.stderr, /image "myapp:1\.0" is not in the cluster/);
   await pods.send('default', 'app', { type: 'delete' });
-  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'container gone');
+  await waitNodeEmpty(dir, 'fresh');
 });
 
 t.test('troupe image load: a docker-save archive (made by skopeo) runs on a node that never saw it', async (t) => {
@@ -67,7 +67,7 @@ t.test('troupe image load: a docker-save archive (made by skopeo) runs on a node
   await pods.send('default', 'l', { type: 'run', uid: 'uid-l', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'c', image: 'loaded:2.0' }] } });
   await waitFor(async () => (await runCli(env, ['logs', 'l'])).stdout === 'hello-from-load\n', 'the loaded image ran', 20_000);
   await pods.send('default', 'l', { type: 'delete' });
-  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'container gone');
+  await waitNodeEmpty(dir, 'loader');
 });
 
 t.test('troupe image pull from a registry (pushed by skopeo): digests verified, usable on a node; errors are clear', async (t) => {
@@ -101,5 +101,5 @@ t.test('troupe image pull from a registry (pushed by skopeo): digests verified, 
   await pods.send('default', 'r', { type: 'run', uid: 'uid-r', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'c', image: `${registry}/team/myapp:1.0` }] } });
   await waitFor(async () => (await runCli(env, ['logs', 'r'])).stdout === 'hello-from-registry\n', 'the pulled image ran', 20_000);
   await pods.send('default', 'r', { type: 'delete' });
-  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'container gone');
+  await waitNodeEmpty(dir, 'puller');
 });

@@ -7,7 +7,7 @@ import t from 'tap';
 import { ActorClient, Crun, ImageStore, type PodStatus } from '../../index.js';
 import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
 import { busyboxRootfs, tarDir } from '../helpers/tar.js';
-import { startAgent } from '../helpers/agent.js';
+import { startAgent, waitNodeEmpty } from '../helpers/agent.js';
 
 t.test('readiness toggles Ready; a failing liveness probe restarts; a startup probe holds liveness back', async (t) => {
   const nats = await withNats(t);
@@ -84,5 +84,5 @@ t.test('readiness toggles Ready; a failing liveness probe restarts; a startup pr
   t.equal((await status('slow')).containerStatuses[0]!.restartCount, 0, 'liveness did not kill it while it started');
 
   for (const name of ['web', 'live', 'slow']) await pods.send('default', name, { type: 'delete' });
-  await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'containers gone', 20_000);
+  await waitNodeEmpty(dir, 'p1');
 });
