@@ -75,6 +75,8 @@ interface Waiter {
 }
 
 interface Cell {
+  /** The command subject it is routed by (its key in the host's map). */
+  subject: string;
   kind: ActorKind<AnyStateMachine, unknown>;
   namespace: string;
   name: string;
@@ -170,6 +172,7 @@ export class ActorHost {
       const key = this.subjects.parseCmd(subject);
       if (!key) return this.bus.reject(msg, new ValidationError(`subject ${subject} names no actor`), env.id);
       cell = {
+        subject,
         kind,
         namespace: key.namespace,
         name: key.name,
@@ -403,12 +406,7 @@ export class ActorHost {
 
   /** Drops an actor this host no longer owns; its next command loads it afresh. */
   private forget(cell: Cell): void {
-    for (const [subject, c] of this.cells) {
-      if (c === cell) {
-        this.cells.delete(subject);
-        return;
-      }
-    }
+    if (this.cells.get(cell.subject) === cell) this.cells.delete(cell.subject);
   }
 
   private evict(cell: Cell): void {

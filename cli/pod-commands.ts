@@ -53,8 +53,9 @@ export async function logs(bus: Bus, o: LogsOptions): Promise<void> {
   o.err.write(first.reply.stderr);
   if (!o.follow) return;
   // follow: ask again and print what is new
-  let seenOut = (await ask()).reply.stdout.length;
-  let seenErr = (await ask()).reply.stderr.length;
+  const base = (await ask()).reply;
+  let seenOut = base.stdout.length;
+  let seenErr = base.stderr.length;
   while (!o.signal?.aborted) {
     await new Promise((r) => setTimeout(r, 500));
     const next = (await ask()).reply;

@@ -59,13 +59,17 @@ export class ClusterImages {
     applyChanges({}, changes);
     const scratch = await mkdtemp(join(tmpdir(), 'troupe-import-'));
     let info: ImageInfo;
+    let diffId: string;
     try {
-      info = await new ImageStore(scratch).importRootfs(file, ref.canonical, { changes });
+      const local = new ImageStore(scratch);
+      info = await local.importRootfs(file, ref.canonical, { changes });
+      // the tarball is the image's one layer: its diff_id is the sha256 the object is named by
+      diffId = (await local.resolve(ref.canonical)).config.rootfs.diff_ids[0]!;
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
     const total = (await stat(file)).size;
-    const object = await this.upload(file, opts.onProgress);
+    const object = await this.upload(file, opts.onProgress, diffId.replace(/^sha256:/, ''));
     const record: ClusterImageRecord = { ref: ref.canonical, object, kind: 'rootfs', changes, size: total, created: new Date().toISOString() };
     await this.kv.put(keyOf(ref.canonical), packValue(record));
     return { ...info, ref: familiarName(ref) };
@@ -107,12 +111,15 @@ export class ClusterImages {
     }
   }
 
-  /** Stores a file as an object named by its sha256 (once); returns the name. */
-  private async upload(file: string, onProgress?: (sent: number, total: number) => void): Promise<string> {
+  /** Stores a file as an object named by its sha256 (once; `sha256` when already known); returns the name. */
+  private async upload(file: string, onProgress?: (sent: number, total: number) => void, sha256?: string): Promise<string> {
     const total = (await stat(file)).size;
-    const hash = createHash('sha256');
-    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-    const object = hash.digest('hex');
+    let object = sha256;
+    if (!object) {
+      const hash = createHash('sha256');
+      for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+      object = hash.digest('hex');
+    }
     if (!(await this.objects.info(object))) {
       let sent = 0;
       const source = createReadStream(file, { highWaterMark: 128 * 1024 });

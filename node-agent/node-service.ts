@@ -52,11 +52,12 @@ export function serveNode(bus: Bus, node: string, runtime: ContainerRuntime): Su
   const cut = (text: string) => (Buffer.byteLength(text) > budget ? { text: Buffer.from(text).subarray(-budget).toString('utf8'), cut: true } : { text, cut: false });
 
   const find = async (cmd: { namespace: string; pod: string; container?: string }) => {
-    let all = (await runtime.containers()).filter((c) => c.namespace === cmd.namespace && c.pod === cmd.pod);
+    const scan = async () => (await runtime.containers()).filter((c) => c.namespace === cmd.namespace && c.pod === cmd.pod);
+    let all = await scan();
     // a restarting container's folder is renewed: look again a few times before saying no
     for (let i = 0; i < 5 && all.length === 0; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      all = (await runtime.containers()).filter((c) => c.namespace === cmd.namespace && c.pod === cmd.pod);
+      all = await scan();
     }
     if (all.length === 0) throw new NotFoundError(`pod ${cmd.namespace}/${cmd.pod} has no container on node ${node}`, { node, ...cmd });
     if (cmd.container) {

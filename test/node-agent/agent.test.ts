@@ -19,6 +19,15 @@ async function withImage(t: Teardown, dataDir: string): Promise<void> {
   await store.importRootfs(tarDir(busyboxRootfs(join(src, 'root')), join(src, 'rootfs.tar')), 'busybox:test');
 }
 
+/** A nats-server, a bus to it, and an agent folder whose store holds busybox:test. */
+async function withNode(t: Teardown) {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const dir = tempDir(t, 'troupe-agent-');
+  await withImage(t, dir);
+  return { nats, bus, dir };
+}
+
 function phases(events: EventBody[]): string[] {
   return events.map((e) => (e.data as PodStatus).phase).filter((p, i, a) => a[i - 1] !== p);
 }
@@ -92,10 +101,7 @@ t.test('pods over the bus: run, crash-loop with backoff, delete; two agents side
 });
 
 t.test('logs and exec over the bus and through the CLI; --previous after a restart', async (t) => {
-  const nats = await withNats(t);
-  const bus = await withBus(t, nats.url);
-  const dir = tempDir(t, 'troupe-agent-');
-  await withImage(t, dir);
+  const { nats, bus, dir } = await withNode(t);
   await startAgent(t, nats.url, 'n1', dir);
   const pods = new ActorClient(bus, 'pod', 'node.n1');
   const cliEnv = { ...process.env, TROUPE_SERVER: nats.url, TROUPE_HOME: tempDir(t, 'troupe-home-') };
@@ -148,15 +154,8 @@ t.test('logs and exec over the bus and through the CLI; --previous after a resta
 });
 
 t.test('kill -9 of the agent: running containers are adopted (no duplicate), exits meanwhile reported with their real status', async (t) => {
-  const nats = await withNats(t);
-  const bus = await withBus(t, nats.url);
-  const dir = tempDir(t, 'troupe-agent-');
-  await withImage(t, dir);
+  const { nats, bus, dir } = await withNode(t);
   const crun = new Crun(join(dir, 'runtime', 'crun'));
-  t.teardown(async () => {
-    // whatever happens, no container of this test outlives it
-    for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL');
-  });
   const first = await startAgent(t, nats.url, 'n1', dir);
   const pods = new ActorClient(bus, 'pod', 'node.n1');
   const status = async (name: string) => (await pods.send('default', name, { type: 'get' })) as unknown as PodStatus;
@@ -195,10 +194,7 @@ t.test('kill -9 of the agent: running containers are adopted (no duplicate), exi
 });
 
 t.test('containers of one pod share network, IPC and UTS namespaces (a sandbox holds them), not PID', async (t) => {
-  const nats = await withNats(t);
-  const bus = await withBus(t, nats.url);
-  const dir = tempDir(t, 'troupe-agent-');
-  await withImage(t, dir);
+  const { nats, bus, dir } = await withNode(t);
   await startAgent(t, nats.url, 'n1', dir);
   const pods = new ActorClient(bus, 'pod', 'node.n1');
   await pods.send('default', 'duo', {
