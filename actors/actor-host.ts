@@ -299,7 +299,9 @@ export class ActorHost {
       this.logger.warn({ err, actor: cell.storeKey }, 'event not published');
       this.bus.metrics.inc('events_unpublished_total', { kind: cell.kind.kind });
     }
-    if (snapshot.status !== 'error' && (cell.kind.persist ?? Persist.Durable) !== Persist.None) this.markDirty(cell);
+    const persist = cell.kind.persist ?? Persist.Durable;
+    if (snapshot.status !== 'error' && persist !== Persist.None) this.markDirty(cell);
+    else if (snapshot.status === 'done' && cell.kind.deleteWhenDone) queueMicrotask(() => this.evict(cell));
   }
 
   private apply(cell: Cell, env: Envelope<CommandBody>, msg: Msg): void {
@@ -355,6 +357,19 @@ export class ActorHost {
       while (cell.dirty || cell.waiters.length > 0) {
         const waiters = cell.waiters;
         cell.waiters = [];
+        if (cell.dirty && cell.actor && cell.kind.deleteWhenDone && (cell.actor.getSnapshot() as Snapshot<unknown>).status === 'done') {
+          cell.dirty = false;
+          try {
+            await this.remove(cell);
+          } catch (err) {
+            for (const w of waiters) this.bus.respondError(w.msg, err, w.cid);
+            this.evict(cell);
+            continue;
+          }
+          for (const w of waiters) this.bus.respond(w.msg, w.body, w.cid);
+          this.evict(cell);
+          continue;
+        }
         if (cell.dirty && cell.actor) {
           cell.dirty = false;
           const stored: StoredActor = { owner: this.bus.id, seq: cell.seq, snapshot: cell.actor.getPersistedSnapshot() as Snapshot<unknown> };
@@ -399,6 +414,23 @@ export class ActorHost {
           this.bus.metrics.inc('snapshot_write_failures_total');
           throw new PersistError(`${cell.storeKey}: snapshot not persisted: ${(err as Error).message}`, { key: cell.storeKey }, { cause: err });
         }
+        await sleep(this.clock, backoff(attempt, 50, 1000));
+      }
+    }
+  }
+
+  /** Deletes a finished actor's snapshot, fenced by its revision, retried while the store is unavailable. */
+  private async remove(cell: Cell): Promise<void> {
+    if (cell.revision === 0) return;
+    const deadline = this.clock.now() + this.persistTimeout;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.store.delete(cell.storeKey, cell.revision);
+        this.bus.metrics.inc('snapshot_deletes_total');
+        return;
+      } catch (err) {
+        const retriable = err instanceof TimeoutError || err instanceof UnavailableError;
+        if (!retriable || this.clock.now() >= deadline || this.stopped) throw new PersistError(`${cell.storeKey}: not deleted: ${(err as Error).message}`, { key: cell.storeKey }, { cause: err });
         await sleep(this.clock, backoff(attempt, 50, 1000));
       }
     }

@@ -31,6 +31,12 @@ export interface ActorKind<M extends AnyStateMachine = AnyStateMachine, R = unkn
   /** What each published event carries of the snapshot (`data`). Default: the context. */
   publish?: (snapshot: SnapshotFrom<M>) => unknown;
   persist?: Persist;
+  /**
+   * When the actor reaches its final state its snapshot is deleted (fenced) and the actor is
+   * forgotten: the next command to the same key starts a new one. Resources use this: a deleted
+   * object is gone from the store, and the name can be used again.
+   */
+  deleteWhenDone?: boolean;
   /** Input of a new actor, from its key. */
   input?: (key: ActorKey) => InputFrom<M>;
 }

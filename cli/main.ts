@@ -14,6 +14,9 @@ import { Bus } from '../actors/index.js';
 import { Agent, ClusterImages, detectCgroups, familiarName, namespacePrefix, parseImageRef } from '../node-agent/index.js';
 import { isDns1123Label } from '../protocol/index.js';
 import { VERSION } from './version.js';
+import { UsageError, cmdApply, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
+import { cmdRollout } from './rollout.js';
+import { ControlPlane } from '../actors/index.js';
 
 const USAGE = `troupe — a container orchestrator built as an actor system
 
@@ -22,6 +25,21 @@ Usage:
                                    bring up the one-node cluster (embedded nats-server, store, node agent)
   troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--backoff-base MS] [--backoff-cap MS]
                                    run a node agent (runs pods with crun)
+  troupe controller [--server URL]  run the control plane (a standby takes over if the leader dies)
+  troupe apply -f FILE|DIR|- [-n NS]
+                                   create or update objects from manifests (all or nothing)
+  troupe create -f FILE | create namespace NAME
+  troupe get KIND [NAME...] [-o wide|yaml|json|name] [-l SELECTOR] [-n NS | -A] [-w]
+                                   KIND: pods/po, deployments/deploy, replicasets/rs, services/svc,
+                                   nodes/no, namespaces/ns, events/ev
+  troupe describe KIND [NAME...]   details, conditions, container states and recent events
+  troupe delete KIND NAME... | KIND -l SELECTOR | -f FILE [--grace-period S] [--force] [--wait=false]
+  troupe scale deploy NAME --replicas N
+  troupe rollout status|history|undo|restart|pause|resume deploy/NAME [--to-revision N]
+  troupe run NAME --image REF [--port P] [--restart POLICY] [--env K=V] [-- ARGS...]
+  troupe cordon|uncordon NODE      mark a node (un)schedulable
+  troupe drain NODE [--force]      cordon, then evict its pods
+  troupe events [-n NS | -A] [-w] [--for KIND/NAME]
   troupe logs POD [-c CONTAINER] [-n NAMESPACE] [--tail N] [--previous] [--timestamps] [-f]
                                    print a container's output
   troupe exec POD [-c CONTAINER] [-n NAMESPACE] -- COMMAND [ARG...]
@@ -39,7 +57,6 @@ Global flags:
   --server URL        NATS URL of the cluster (or TROUPE_SERVER; default from ~/.troupe/context.json)
 `;
 
-class UsageError extends Error {}
 
 function defaultDataDir(): string {
   return process.getuid?.() === 0 ? '/var/lib/troupe' : join(homedir(), '.troupe', 'data');
@@ -68,6 +85,32 @@ async function main(argv: string[]): Promise<number> {
       return cmdImage(rest);
     case 'exec':
       return cmdExec(rest);
+    case 'controller':
+      return cmdController(rest);
+    case 'apply':
+      return withCli(rest, (bus, io) => cmdApply(bus, rest, io));
+    case 'create':
+      if (rest[0] === 'namespace' || rest[0] === 'ns') return withCli(rest, (bus, io) => createNamespace(bus, rest.slice(1), io));
+      return withCli(rest, (bus, io) => cmdApply(bus, rest, io, true));
+    case 'get':
+      return withCli(rest, (bus, io) => cmdGet(bus, rest, io));
+    case 'describe':
+      return withCli(rest, (bus, io) => cmdDescribe(bus, rest, io));
+    case 'delete':
+      return withCli(rest, (bus, io) => cmdDelete(bus, rest, io));
+    case 'scale':
+      return withCli(rest, (bus, io) => cmdScale(bus, rest, io));
+    case 'rollout':
+      return withCli(rest, (bus, io) => cmdRollout(bus, rest, io));
+    case 'run':
+      return withCli(rest, (bus, io) => cmdRun(bus, rest, io));
+    case 'cordon':
+    case 'uncordon':
+      return withCli(rest, (bus, io) => cmdCordon(bus, rest, io, command === 'cordon'));
+    case 'drain':
+      return withCli(rest, (bus, io) => cmdDrain(bus, rest, io));
+    case 'events':
+      return withCli(rest, (bus, io) => cmdEvents(bus, rest, io));
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}; see \`troupe help\``);
   }
@@ -165,6 +208,92 @@ async function cmdAgent(args: string[]): Promise<number> {
     process.once('SIGTERM', stop);
   });
   await agent.stop();
+  await bus.close();
+  return 0;
+}
+
+/** Finds --server among a command's arguments, connects, runs, closes. */
+async function withCli(args: string[], run: (bus: Bus, io: Io) => Promise<number>): Promise<number> {
+  const i = args.findIndex((a) => a === '--server' || a.startsWith('--server='));
+  const server = i < 0 ? undefined : args[i]!.includes('=') ? args[i]!.slice('--server='.length) : args[i + 1];
+  const bus = await connectCli(server);
+  const ac = new AbortController();
+  const onSig = () => ac.abort();
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  try {
+    return await run(bus, { out: process.stdout, err: process.stderr, signal: ac.signal });
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+    await bus.close().catch(() => undefined);
+  }
+}
+
+async function createNamespace(bus: Bus, args: string[], io: Io): Promise<number> {
+  const { positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { server: { type: 'string' } } });
+  if (positionals.length !== 1) throw new UsageError('usage: troupe create namespace NAME');
+  const name = positionals[0]!;
+  if (!isDns1123Label(name)) throw new UsageError(`namespace ${JSON.stringify(name)}: metadata.name: expected a DNS-1123 label`);
+  const { Resources } = await import('../actors/index.js');
+  const { normalize } = await import('../protocol/index.js');
+  const res = await Resources.open(bus);
+  try {
+    await res.apply(normalize({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }), { create: true });
+  } catch (err) {
+    if ((err as { details?: { reason?: string } }).details?.reason === 'AlreadyExists') {
+      io.err.write(`Error from server (AlreadyExists): namespaces "${name}" already exists\n`);
+      return 1;
+    }
+    throw err;
+  }
+  io.out.write(`namespace/${name} created\n`);
+  return 0;
+}
+
+async function cmdController(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { server: { type: 'string' }, 'log-level': { type: 'string' }, 'not-ready-after': { type: 'string' }, 'lease-ms': { type: 'string' } },
+  });
+  const level = values['log-level'] ?? 'info';
+  if (!isLogLevel(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+  const num = (flag: 'not-ready-after' | 'lease-ms') => {
+    const v = values[flag];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 100) throw new UsageError(`--${flag}: expected milliseconds ≥ 100, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const logger = createLogger({ level });
+  const { server, cluster } = resolveServer(values.server);
+  const bus = await Bus.connect({ servers: server, cluster, name: 'troupe-controller', logger });
+  const ac = new AbortController();
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+    ac.abort();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.stdout.write(`troupe controller is up (cluster "${cluster}" on ${server})\n`);
+  while (!stopping) {
+    let cp: ControlPlane;
+    try {
+      cp = await ControlPlane.start({ bus, logger, signal: ac.signal, leaseMs: num('lease-ms'), lifecycle: { notReadyAfterMs: num('not-ready-after') } });
+    } catch (err) {
+      if (stopping) break;
+      throw err;
+    }
+    process.stdout.write('troupe controller is leading\n');
+    const onStop = () => void cp.stop();
+    ac.signal.addEventListener('abort', onStop, { once: true });
+    const r = await cp.done;
+    ac.signal.removeEventListener('abort', onStop);
+    if (!r.lost) break;
+    logger.warn('lost leadership; standing by again');
+  }
   await bus.close();
   return 0;
 }
@@ -337,6 +466,12 @@ async function reexecIn(prefix: string[]): Promise<number> {
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
 }
+
+// `troupe get pods | head`: a closed pipe ends the command quietly, as for any Unix tool
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -8,6 +8,7 @@ import { Agent } from '../node-agent/index.js';
 import { join, resolve } from 'node:path';
 import {
   Bus,
+  ControlPlane,
   busChild,
   ensureEventStream,
   KvStore,
@@ -56,6 +57,19 @@ export async function up(opts: UpOptions): Promise<Cluster> {
             await ensureEventStream(bus);
             ctx.ready();
             await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
+          },
+        }),
+        taskChild<ControlPlane>({
+          id: 'control-plane',
+          waitReady: true,
+          shutdown: 10_000,
+          run: async (signal, ctx) => {
+            const cp = await ControlPlane.start({ bus: ctx.valueOf<Bus>('bus')!, logger: opts.logger, signal });
+            ctx.ready(cp);
+            const onAbort = () => void cp.stop();
+            signal.addEventListener('abort', onAbort, { once: true });
+            const r = await cp.done;
+            if (r.lost && !signal.aborted) throw new Error('the control plane lost its lease to another controller');
           },
         }),
         ...(opts.nodeName === null

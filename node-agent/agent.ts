@@ -6,7 +6,7 @@
 import { cpus, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ActorHost, KvStore, type Bus } from '../actors/index.js';
-import { MessageType, packValue, s, token } from '../protocol/index.js';
+import { MessageType, heartbeatBody, packValue, s, token } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import { ContainerRuntime } from './container-runtime.js';
 import { ImageStore } from './image-store.js';
@@ -15,12 +15,9 @@ import { serveNode } from './node-service.js';
 import { ClusterImages } from './cluster-images.js';
 import type { Subscription } from '@nats-io/transport-node';
 import type { NodeTuning } from './pod-machine.js';
+import { PodSync } from './pod-sync.js';
 
-export const heartbeatBody = s.object({
-  node: s.string({ min: 1, max: 253 }),
-  seq: s.int({ min: 0 }),
-  pods: s.int({ min: 0 }),
-});
+export { heartbeatBody };
 
 export const statsBody = s.object({
   node: s.string({ min: 1, max: 253 }),
@@ -60,6 +57,8 @@ export interface AgentOptions {
   /** How often container usage is published (ms). */
   statsMs?: number;
   maxPods?: number;
+  /** Follow the control plane's pods bound to this node (default true). */
+  controlPlane?: boolean;
 }
 
 export class Agent {
@@ -74,6 +73,7 @@ export class Agent {
   private statsRun: Promise<void> = Promise.resolve();
   private nodeSub?: Subscription;
   private seq = 0;
+  private podSync?: PodSync;
 
   constructor(readonly opts: AgentOptions) {
     token(opts.nodeName, 'node name');
@@ -116,7 +116,11 @@ export class Agent {
       logger: this.opts.logger,
     });
     this.nodeSub = serveNode(bus, this.opts.nodeName, this.runtime);
-    await this.adopt();
+    const adopted = await this.adopt();
+    if (this.opts.controlPlane !== false) {
+      this.podSync = new PodSync(bus, this.opts.nodeName, this.scope, (this.opts.logger ?? bus.logger).child({ component: 'pod-sync' }));
+      await this.podSync.start(this.nodeInfo(), adopted);
+    }
     const beat = () => {
       try {
         bus.publish(bus.subjects.nodeHb(this.opts.nodeName), 'hb', { node: this.opts.nodeName, seq: this.seq++, pods: this.host?.actorCount() ?? 0 });
@@ -137,7 +141,7 @@ export class Agent {
    * kill -9): running containers are adopted, not started again; those that exited meanwhile are
    * reported with their real exit status, and the restart policy goes on from there.
    */
-  async adopt(): Promise<number> {
+  async adopt(): Promise<{ namespace: string; pod: string; uid: string; managed: boolean }[]> {
     const pods = new Map<string, { namespace: string; pod: string; uid: string; spec: unknown; restartCounts: Record<string, number> }>();
     for (const c of await this.runtime.containers()) {
       if (c.podSpec === undefined) continue;
@@ -155,7 +159,7 @@ export class Agent {
       }
     }
     if (pods.size > 0) this.opts.logger?.info({ pods: pods.size }, 'adopted pods');
-    return pods.size;
+    return [...pods.values()].map((p) => ({ namespace: p.namespace, pod: p.pod, uid: p.uid, managed: (p.spec as { managedBy?: string }).managedBy === 'control-plane' }));
   }
 
   /** Reads every container's cgroup usage and publishes it on the node's stats subject. */
@@ -185,6 +189,7 @@ export class Agent {
     if (this.statsTimer) clearInterval(this.statsTimer);
     await this.statsRun;
     this.nodeSub?.unsubscribe();
+    await this.podSync?.stop();
     await this.host?.stop();
   }
 }

@@ -12,6 +12,8 @@ export const podSpecSchema = s.object({
   containers: s.array(containerSchema, { min: 1, max: 64 }),
   restartPolicy: s.optional(s.oneOf(['Always', 'OnFailure', 'Never'] as const)),
   terminationGracePeriodSeconds: s.optional(s.int({ min: 0, max: 86400 })),
+  /** Who asked for the pod: "control-plane" pods go when the store no longer has them. */
+  managedBy: s.optional(s.oneOf(['control-plane'] as const)),
 });
 export type PodRunSpec = Infer<typeof podSpecSchema>;
 

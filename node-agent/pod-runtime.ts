@@ -122,5 +122,7 @@ export function podKind(runtime: ContainerRuntime, images: ImageStore, tuning: N
     publish: (snapshot) => podStatus(snapshot),
     // a pod's truth is the runtime's (containers, exit files), rebuilt on adoption, not a snapshot
     persist: Persist.None,
+    // a pod that ended can come back under the same name (a new uid): a fresh actor then
+    deleteWhenDone: true,
   });
 }

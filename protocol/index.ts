@@ -37,3 +37,41 @@ export { labelName, subdomainName, isDns1123Label, isDns1123Subdomain, DNS1123_L
 export { parseQuantity, milliCpu, bytes, quantity } from './quantity.js';
 export { container, securityContext, probe, portRef } from './container.js';
 export type { Container, SecurityContext, Probe } from './container.js';
+export { heartbeatBody, HEARTBEAT_TYPE } from './node.js';
+export {
+  KINDS,
+  CLUSTER_SCOPE,
+  kindInfo,
+  resolveKind,
+  labels,
+  labelKey,
+  labelValue,
+  labelSelector,
+  podSpec,
+  taint,
+  intOrPercent,
+  objectMeta,
+  isLabelKey,
+  isLabelValue,
+  deploymentSchema,
+  replicaSetSchema,
+  podSchema,
+  serviceSchema,
+  namespaceSchema,
+  nodeSchema,
+} from './resources.js';
+export type { KObject, KindInfo, LabelSelector, PodSpec, PodTemplate, Toleration, Taint, OwnerReference, ObjectMeta } from './resources.js';
+export {
+  parseManifests,
+  normalize,
+  withDefaults,
+  matchesSelector,
+  formatSelector,
+  parseSelector,
+  stableJson,
+  templateHash,
+  randomSuffix,
+  MAX_MANIFEST_BYTES,
+  MAX_ALIASES,
+} from './manifest.js';
+export type { ParsedManifest } from './manifest.js';

@@ -54,6 +54,12 @@ export interface Subjects {
   nodeStats(node: string): string;
   /** Everything of one node: the scope to grant that node's credentials. */
   nodeScope(node: string): string;
+  /** Kubernetes-style Events (reason, message, involvedObject) recorded in one namespace. */
+  recordedEvent(namespace: string): string;
+  /** Recorded Events of one namespace, or of all. */
+  recordedEventFilter(namespace?: string): string;
+  /** JetStream stream holding recorded Events. */
+  readonly recordedEventStream: string;
   /** KV bucket holding actor snapshots and desired state. */
   readonly stateBucket: string;
   /** JetStream stream recording events. */
@@ -110,6 +116,9 @@ export function subjects(cluster: string, scope = ''): Subjects {
     nodeHbAll: () => `${clusterRoot}.node.*.hb`,
     nodeStats: (node) => `${clusterRoot}.node.${token(node, 'node')}.stats`,
     nodeScope: (node) => `${clusterRoot}.node.${token(node, 'node')}.>`,
+    recordedEvent: (namespace) => `${clusterRoot}.event.${token(namespace, 'namespace')}`,
+    recordedEventFilter: (namespace) => `${clusterRoot}.event.${namespace ? token(namespace, 'namespace') : '*'}`,
+    recordedEventStream: `troupe-${c.replaceAll('.', '_')}-recorded-events`,
     stateBucket: `troupe-${c.replaceAll('.', '_')}-state`,
     eventStream: `troupe-${c.replaceAll('.', '_')}-events`,
     stateKey: (kind, namespace, name) => keyPrefix + key3(kind, namespace, name),

@@ -1,0 +1,185 @@
+/**
+ * The control plane: the resource actors (single writers of every stored object) and the
+ * controllers that drive them — ReplicaSet, Deployment, scheduler, node lifecycle, garbage
+ * collector — over informers that mirror the store.
+ *
+ * Several may run; one leads. Leadership is a lease in KV renewed every second with an expected
+ * revision update: a standby that sees the lease's revision unchanged for `leaseMs` (by its own
+ * clock, so clocks need not agree) takes it over, and a leader whose renewal loses the race
+ * stops at once. The new leader loads every object from the store and carries on: the work is
+ * level-based, so nothing the old one had in memory is needed, and no pod is made twice.
+ */
+import { ConflictError, kindInfo, packValue, unpackValue, type KObject } from '../protocol/index.js';
+import { sleep, systemClock, type Clock, type Logger } from '../supervisor/index.js';
+import { ActorHost } from './actor-host.js';
+import type { Bus } from './bus.js';
+import { DeploymentController } from './deployment-controller.js';
+import { EventRecorder, ensureRecordedEventStream } from './event-recorder.js';
+import { GarbageCollector } from './garbage-collector.js';
+import { Informer } from './informer.js';
+import { KvStore } from './kv-store.js';
+import { NodeLifecycle, type NodeLifecycleOptions } from './node-lifecycle.js';
+import { ReplicaSetController } from './replicaset-controller.js';
+import { resourceKinds } from './resource-kinds.js';
+import { Resources } from './resources.js';
+import { Scheduler } from './scheduler.js';
+import { HEARTBEAT_TYPE, heartbeatBody } from '../protocol/index.js';
+
+export const LEASE_KEY = 'lease.controller';
+
+export interface ControlPlaneOptions {
+  bus: Bus;
+  logger?: Logger;
+  lifecycle?: NodeLifecycleOptions;
+  /** A standby takes over after the lease has not moved for this long (ms). */
+  leaseMs?: number;
+  renewMs?: number;
+  clock?: Clock;
+  signal?: AbortSignal;
+}
+
+export class ControlPlane {
+  /** Resolves when this control plane stops leading (stopped, or the lease was lost). */
+  readonly done: Promise<{ lost: boolean }>;
+  private resolveDone!: (r: { lost: boolean }) => void;
+  private host?: ActorHost;
+  private informers: Informer[] = [];
+  private lifecycle?: NodeLifecycle;
+  private queues: { stop(): void; idle(): Promise<void> }[] = [];
+  private stopped = false;
+  private renewTimer?: NodeJS.Timeout;
+  readonly logger: Logger;
+  scheduler?: Scheduler;
+
+  private constructor(
+    readonly opts: ControlPlaneOptions,
+    readonly kv: KvStore,
+    private leaseRevision: number,
+  ) {
+    this.logger = (opts.logger ?? opts.bus.logger).child({ component: 'control-plane' });
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  /** Waits until this process holds the lease, then starts everything. */
+  static async start(opts: ControlPlaneOptions): Promise<ControlPlane> {
+    const { bus } = opts;
+    const kv = await KvStore.open(bus, bus.subjects.stateBucket);
+    const revision = await acquireLease(bus, kv, opts);
+    const cp = new ControlPlane(opts, kv, revision);
+    try {
+      await cp.run();
+    } catch (err) {
+      await cp.stop();
+      throw err;
+    }
+    return cp;
+  }
+
+  private async run(): Promise<void> {
+    const { bus } = this.opts;
+    if (!bus.codec.types.has(HEARTBEAT_TYPE)) bus.codec.types.register(HEARTBEAT_TYPE, heartbeatBody);
+    this.startRenewing();
+    await ensureRecordedEventStream(bus);
+    this.host = await ActorHost.start(bus, { kinds: resourceKinds(), store: this.kv, logger: this.logger, clock: this.opts.clock });
+    const res = await Resources.open(bus);
+    const recorder = new EventRecorder(bus, 'troupe-controller');
+    const inf = (kind: string) => new Informer(bus, this.kv, kindInfo(kind)!, this.logger);
+    const [namespaces, nodes, deployments, rss, pods, services] = ['Namespace', 'Node', 'Deployment', 'ReplicaSet', 'Pod', 'Service'].map(inf) as [Informer, Informer, Informer, Informer, Informer, Informer];
+    this.informers = [namespaces, nodes, deployments, rss, pods, services];
+    const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger);
+    const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
+    const sched = new Scheduler(res, pods, nodes, recorder, this.logger);
+    const gc = new GarbageCollector(res, this.informers, this.logger);
+    this.scheduler = sched;
+    this.queues = [rsc.queue, dc.queue, sched.queue, gc.queue];
+    for (const i of this.informers) await i.start();
+    if (!namespaces.get(undefined, 'default')) {
+      await res.send(kindInfo('Namespace')!, undefined, 'default', { type: 'apply', object: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } } satisfies KObject });
+      // wait until the informer has it, so that nothing in it looks orphaned
+      while (!namespaces.get(undefined, 'default') && !this.stopped) await sleep(systemClock, 5);
+    }
+    this.lifecycle = new NodeLifecycle(bus, res, nodes, pods, recorder, this.logger, this.opts.lifecycle);
+    this.lifecycle.start();
+    rsc.start();
+    dc.start();
+    sched.start();
+    gc.start();
+    this.logger.info('control plane leading');
+  }
+
+  private startRenewing(): void {
+    const { bus } = this.opts;
+    const renewMs = this.opts.renewMs ?? 1000;
+    let renewing = false;
+    this.renewTimer = setInterval(() => {
+      if (renewing || this.stopped) return;
+      renewing = true;
+      this.kv
+        .update(LEASE_KEY, packValue({ holder: bus.id, renewedAt: Date.now() }), this.leaseRevision)
+        .then((rev) => {
+          this.leaseRevision = rev;
+        })
+        .catch((err) => {
+          if (err instanceof ConflictError) {
+            this.logger.error('lost the control-plane lease to another controller; stopping');
+            void this.stop(true);
+          } else this.logger.warn({ err }, 'lease not renewed; trying again');
+        })
+        .finally(() => {
+          renewing = false;
+        });
+    }, renewMs);
+  }
+
+  /** Waits until every controller's queue is empty (tests, benchmarks). */
+  async idle(): Promise<void> {
+    await Promise.all(this.queues.map((q) => q.idle()));
+  }
+
+  async stop(lost = false): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.lifecycle?.stop();
+    for (const q of this.queues) q.stop();
+    await Promise.all(this.informers.map((i) => i.stop()));
+    await this.host?.stop();
+    if (!lost) {
+      // hand over at once: a standby need not wait out the lease
+      await this.kv.delete(LEASE_KEY, this.leaseRevision).catch(() => undefined);
+    }
+    this.resolveDone({ lost });
+  }
+}
+
+/** Takes the lease when it is free or has not moved for leaseMs; resolves with its revision. */
+async function acquireLease(bus: Bus, kv: KvStore, opts: ControlPlaneOptions): Promise<number> {
+  const leaseMs = opts.leaseMs ?? 3000;
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? bus.logger;
+  let seenRevision = -1;
+  let seenAt = clock.now();
+  let told = false;
+  for (;;) {
+    if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+    const value = packValue({ holder: bus.id, renewedAt: Date.now() });
+    const entry = await kv.get(LEASE_KEY);
+    try {
+      if (!entry) return await kv.create(LEASE_KEY, value);
+      const lease = unpackValue<{ holder: string }>(entry.value);
+      if (lease.holder === bus.id) return await kv.update(LEASE_KEY, value, entry.revision);
+      if (entry.revision !== seenRevision) {
+        seenRevision = entry.revision;
+        seenAt = clock.now();
+        if (!told) logger.info({ holder: lease.holder }, 'another controller leads; standing by');
+        told = true;
+      } else if (clock.now() - seenAt >= leaseMs) {
+        logger.warn({ holder: lease.holder }, 'the leading controller stopped renewing its lease; taking over');
+        return await kv.update(LEASE_KEY, value, entry.revision);
+      }
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+    }
+    await sleep(clock, Math.min(250, leaseMs / 4), opts.signal);
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * The Deployment controller: one ReplicaSet per pod template (named by the template's hash),
+ * rolled from old to new by RollingUpdate (maxSurge, maxUnavailable, counted on available pods,
+ * so minReadySeconds and readiness hold the pace) or Recreate; revisions numbered on the
+ * ReplicaSets (`deployment.kubernetes.io/revision`), a rollback being the old template coming
+ * back with a new number; old ReplicaSets beyond revisionHistoryLimit removed; conditions
+ * Available and Progressing, with ProgressDeadlineExceeded when a rollout stops moving.
+ */
+import { stableJson, templateHash, type KObject } from '../protocol/index.js';
+import type { Logger } from '../supervisor/index.js';
+import type { EventRecorder } from './event-recorder.js';
+import { objectKey, type Informer } from './informer.js';
+import { condition, controllerRef } from './pod-util.js';
+import type { Resources } from './resources.js';
+import { WorkQueue } from './work-queue.js';
+import { kindOf } from './resource-machine.js';
+
+const RS = kindOf('replicaset');
+const DEPLOY = kindOf('deployment');
+export const REVISION = 'deployment.kubernetes.io/revision';
+export const HASH_LABEL = 'pod-template-hash';
+
+/** maxSurge / maxUnavailable as a number of pods (surge rounds up, unavailable down). */
+export function resolveIntOrPercent(v: number | string | undefined, total: number, roundUp: boolean): number {
+  if (v === undefined) return 0;
+  if (typeof v === 'number') return v;
+  const pct = (Number(v.slice(0, -1)) * total) / 100;
+  return roundUp ? Math.ceil(pct) : Math.floor(pct);
+}
+
+export function revisionOf(rs: KObject): number {
+  return Number(rs.metadata.annotations?.[REVISION] ?? 0) || 0;
+}
+
+export class DeploymentController {
+  readonly queue: WorkQueue;
+  private readonly ownedRs = new Map<string, Map<string, KObject>>();
+
+  constructor(
+    private readonly res: Resources,
+    private readonly deployments: Informer,
+    private readonly rss: Informer,
+    private readonly recorder: EventRecorder,
+    private readonly logger: Logger,
+  ) {
+    this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: 4, onError: (key, err) => this.logger.warn({ err, deployment: key }, 'deployment sync failed; retrying') });
+    deployments.on((_t, d) => this.queue.add(objectKey(d)));
+    rss.on((type, rs) => {
+      const ref = controllerRef(rs);
+      if (!ref || ref.kind !== 'Deployment') return;
+      const set = this.ownedRs.get(ref.uid) ?? new Map<string, KObject>();
+      this.ownedRs.set(ref.uid, set);
+      if (type === 'delete') set.delete(rs.metadata.name);
+      else set.set(rs.metadata.name, rs);
+      this.queue.add(`${rs.metadata.namespace}/${ref.name}`);
+    });
+  }
+
+  start(): void {
+    for (const d of this.deployments.list()) this.queue.add(objectKey(d));
+    this.queue.resume();
+  }
+
+  private async reconcile(key: string): Promise<void> {
+    const [ns, name] = key.split('/') as [string, string];
+    const d = this.deployments.get(ns, name);
+    if (!d) return;
+    const rss = [...(this.ownedRs.get(d.metadata.uid!)?.values() ?? [])];
+    const hash = templateHash(d.spec.template);
+    let newRs = rss.find((rs) => rs.metadata.labels?.[HASH_LABEL] === hash);
+    const olds = rss.filter((rs) => rs !== newRs);
+    const maxRevision = Math.max(0, ...rss.map(revisionOf));
+    const replicas = d.spec.replicas as number;
+    if (d.spec.paused) return this.syncStatus(d, newRs, rss, hash);
+
+    if (!newRs) {
+      newRs = await this.createRs(d, hash, maxRevision + 1, olds);
+      if (!newRs) return;
+    } else if (revisionOf(newRs) < maxRevision) {
+      // an older template is back (rollback): it becomes the newest revision
+      await this.patchRs(newRs, { metadata: { annotations: { [REVISION]: String(maxRevision + 1) } } });
+      this.recorder.record(d, 'Normal', 'DeploymentRollback', `Rolled back deployment "${d.metadata.name}" to revision ${revisionOf(newRs)}`);
+    }
+    await this.ensureDeploymentRevision(d, revisionOf(newRs) < maxRevision ? maxRevision + 1 : revisionOf(newRs));
+
+    const activeOlds = olds.filter((rs) => (rs.spec.replicas ?? 0) > 0 || (rs.status?.replicas ?? 0) > 0);
+    if (d.spec.strategy.type === 'Recreate') {
+      for (const rs of olds) if ((rs.spec.replicas ?? 0) > 0) await this.scale(d, rs, 0);
+      const oldPodsLeft = olds.some((rs) => (rs.status?.replicas ?? 0) > 0 || (rs.spec.replicas ?? 0) > 0);
+      if (!oldPodsLeft && newRs.spec.replicas !== replicas) await this.scale(d, newRs, replicas);
+    } else if (activeOlds.length === 0) {
+      // not a rollout: the new ReplicaSet simply follows spec.replicas
+      if (newRs.spec.replicas !== replicas) await this.scale(d, newRs, replicas);
+    } else {
+      await this.rollingStep(d, newRs, olds);
+    }
+    await this.cleanup(d, olds);
+    await this.syncStatus(d, newRs, rss, hash);
+  }
+
+  private async rollingStep(d: KObject, newRs: KObject, olds: KObject[]): Promise<void> {
+    const replicas = d.spec.replicas as number;
+    const ru = d.spec.strategy.rollingUpdate ?? {};
+    const maxSurge = resolveIntOrPercent(ru.maxSurge, replicas, true);
+    let maxUnavailable = resolveIntOrPercent(ru.maxUnavailable, replicas, false);
+    if (maxSurge === 0 && maxUnavailable === 0) maxUnavailable = 1;
+    const all = [newRs, ...olds];
+    const specTotal = all.reduce((n, rs) => n + (rs.spec.replicas ?? 0), 0);
+    // scale up the new ReplicaSet within the surge
+    const newSpec = newRs.spec.replicas ?? 0;
+    if (newSpec < replicas && specTotal < replicas + maxSurge) {
+      const up = Math.min(replicas - newSpec, replicas + maxSurge - specTotal);
+      await this.scale(d, newRs, newSpec + up);
+      return;
+    }
+    if (newSpec > replicas) {
+      await this.scale(d, newRs, replicas);
+      return;
+    }
+    // scale old ReplicaSets down while enough pods stay available
+    const minAvailable = replicas - maxUnavailable;
+    const newUnavailable = Math.max(0, newSpec - (newRs.status?.availableReplicas ?? 0));
+    let budget = specTotal - minAvailable - newUnavailable;
+    // first the old pods that are not available anyway
+    const sorted = [...olds].sort((a, b) => revisionOf(a) - revisionOf(b));
+    for (const rs of sorted) {
+      if (budget <= 0) break;
+      const spec = rs.spec.replicas ?? 0;
+      const unhealthy = Math.max(0, spec - (rs.status?.availableReplicas ?? 0));
+      const cut = Math.min(unhealthy, budget, spec);
+      if (cut > 0) {
+        await this.scale(d, rs, spec - cut);
+        rs.spec = { ...rs.spec, replicas: spec - cut };
+        budget -= cut;
+      }
+    }
+    const available = all.reduce((n, rs) => n + (rs.status?.availableReplicas ?? 0), 0);
+    let down = available - minAvailable;
+    for (const rs of sorted) {
+      if (down <= 0) break;
+      const spec = rs.spec.replicas ?? 0;
+      const cut = Math.min(spec, down);
+      if (cut > 0) {
+        await this.scale(d, rs, spec - cut);
+        down -= cut;
+      }
+    }
+  }
+
+  private async createRs(d: KObject, hash: string, revision: number, olds: KObject[]): Promise<KObject | undefined> {
+    const tpl = structuredClone(d.spec.template);
+    tpl.metadata = { ...tpl.metadata, labels: { ...tpl.metadata?.labels, [HASH_LABEL]: hash } };
+    const replicas = d.spec.strategy.type === 'Recreate' || olds.some((rs) => (rs.spec.replicas ?? 0) > 0) ? 0 : d.spec.replicas;
+    const rs: KObject = {
+      apiVersion: 'apps/v1',
+      kind: 'ReplicaSet',
+      metadata: {
+        name: `${d.metadata.name}-${hash}`.slice(0, 253),
+        namespace: d.metadata.namespace,
+        labels: { ...tpl.metadata.labels },
+        annotations: { [REVISION]: String(revision), 'deployment.kubernetes.io/desired-replicas': String(d.spec.replicas) },
+        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name, uid: d.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+      },
+      spec: {
+        replicas,
+        minReadySeconds: d.spec.minReadySeconds ?? 0,
+        selector: { ...d.spec.selector, matchLabels: { ...d.spec.selector.matchLabels, [HASH_LABEL]: hash } },
+        template: tpl,
+      },
+    };
+    try {
+      const reply = await this.res.send(RS, rs.metadata.namespace, rs.metadata.name, { type: 'apply', object: rs, create: true });
+      if (replicas > 0) this.recorder.record(d, 'Normal', 'ScalingReplicaSet', `Scaled up replica set ${rs.metadata.name} to ${replicas}`);
+      return reply.object;
+    } catch (err) {
+      if ((err as { details?: { reason?: string } }).details?.reason === 'AlreadyExists') return undefined; // seen on the next pass
+      throw err;
+    }
+  }
+
+  private async scale(d: KObject, rs: KObject, replicas: number): Promise<void> {
+    const from = rs.spec.replicas ?? 0;
+    if (from === replicas) return;
+    await this.patchRs(rs, { spec: { replicas }, metadata: { annotations: { 'deployment.kubernetes.io/desired-replicas': String(d.spec.replicas) } } });
+    this.recorder.record(d, 'Normal', 'ScalingReplicaSet', `Scaled ${replicas > from ? 'up' : 'down'} replica set ${rs.metadata.name} from ${from} to ${replicas}`);
+  }
+
+  private async patchRs(rs: KObject, patch: { spec?: unknown; metadata?: { annotations?: unknown } }): Promise<void> {
+    await this.res.send(RS, rs.metadata.namespace, rs.metadata.name, { type: 'patch', ...patch });
+  }
+
+  private async ensureDeploymentRevision(d: KObject, revision: number): Promise<void> {
+    if (d.metadata.annotations?.[REVISION] === String(revision)) return;
+    await this.res.send(DEPLOY, d.metadata.namespace, d.metadata.name, { type: 'patch', metadata: { annotations: { [REVISION]: String(revision) } } });
+  }
+
+  /** Old ReplicaSets with no pods, beyond revisionHistoryLimit, oldest first. */
+  private async cleanup(d: KObject, olds: KObject[]): Promise<void> {
+    const limit = d.spec.revisionHistoryLimit ?? 10;
+    const idle = olds.filter((rs) => (rs.spec.replicas ?? 0) === 0 && (rs.status?.replicas ?? 0) === 0).sort((a, b) => revisionOf(a) - revisionOf(b));
+    for (const rs of idle.slice(0, Math.max(0, idle.length - limit))) {
+      await this.res.send(RS, rs.metadata.namespace, rs.metadata.name, { type: 'delete', uid: rs.metadata.uid }).catch(() => undefined);
+    }
+  }
+
+  private async syncStatus(d: KObject, newRs: KObject | undefined, rss: KObject[], hash: string): Promise<void> {
+    const now = new Date();
+    const replicas = d.spec.replicas as number;
+    const sum = (f: (rs: KObject) => number) => rss.reduce((n, rs) => n + f(rs), 0);
+    const total = sum((rs) => rs.status?.replicas ?? 0);
+    const ready = sum((rs) => rs.status?.readyReplicas ?? 0);
+    const available = sum((rs) => rs.status?.availableReplicas ?? 0);
+    const updated = newRs?.metadata.labels?.[HASH_LABEL] === hash ? (newRs.status?.replicas ?? 0) : 0;
+    const maxUnavailable = d.spec.strategy.type === 'RollingUpdate' ? resolveIntOrPercent(d.spec.strategy.rollingUpdate?.maxUnavailable, replicas, false) : 0;
+    const oldPods = total - updated;
+    const complete = updated === replicas && available >= replicas && oldPods === 0 && (newRs?.status?.observedGeneration ?? 0) >= (newRs?.metadata.generation ?? 1);
+
+    const prevP = condition(d, 'Progressing');
+    const prevA = condition(d, 'Available');
+    const counts = { updated, ready, available, total };
+    const moved = stableJson(counts) !== stableJson({ updated: d.status?.updatedReplicas ?? 0, ready: d.status?.readyReplicas ?? 0, available: d.status?.availableReplicas ?? 0, total: d.status?.replicas ?? 0 });
+    const generationChanged = (d.status?.observedGeneration ?? 0) !== d.metadata.generation;
+    let progressing: { status: string; reason: string; message: string };
+    if (d.spec.paused) progressing = { status: 'Unknown', reason: 'DeploymentPaused', message: 'Deployment is paused' };
+    else if (complete) progressing = { status: 'True', reason: 'NewReplicaSetAvailable', message: `ReplicaSet "${newRs?.metadata.name}" has successfully progressed.` };
+    else {
+      const since = prevP?.lastUpdateTime ? Date.parse(prevP.lastUpdateTime) : now.getTime();
+      const deadline = (d.spec.progressDeadlineSeconds ?? 600) * 1000;
+      const stalled = !moved && !generationChanged && prevP?.reason !== 'NewReplicaSetAvailable' && now.getTime() - since > deadline;
+      if (stalled || (prevP?.reason === 'ProgressDeadlineExceeded' && !moved && !generationChanged)) {
+        progressing = { status: 'False', reason: 'ProgressDeadlineExceeded', message: `ReplicaSet "${newRs?.metadata.name}" has timed out progressing.` };
+      } else {
+        progressing = { status: 'True', reason: 'ReplicaSetUpdated', message: `ReplicaSet "${newRs?.metadata.name}" is progressing.` };
+        const key = objectKey(d);
+        const left = (prevP?.reason === 'ReplicaSetUpdated' && !moved && !generationChanged ? since : now.getTime()) + deadline - now.getTime();
+        this.queue.addAfter(key, Math.max(100, left + 50));
+      }
+    }
+    const pUpdate = prevP && prevP.status === progressing.status && prevP.reason === progressing.reason && !moved && !generationChanged ? prevP.lastUpdateTime : now.toISOString();
+    const pTransition = prevP && prevP.status === progressing.status ? prevP.lastTransitionTime : now.toISOString();
+    const availableOk = available >= replicas - maxUnavailable;
+    const aStatus = availableOk ? 'True' : 'False';
+    const conditions = [
+      {
+        type: 'Available',
+        status: aStatus,
+        reason: availableOk ? 'MinimumReplicasAvailable' : 'MinimumReplicasUnavailable',
+        message: availableOk ? 'Deployment has minimum availability.' : 'Deployment does not have minimum availability.',
+        lastUpdateTime: prevA?.status === aStatus ? prevA.lastUpdateTime : now.toISOString(),
+        lastTransitionTime: prevA?.status === aStatus ? prevA.lastTransitionTime : now.toISOString(),
+      },
+      { type: 'Progressing', ...progressing, lastUpdateTime: pUpdate, lastTransitionTime: pTransition },
+    ];
+    const status = {
+      observedGeneration: d.metadata.generation,
+      replicas: total,
+      updatedReplicas: updated,
+      readyReplicas: ready,
+      availableReplicas: available,
+      unavailableReplicas: Math.max(0, replicas - available),
+      conditions,
+    };
+    if (stableJson(status) === stableJson(d.status)) return;
+    try {
+      await this.res.send(DEPLOY, d.metadata.namespace, d.metadata.name, { type: 'status', status, uid: d.metadata.uid });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'TRP_ERR_NOT_FOUND') return;
+      throw err;
+    }
+    if (progressing.reason === 'ProgressDeadlineExceeded' && prevP?.reason !== 'ProgressDeadlineExceeded') {
+      this.recorder.record(d, 'Warning', 'ProgressDeadlineExceeded', `Deployment "${d.metadata.name}" has exceeded its progress deadline`);
+    }
+  }
+}

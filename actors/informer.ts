@@ -1,0 +1,106 @@
+/**
+ * An informer: a local, always-current copy of every object of one kind, kept by listing the
+ * store and then following its changes from that revision (as client-go's list-watch). Handlers
+ * hear each add, update and delete, in store order.
+ */
+import { type KObject, type KindInfo } from '../protocol/index.js';
+import type { Bus } from './bus.js';
+import type { KvStore } from './kv-store.js';
+import { objectOf, nsToken } from './resources.js';
+import type { Logger } from '../supervisor/index.js';
+
+export type InformerHandler = (type: 'add' | 'update' | 'delete', obj: KObject, old?: KObject) => void;
+
+export function objectKey(obj: KObject): string {
+  return `${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
+}
+
+export class Informer {
+  /** `namespace/name` → object. */
+  readonly objects = new Map<string, KObject>();
+  private readonly handlers: InformerHandler[] = [];
+  private readonly abort = new AbortController();
+  private done: Promise<void> = Promise.resolve();
+  /** The highest store revision seen. */
+  revision = 0;
+
+  constructor(
+    readonly bus: Bus,
+    readonly kv: KvStore,
+    readonly info: KindInfo,
+    private readonly logger?: Logger,
+  ) {}
+
+  on(handler: InformerHandler): void {
+    this.handlers.push(handler);
+  }
+
+  get(namespace: string | undefined, name: string): KObject | undefined {
+    return this.objects.get(`${this.info.namespaced ? (namespace ?? 'default') : ''}/${name}`);
+  }
+
+  list(): IterableIterator<KObject> {
+    return this.objects.values();
+  }
+
+  /** Lists, then follows. Resolves once the list is loaded. */
+  async start(): Promise<void> {
+    const filter = this.bus.subjects.stateKeyFilter(this.info.token, this.info.namespaced ? undefined : nsToken(this.info));
+    for (const e of await this.kv.list(filter)) {
+      this.revision = Math.max(this.revision, e.revision);
+      const obj = objectOf(e);
+      if (obj) this.upsert(obj);
+    }
+    const it = await this.kv.watch({ filter, fromRevision: this.revision, signal: this.abort.signal });
+    this.done = (async () => {
+      try {
+        for await (const ev of it) {
+          if (ev.revision <= this.revision) continue;
+          this.revision = ev.revision;
+          const parts = ev.key.split('.');
+          const key = `${this.info.namespaced ? parts[1]!.replaceAll('_', '.') : ''}/${parts[2]!.replaceAll('_', '.')}`;
+          if (ev.op !== 'PUT') {
+            const old = this.objects.get(key);
+            if (old) {
+              this.objects.delete(key);
+              this.emit('delete', old);
+            }
+            continue;
+          }
+          let obj: KObject | undefined;
+          try {
+            obj = objectOf({ key: ev.key, value: ev.value, revision: ev.revision, created: new Date() });
+          } catch (err) {
+            this.logger?.warn({ err, key: ev.key }, 'unreadable object in the store');
+            continue;
+          }
+          if (obj) this.upsert(obj);
+        }
+      } catch (err) {
+        if (!this.abort.signal.aborted) this.logger?.error({ err, kind: this.info.kind }, 'informer watch ended');
+      }
+    })();
+  }
+
+  private upsert(obj: KObject): void {
+    const key = objectKey(obj);
+    const old = this.objects.get(key);
+    this.objects.set(key, obj);
+    this.emit(old ? 'update' : 'add', obj, old);
+  }
+
+  private emit(type: 'add' | 'update' | 'delete', obj: KObject, old?: KObject): void {
+    for (const h of this.handlers) {
+      try {
+        h(type, obj, old);
+      } catch (err) {
+        this.logger?.error({ err }, 'informer handler failed');
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.done;
+  }
+}

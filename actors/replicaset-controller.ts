@@ -1,0 +1,166 @@
+/**
+ * The ReplicaSet controller: keeps `spec.replicas` active pods matching each ReplicaSet, and
+ * reports replicas, ready and available counts. Level-based: a key in, the store compared with
+ * the spec, pods created or deleted. Creates and deletes it has asked for but not yet seen come
+ * back through the informer are remembered ("expectations"), so a slow watch never makes it
+ * create twice.
+ */
+import { randomSuffix, stableJson, type KObject } from '../protocol/index.js';
+import type { Logger } from '../supervisor/index.js';
+import type { EventRecorder } from './event-recorder.js';
+import { objectKey, type Informer } from './informer.js';
+import { availability, controllerRef, isActive, isReady } from './pod-util.js';
+import type { Resources } from './resources.js';
+import { WorkQueue } from './work-queue.js';
+import { kindOf } from './resource-machine.js';
+
+const POD = kindOf('pod');
+const RS = kindOf('replicaset');
+/** Creates and deletes in flight at once, per ReplicaSet. */
+const BURST = 64;
+
+export class ReplicaSetController {
+  readonly queue: WorkQueue;
+  private readonly expectCreate = new Map<string, Set<string>>();
+  private readonly expectDelete = new Map<string, Set<string>>();
+  /** ReplicaSet uid → its pods, kept by the pod informer. */
+  private readonly owned = new Map<string, Map<string, KObject>>();
+
+  constructor(
+    private readonly res: Resources,
+    private readonly rss: Informer,
+    private readonly pods: Informer,
+    private readonly recorder: EventRecorder,
+    private readonly logger: Logger,
+  ) {
+    this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: 8, onError: (key, err) => this.logger.warn({ err, replicaset: key }, 'replicaset sync failed; retrying') });
+    rss.on((_t, rs) => this.queue.add(objectKey(rs)));
+    pods.on((type, pod, old) => {
+      const ref = controllerRef(pod);
+      if (!ref || ref.kind !== 'ReplicaSet') return;
+      const set = this.owned.get(ref.uid) ?? new Map<string, KObject>();
+      this.owned.set(ref.uid, set);
+      const rsKey = `${pod.metadata.namespace}/${ref.name}`;
+      if (type === 'delete') {
+        set.delete(pod.metadata.name);
+        this.expectDelete.get(rsKey)?.delete(pod.metadata.name);
+      } else {
+        set.set(pod.metadata.name, pod);
+        this.expectCreate.get(rsKey)?.delete(pod.metadata.name);
+        if (!isActive(pod)) this.expectDelete.get(rsKey)?.delete(pod.metadata.name);
+      }
+      // only what the ReplicaSet counts matters to it
+      if (type === 'update' && old && isActive(old) === isActive(pod) && isReady(old) === isReady(pod) && old.status?.phase === pod.status?.phase) return;
+      this.queue.add(rsKey);
+    });
+  }
+
+  start(): void {
+    for (const rs of this.rss.list()) this.queue.add(objectKey(rs));
+    this.queue.resume();
+  }
+
+  private async reconcile(key: string): Promise<void> {
+    const [ns, name] = key.split('/') as [string, string];
+    const rs = this.rss.get(ns, name);
+    if (!rs) {
+      this.expectCreate.delete(key);
+      this.expectDelete.delete(key);
+      return;
+    }
+    const uid = rs.metadata.uid!;
+    const all = [...(this.owned.get(uid)?.values() ?? [])];
+    const active = all.filter(isActive);
+    const creating = this.expectCreate.get(key) ?? new Set<string>();
+    const deleting = this.expectDelete.get(key) ?? new Set<string>();
+    this.expectCreate.set(key, creating);
+    this.expectDelete.set(key, deleting);
+    const counted = active.filter((p) => !deleting.has(p.metadata.name));
+    const want = rs.spec.replicas as number;
+    const diff = want - counted.length - creating.size;
+    if (diff > 0) {
+      const n = Math.min(diff, BURST);
+      await Promise.all(Array.from({ length: n }, () => this.createPod(rs, key, creating)));
+      if (diff > n) this.queue.add(key);
+    } else if (diff < 0 && creating.size === 0) {
+      const victims = [...counted].sort(deletionOrder).slice(0, Math.min(-diff, BURST));
+      await Promise.all(victims.map((p) => this.deletePod(rs, p, deleting)));
+    }
+    await this.updateStatus(rs, key, active);
+  }
+
+  private async createPod(rs: KObject, key: string, creating: Set<string>): Promise<void> {
+    const tpl = rs.spec.template;
+    const name = `${rs.metadata.name}-${randomSuffix()}`.slice(0, 253);
+    const pod: KObject = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name,
+        namespace: rs.metadata.namespace,
+        ...(tpl.metadata?.labels ? { labels: tpl.metadata.labels } : {}),
+        ...(tpl.metadata?.annotations ? { annotations: tpl.metadata.annotations } : {}),
+        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs.metadata.name, uid: rs.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+      },
+      spec: tpl.spec,
+    };
+    creating.add(name);
+    try {
+      await this.res.send(POD, pod.metadata.namespace, name, { type: 'apply', object: pod, create: true });
+      this.recorder.record(rs, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
+    } catch (err) {
+      creating.delete(name);
+      this.recorder.record(rs, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  private async deletePod(rs: KObject, pod: KObject, deleting: Set<string>): Promise<void> {
+    deleting.add(pod.metadata.name);
+    try {
+      await this.res.send(POD, pod.metadata.namespace, pod.metadata.name, { type: 'delete', uid: pod.metadata.uid });
+      this.recorder.record(rs, 'Normal', 'SuccessfulDelete', `Deleted pod: ${pod.metadata.name}`);
+    } catch (err) {
+      deleting.delete(pod.metadata.name);
+      if ((err as { code?: string }).code === 'TRP_ERR_NOT_FOUND') return;
+      throw err;
+    }
+  }
+
+  private async updateStatus(rs: KObject, key: string, active: KObject[]): Promise<void> {
+    const now = Date.now();
+    const minReady = rs.spec.minReadySeconds ?? 0;
+    let ready = 0;
+    let available = 0;
+    let soonest = Infinity;
+    for (const p of active) {
+      if (isReady(p)) ready++;
+      const a = availability(p, minReady, now);
+      if (a.available) available++;
+      else if (a.inMs !== undefined) soonest = Math.min(soonest, a.inMs);
+    }
+    if (soonest < Infinity) this.queue.addAfter(key, soonest + 10);
+    const status = {
+      replicas: active.length,
+      fullyLabeledReplicas: active.length,
+      readyReplicas: ready,
+      availableReplicas: available,
+      observedGeneration: rs.metadata.generation,
+    };
+    if (stableJson(status) === stableJson(rs.status)) return;
+    try {
+      await this.res.send(RS, rs.metadata.namespace, rs.metadata.name, { type: 'status', status, uid: rs.metadata.uid });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'TRP_ERR_NOT_FOUND') return;
+      throw err;
+    }
+  }
+}
+
+/** Which pods go first on a scale-down: unscheduled, then pending, then not ready, then the newest. */
+function deletionOrder(a: KObject, b: KObject): number {
+  const rank = (p: KObject) => (p.spec.nodeName ? 0 : -4) + (p.status?.phase === 'Running' ? 0 : -2) + (isReady(p) ? 0 : -1);
+  const d = rank(a) - rank(b);
+  if (d !== 0) return d;
+  return (b.metadata.creationTimestamp ?? '').localeCompare(a.metadata.creationTimestamp ?? '');
+}

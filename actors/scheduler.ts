@@ -1,0 +1,253 @@
+/**
+ * The scheduler: binds each pending pod to a node. Filters (Ready and schedulable, taints and
+ * tolerations, nodeSelector, required node affinity, requests against allocatable, pod count,
+ * host ports) then scores (least allocated, and fewest pods of the same owner: replicas spread).
+ * A pod no node fits stays Pending with a PodScheduled=False condition and a FailedScheduling
+ * event that says why, node by node ("0/2 nodes are available: 2 Insufficient memory."), and is
+ * tried again when nodes or pods change. Bindings are assumed at once in the scheduler's own
+ * accounting, so a burst of pods does not pile onto one node before the store catches up.
+ */
+import { milliCpu, parseQuantity, stableJson, type KObject, type Toleration } from '../protocol/index.js';
+import type { Logger } from '../supervisor/index.js';
+import type { EventRecorder } from './event-recorder.js';
+import { objectKey, type Informer } from './informer.js';
+import { condition, controllerRef, hostPorts, isActive, podRequests } from './pod-util.js';
+import type { Resources } from './resources.js';
+import { WorkQueue } from './work-queue.js';
+import { kindOf } from './resource-machine.js';
+
+const POD = kindOf('pod');
+
+interface NodeUse {
+  milliCpu: number;
+  memory: number;
+  pods: number;
+  ports: Set<number>;
+  /** Pods per owner uid, for spreading. */
+  owners: Map<string, number>;
+}
+
+export class Scheduler {
+  readonly queue: WorkQueue;
+  /** Pod key → node of a binding sent but not yet seen in the store. */
+  private readonly assumed = new Map<string, string>();
+  private readonly unschedulable = new Set<string>();
+  private readonly use = new Map<string, NodeUse>();
+  /** Pod key → node it is counted on. */
+  private readonly counted = new Map<string, { node: string; cpu: number; mem: number; ports: number[]; owner?: string }>();
+
+  constructor(
+    private readonly res: Resources,
+    private readonly pods: Informer,
+    private readonly nodes: Informer,
+    private readonly recorder: EventRecorder,
+    private readonly logger: Logger,
+  ) {
+    this.queue = new WorkQueue((key) => this.schedule(key), { concurrency: 1, onError: (key, err) => this.logger.warn({ err, pod: key }, 'scheduling failed; retrying') });
+    pods.on((type, pod) => {
+      const key = objectKey(pod);
+      if (type === 'delete') {
+        this.uncount(key);
+        this.assumed.delete(key);
+        this.unschedulable.delete(key);
+        this.retryUnschedulable();
+        return;
+      }
+      if (pod.spec.nodeName) {
+        this.assumed.delete(key);
+        if (isActive(pod)) this.count(key, pod, pod.spec.nodeName);
+        else {
+          this.uncount(key);
+          this.retryUnschedulable();
+        }
+      } else if (!pod.metadata.deletionTimestamp && !this.assumed.has(key)) this.queue.add(key);
+    });
+    nodes.on((type, node, old) => {
+      if (type === 'delete' || !old || stableJson(old.spec) !== stableJson(node.spec) || stableJson(old.status?.conditions) !== stableJson(node.status?.conditions) || stableJson(old.status?.allocatable) !== stableJson(node.status?.allocatable)) {
+        this.retryUnschedulable();
+      }
+    });
+  }
+
+  start(): void {
+    for (const pod of this.pods.list()) if (!pod.spec.nodeName && !pod.metadata.deletionTimestamp) this.queue.add(objectKey(pod));
+    this.queue.resume();
+  }
+
+  private retryUnschedulable(): void {
+    for (const k of this.unschedulable) this.queue.add(k);
+  }
+
+  private usage(node: string): NodeUse {
+    let u = this.use.get(node);
+    if (!u) {
+      u = { milliCpu: 0, memory: 0, pods: 0, ports: new Set(), owners: new Map() };
+      this.use.set(node, u);
+    }
+    return u;
+  }
+
+  private count(key: string, pod: KObject, node: string): void {
+    const prev = this.counted.get(key);
+    if (prev?.node === node) return;
+    if (prev) this.uncount(key);
+    const r = podRequests(pod);
+    const owner = controllerRef(pod)?.uid;
+    const ports = hostPorts(pod);
+    const u = this.usage(node);
+    u.milliCpu += r.milliCpu;
+    u.memory += r.memory;
+    u.pods++;
+    for (const p of ports) u.ports.add(p);
+    if (owner) u.owners.set(owner, (u.owners.get(owner) ?? 0) + 1);
+    this.counted.set(key, { node, cpu: r.milliCpu, mem: r.memory, ports, owner });
+  }
+
+  private uncount(key: string): void {
+    const c = this.counted.get(key);
+    if (!c) return;
+    this.counted.delete(key);
+    const u = this.usage(c.node);
+    u.milliCpu -= c.cpu;
+    u.memory -= c.mem;
+    u.pods--;
+    for (const p of c.ports) u.ports.delete(p);
+    if (c.owner) {
+      const n = (u.owners.get(c.owner) ?? 1) - 1;
+      if (n <= 0) u.owners.delete(c.owner);
+      else u.owners.set(c.owner, n);
+    }
+  }
+
+  private async schedule(key: string): Promise<void> {
+    const [ns, name] = key.split('/') as [string, string];
+    const pod = this.pods.get(ns, name);
+    if (!pod || pod.spec.nodeName || pod.metadata.deletionTimestamp || this.assumed.has(key)) {
+      this.unschedulable.delete(key);
+      return;
+    }
+    const { node, reasons, total } = this.pick(pod);
+    if (!node) {
+      this.unschedulable.add(key);
+      const counts = new Map<string, number>();
+      for (const r of reasons) counts.set(r, (counts.get(r) ?? 0) + 1);
+      const detail = [...counts].sort((a, b) => a[0].localeCompare(b[0])).map(([r, n]) => `${n} ${r}`).join(', ');
+      const message = `0/${total} nodes are available${detail ? `: ${detail}` : ''}.`;
+      const prev = condition(pod, 'PodScheduled');
+      if (prev?.message !== message) {
+        this.recorder.record(pod, 'Warning', 'FailedScheduling', message);
+        const conditions = [...((pod.status?.conditions as { type: string }[] | undefined) ?? []).filter((c) => c.type !== 'PodScheduled'), { type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message, lastTransitionTime: new Date().toISOString() }];
+        await this.res.send(POD, ns, name, { type: 'status', uid: pod.metadata.uid, status: { ...pod.status, conditions } }).catch(() => undefined);
+      }
+      // nodes and pods changing bring it back; this is the slow safety net
+      this.queue.addAfter(key, 10_000);
+      return;
+    }
+    this.unschedulable.delete(key);
+    this.assumed.set(key, node);
+    this.count(key, pod, node);
+    try {
+      await this.res.send(POD, ns, name, { type: 'bind', node, uid: pod.metadata.uid });
+      this.recorder.record(pod, 'Normal', 'Scheduled', `Successfully assigned ${ns}/${name} to ${node}`);
+    } catch (err) {
+      this.assumed.delete(key);
+      this.uncount(key);
+      const code = (err as { code?: string }).code;
+      if (code === 'TRP_ERR_NOT_FOUND' || code === 'TRP_ERR_CONFLICT') return;
+      throw err;
+    }
+  }
+
+  /** The best node for a pod, or why none fits. */
+  pick(pod: KObject): { node?: string; reasons: string[]; total: number } {
+    const reasons: string[] = [];
+    const req = podRequests(pod);
+    const ports = hostPorts(pod);
+    const owner = controllerRef(pod)?.uid;
+    let best: string | undefined;
+    let bestScore = -Infinity;
+    let total = 0;
+    for (const node of this.nodes.list()) {
+      total++;
+      const why = this.filter(pod, node, req, ports);
+      if (why) {
+        reasons.push(why);
+        continue;
+      }
+      const score = this.score(node, req, owner) + Math.random() * 0.01;
+      if (score > bestScore) {
+        bestScore = score;
+        best = node.metadata.name;
+      }
+    }
+    return { node: best, reasons, total };
+  }
+
+  private filter(pod: KObject, node: KObject, req: { milliCpu: number; memory: number }, ports: number[]): string | undefined {
+    if (condition(node, 'Ready')?.status !== 'True') return "node(s) had untolerated taint {node.kubernetes.io/not-ready: }";
+    if (node.spec?.unschedulable && !tolerates(pod.spec.tolerations, { key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' })) return 'node(s) were unschedulable';
+    for (const t of node.spec?.taints ?? []) {
+      if (t.effect === 'PreferNoSchedule') continue;
+      if (!tolerates(pod.spec.tolerations, t)) return `node(s) had untolerated taint {${t.key}: ${t.value ?? ''}}`;
+    }
+    const labels = node.metadata.labels ?? {};
+    for (const [k, v] of Object.entries(pod.spec.nodeSelector ?? {})) if (labels[k] !== v) return "node(s) didn't match Pod's node affinity/selector";
+    const terms = pod.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+    if (terms && !terms.some((t: { matchExpressions?: NodeReq[] }) => (t.matchExpressions ?? []).every((e) => nodeMatches(e, labels)))) return "node(s) didn't match Pod's node affinity/selector";
+    const alloc = node.status?.allocatable ?? {};
+    const u = this.usage(node.metadata.name);
+    const maxPods = Number(alloc.pods ?? 110);
+    if (u.pods + 1 > maxPods) return 'Too many pods';
+    const cpu = alloc.cpu !== undefined ? (milliCpu(alloc.cpu) ?? 0) : Infinity;
+    const mem = alloc.memory !== undefined ? (parseQuantity(alloc.memory) ?? 0) : Infinity;
+    if (req.milliCpu > 0 && u.milliCpu + req.milliCpu > cpu) return 'Insufficient cpu';
+    if (req.memory > 0 && u.memory + req.memory > mem) return 'Insufficient memory';
+    for (const p of ports) if (u.ports.has(p)) return "node(s) didn't have free ports for the requested pod ports";
+    return undefined;
+  }
+
+  private score(node: KObject, req: { milliCpu: number; memory: number }, owner: string | undefined): number {
+    const alloc = node.status?.allocatable ?? {};
+    const u = this.usage(node.metadata.name);
+    const cpu = milliCpu(alloc.cpu ?? '0') || 1;
+    const mem = parseQuantity(alloc.memory ?? '0') || 1;
+    // least allocated: the share left free after this pod, 0..100
+    const free = ((1 - (u.milliCpu + req.milliCpu) / cpu) + (1 - (u.memory + req.memory) / mem)) * 50;
+    // spread: each pod of the same owner already there costs more than any difference in free share
+    const same = owner ? (u.owners.get(owner) ?? 0) : 0;
+    return Math.max(0, free) - same * 200 - u.pods * 0.001;
+  }
+}
+
+type NodeReq = { key: string; operator: string; values?: string[] };
+
+function nodeMatches(e: NodeReq, labels: Record<string, string>): boolean {
+  const has = Object.prototype.hasOwnProperty.call(labels, e.key);
+  const v = labels[e.key];
+  switch (e.operator) {
+    case 'In':
+      return has && e.values!.includes(v!);
+    case 'NotIn':
+      return !has || !e.values!.includes(v!);
+    case 'Exists':
+      return has;
+    case 'DoesNotExist':
+      return !has;
+    case 'Gt':
+      return has && /^-?\d+$/.test(v!) && Number(v) > Number(e.values![0]);
+    case 'Lt':
+      return has && /^-?\d+$/.test(v!) && Number(v) < Number(e.values![0]);
+    default:
+      return false;
+  }
+}
+
+/** Does one of the tolerations tolerate the taint? */
+export function tolerates(tolerations: Toleration[] | undefined, taint: { key: string; value?: string; effect: string }): Toleration | undefined {
+  return (tolerations ?? []).find((t) => {
+    if (t.effect && t.effect !== taint.effect) return false;
+    if (!t.key) return t.operator === 'Exists';
+    if (t.key !== taint.key) return false;
+    return t.operator === 'Exists' || (t.value ?? '') === (taint.value ?? '');
+  });
+}

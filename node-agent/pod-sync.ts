@@ -1,0 +1,234 @@
+/**
+ * The agent's side of the control plane (the kubelet's sync loop and status manager): it
+ * registers the Node, follows the pods bound to this node in the store, has the node's pod
+ * actors run or delete them, and reports each pod's status back to its resource actor.
+ *
+ * Level-based both ways: a pod in the store bound here and not running here is started; a pod
+ * running here that the store no longer has — deleted, replaced while this node was away — is
+ * stopped; a pod the store marks for deletion is stopped gracefully and then finalized, which
+ * removes it from the store. Status goes out coalesced: one send in flight per pod, the newest
+ * pending one replacing older ones.
+ */
+import type { Subscription } from '@nats-io/transport-node';
+import { Informer, KvStore, Resources, type Bus } from '../actors/index.js';
+import { MessageType, kindInfo, stableJson, type EventBody, type KObject } from '../protocol/index.js';
+import { sleep, systemClock, type Logger } from '../supervisor/index.js';
+import type { PodRunSpec, PodStatus } from './pod-machine.js';
+import type { NodeInfo } from './agent.js';
+
+const POD = kindInfo('Pod')!;
+const NODE = kindInfo('Node')!;
+
+interface Local {
+  uid: string;
+  /** What was last asked of the pod actor. */
+  want: 'run' | 'delete';
+  phase?: string;
+  /** The object's deletion was seen: finalize once the pod is gone here. */
+  finalize: boolean;
+  readySince?: string;
+  startTime?: string;
+}
+
+export class PodSync {
+  private readonly local = new Map<string, Local>();
+  private informer?: Informer;
+  private evtSub?: Subscription;
+  private stopped = false;
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly pendingStatus = new Map<string, { uid: string; status: unknown }>();
+  private registerLoop?: Promise<void>;
+  private res?: Resources;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly nodeName: string,
+    private readonly scope: string,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(info: NodeInfo, adopted: { namespace: string; pod: string; uid: string; managed: boolean }[]): Promise<void> {
+    const kv = await KvStore.open(this.bus, this.bus.subjects.stateBucket);
+    this.res = await Resources.open(this.bus);
+    for (const p of adopted) if (p.managed) this.local.set(`${p.namespace}/${p.pod}`, { uid: p.uid, want: 'run', finalize: false });
+    const subjects = this.bus.subjects.scoped(this.scope);
+    this.evtSub = this.bus.subscribe<EventBody>(subjects.evtFilter('pod'), (env) => this.onRuntimeEvent(env.body), { accept: [MessageType.Event] });
+    this.informer = new Informer(this.bus, kv, POD, this.logger);
+    this.informer.on((type, pod) => {
+      if (type === 'delete') this.sync(`${pod.metadata.namespace}/${pod.metadata.name}`, undefined);
+      else if (pod.spec.nodeName === this.nodeName) this.sync(`${pod.metadata.namespace}/${pod.metadata.name}`, pod);
+    });
+    await this.informer.start();
+    // what runs here and the store no longer wants (replaced while this node was away) stops now
+    for (const key of [...this.local.keys()]) {
+      const [ns, name] = key.split('/') as [string, string];
+      this.sync(key, this.informer.get(ns, name));
+    }
+    this.registerLoop = this.register(info);
+  }
+
+  /** Registers (or refreshes) the Node object; retried until a control plane answers. */
+  private async register(info: NodeInfo): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.res!.send(NODE, undefined, this.nodeName, {
+          type: 'patch',
+          create: { apiVersion: 'v1', kind: 'Node', metadata: { name: this.nodeName } },
+          metadata: { labels: info.labels },
+          status: {
+            capacity: info.capacity,
+            allocatable: info.allocatable,
+            addresses: [{ type: 'Hostname', address: this.nodeName }],
+            nodeInfo: { kubeletVersion: 'troupe', operatingSystem: 'linux', architecture: info.labels['kubernetes.io/arch'], containerRuntimeVersion: 'crun', cgroupLayout: info.cgroupLayout },
+          },
+        }, { timeout: 5000 });
+        this.logger.info({ node: this.nodeName }, 'node registered');
+        return;
+      } catch (err) {
+        if (attempt === 0) this.logger.info({ err: (err as Error).message }, 'node not registered yet (no control plane?); retrying');
+        await sleep(systemClock, Math.min(2000, 100 * 2 ** attempt)).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Brings one pod here in line with the store's object (undefined: the store has none here). */
+  private sync(key: string, pod: KObject | undefined): void {
+    if (this.stopped) return;
+    const mine = pod && pod.spec.nodeName === this.nodeName ? pod : undefined;
+    const cur = this.local.get(key);
+    const [ns, name] = key.split('/') as [string, string];
+    if (!mine) {
+      if (cur && cur.want === 'run') {
+        cur.want = 'delete';
+        this.command(ns, name, { type: 'delete' });
+      }
+      return;
+    }
+    const uid = mine.metadata.uid!;
+    if (cur && cur.uid !== uid) {
+      // an older pod of the same name is still here: it goes first, the new one runs after
+      if (cur.want === 'run') {
+        cur.want = 'delete';
+        this.command(ns, name, { type: 'delete' });
+      }
+      return;
+    }
+    if (mine.metadata.deletionTimestamp) {
+      if (!cur) {
+        void this.finalize(ns, name, uid);
+        return;
+      }
+      cur.finalize = true;
+      if (cur.want === 'run') {
+        cur.want = 'delete';
+        this.command(ns, name, { type: 'delete' });
+      }
+      return;
+    }
+    if (!cur) {
+      this.local.set(key, { uid, want: 'run', finalize: false });
+      const spec: PodRunSpec = {
+        containers: mine.spec.containers,
+        restartPolicy: mine.spec.restartPolicy,
+        terminationGracePeriodSeconds: mine.spec.terminationGracePeriodSeconds,
+        managedBy: 'control-plane',
+      };
+      this.command(ns, name, { type: 'run', uid, spec });
+    }
+  }
+
+  private command(ns: string, name: string, body: Record<string, unknown>): void {
+    const subjects = this.bus.subjects.scoped(this.scope);
+    this.bus.request(subjects.cmd('pod', ns, name), MessageType.Command, body, { timeout: 60_000 }).catch((err) => {
+      if ((err as { code?: string }).code === 'TRP_ERR_ACTOR_DONE') return;
+      this.logger.warn({ err, pod: `${ns}/${name}`, command: body.type }, 'pod command failed');
+    });
+  }
+
+  private onRuntimeEvent(e: EventBody): void {
+    const key = `${e.namespace}/${e.name}`;
+    const cur = this.local.get(key);
+    const st = e.data as PodStatus | null;
+    if (!cur || !st) return;
+    if (st.uid && st.uid !== cur.uid) return;
+    if (st.phase === 'Deleted' || e.status === 'done') {
+      this.local.delete(key);
+      if (cur.finalize) void this.finalize(e.namespace, e.name, cur.uid);
+      // a newer pod of that name may be waiting for this one to go
+      const pod = this.informer?.get(e.namespace, e.name);
+      if (pod) this.sync(key, pod);
+      return;
+    }
+    if (st.phase === 'Terminating') return;
+    this.queueStatus(key, cur, st);
+  }
+
+  private queueStatus(key: string, cur: Local, st: PodStatus): void {
+    const now = new Date().toISOString();
+    const ready = st.conditions.find((c) => c.type === 'Ready')?.status === 'True';
+    if (ready && !cur.readySince) cur.readySince = now;
+    if (!ready) cur.readySince = undefined;
+    cur.startTime ??= now;
+    const since = cur.readySince ?? now;
+    const pod = this.informer?.get(...(key.split('/') as [string, string]));
+    const prevReady = (pod?.status?.conditions as { type: string; status: string; lastTransitionTime?: string }[] | undefined)?.find((c) => c.type === 'Ready');
+    const transition = prevReady && (prevReady.status === 'True') === ready ? prevReady.lastTransitionTime : since;
+    const status = {
+      phase: st.phase,
+      conditions: [
+        { type: 'Initialized', status: 'True' },
+        { type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: transition },
+        { type: 'ContainersReady', status: ready ? 'True' : 'False', lastTransitionTime: transition },
+        { type: 'PodScheduled', status: 'True' },
+      ],
+      hostIP: '127.0.0.1',
+      startTime: (pod?.status?.startTime as string | undefined) ?? cur.startTime,
+      containerStatuses: st.containerStatuses.map((c) => ({
+        name: c.name,
+        image: c.image,
+        state: c.state,
+        ...(c.lastState ? { lastState: c.lastState } : {}),
+        ready: c.ready,
+        restartCount: c.restartCount,
+        started: c.started,
+      })),
+    };
+    if (pod && pod.metadata.uid === cur.uid && stableJson(pod.status) === stableJson(status)) return;
+    this.pendingStatus.set(key, { uid: cur.uid, status });
+    if (!this.inflight.has(key)) this.inflight.set(key, this.flushStatus(key));
+  }
+
+  private async flushStatus(key: string): Promise<void> {
+    const [ns, name] = key.split('/') as [string, string];
+    try {
+      for (let next = this.pendingStatus.get(key); next && !this.stopped; next = this.pendingStatus.get(key)) {
+        this.pendingStatus.delete(key);
+        try {
+          await this.res!.send(POD, ns, name, { type: 'status', uid: next.uid, status: next.status });
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code !== 'TRP_ERR_NOT_FOUND' && code !== 'TRP_ERR_CONFLICT') this.logger.debug({ err, pod: key }, 'pod status not reported');
+        }
+      }
+    } finally {
+      this.inflight.delete(key);
+    }
+  }
+
+  private async finalize(ns: string, name: string, uid: string): Promise<void> {
+    try {
+      await this.res!.send(POD, ns, name, { type: 'finalize', uid });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== 'TRP_ERR_NOT_FOUND' && code !== 'TRP_ERR_CONFLICT') this.logger.warn({ err, pod: `${ns}/${name}` }, 'pod not finalized');
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.evtSub?.unsubscribe();
+    await this.informer?.stop();
+    await Promise.all(this.inflight.values());
+    await this.registerLoop;
+  }
+}
