@@ -86,7 +86,8 @@ export class DeploymentController {
     const activeOlds = olds.filter((rs) => (rs.spec.replicas ?? 0) > 0 || (rs.status?.replicas ?? 0) > 0);
     if (d.spec.strategy.type === 'Recreate') {
       for (const rs of olds) if ((rs.spec.replicas ?? 0) > 0) await this.scale(d, rs, 0);
-      const oldPodsLeft = olds.some((rs) => (rs.status?.replicas ?? 0) > 0 || (rs.spec.replicas ?? 0) > 0);
+      // every old pod gone, not only asked to go: their status is current and counts none left
+      const oldPodsLeft = olds.some((rs) => (rs.spec.replicas ?? 0) > 0 || (rs.status?.replicas ?? 0) > 0 || (rs.status?.terminatingReplicas ?? 0) > 0 || (rs.status?.observedGeneration ?? 0) < (rs.metadata.generation ?? 1));
       if (!oldPodsLeft && newRs.spec.replicas !== replicas) await this.scale(d, newRs, replicas);
     } else if (activeOlds.length === 0) {
       // not a rollout: the new ReplicaSet simply follows spec.replicas
@@ -119,14 +120,17 @@ export class DeploymentController {
     }
     // scale old ReplicaSets down while enough pods stay available
     const minAvailable = replicas - maxUnavailable;
-    const newUnavailable = Math.max(0, newSpec - (newRs.status?.availableReplicas ?? 0));
+    // A ReplicaSet's status may lag its spec: once scaled down to N it will have at most N pods,
+    // whatever its last status said. Counting more would scale down twice for the same pods.
+    const availableOf = (rs: KObject) => Math.min(rs.status?.availableReplicas ?? 0, rs.spec.replicas ?? 0);
+    const newUnavailable = Math.max(0, newSpec - availableOf(newRs));
     let budget = specTotal - minAvailable - newUnavailable;
     // first the old pods that are not available anyway
     const sorted = [...olds].sort((a, b) => revisionOf(a) - revisionOf(b));
     for (const rs of sorted) {
       if (budget <= 0) break;
       const spec = rs.spec.replicas ?? 0;
-      const unhealthy = Math.max(0, spec - (rs.status?.availableReplicas ?? 0));
+      const unhealthy = Math.max(0, spec - availableOf(rs));
       const cut = Math.min(unhealthy, budget, spec);
       if (cut > 0) {
         await this.scale(d, rs, spec - cut);
@@ -134,7 +138,7 @@ export class DeploymentController {
         budget -= cut;
       }
     }
-    const available = all.reduce((n, rs) => n + (rs.status?.availableReplicas ?? 0), 0);
+    const available = all.reduce((n, rs) => n + availableOf(rs), 0);
     let down = available - minAvailable;
     for (const rs of sorted) {
       if (down <= 0) break;

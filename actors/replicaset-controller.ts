@@ -86,7 +86,7 @@ export class ReplicaSetController {
       const victims = [...counted].sort(deletionOrder).slice(0, Math.min(-diff, BURST));
       await Promise.all(victims.map((p) => this.deletePod(rs, p, deleting)));
     }
-    await this.updateStatus(rs, key, active);
+    await this.updateStatus(rs, key, active, all.filter((p) => p.metadata.deletionTimestamp).length);
   }
 
   private async createPod(rs: KObject, key: string, creating: Set<string>): Promise<void> {
@@ -127,7 +127,7 @@ export class ReplicaSetController {
     }
   }
 
-  private async updateStatus(rs: KObject, key: string, active: KObject[]): Promise<void> {
+  private async updateStatus(rs: KObject, key: string, active: KObject[], terminating: number): Promise<void> {
     const now = Date.now();
     const minReady = rs.spec.minReadySeconds ?? 0;
     let ready = 0;
@@ -145,6 +145,8 @@ export class ReplicaSetController {
       fullyLabeledReplicas: active.length,
       readyReplicas: ready,
       availableReplicas: available,
+      /** Pods being deleted that still exist (Kubernetes 1.33's field): Recreate waits for them. */
+      terminatingReplicas: terminating,
       observedGeneration: rs.metadata.generation,
     };
     if (stableJson(status) === stableJson(rs.status)) return;

@@ -36,3 +36,6 @@ export type { PodStatus, PodPhase, ContainerStatus, PodRunSpec, NodeTuning } fro
 export { podKind, boundContainerMachine, DEFAULT_TUNING } from './pod-runtime.js';
 export { buildSpec, mergeCommand, mergeEnv, limitsFor, DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, DEFAULT_PIDS_LIMIT } from './oci-spec.js';
 export type { SpecInput } from './oci-spec.js';
+export { HollowFleet } from './hollow-node.js';
+export type { HollowOptions } from './hollow-node.js';
+export { PodSync } from './pod-sync.js';

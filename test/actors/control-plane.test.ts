@@ -1,0 +1,183 @@
+import t from 'tap';
+import { kindInfo, type KObject } from '../../protocol/index.js';
+import { recordedEvents, revisionOf } from '../../actors/index.js';
+import { deployment, hollowCluster, isReadyPod } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/nats.js';
+
+const DEPLOY = kindInfo('Deployment')!;
+const RS = kindInfo('ReplicaSet')!;
+const POD = kindInfo('Pod')!;
+
+t.test('a Deployment gets its ReplicaSet and pods, spread over the nodes, and reports status', async (t) => {
+  const c = await hollowCluster(t, ['n1', 'n2']);
+  const reply = await c.res.apply(deployment('web', { replicas: 4 }));
+  t.equal(reply.object?.metadata.generation, 1);
+  const d = await waitFor(async () => {
+    const d = await c.res.get(DEPLOY, 'default', 'web');
+    return d?.status?.availableReplicas === 4 && d.status.observedGeneration === 1 ? d : undefined;
+  }, 'deployment available');
+  t.match(d.status.conditions, [{ type: 'Available', status: 'True' }, { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' }]);
+  t.equal(d.metadata.annotations?.['deployment.kubernetes.io/revision'], '1');
+  const rss = await c.res.list(RS);
+  t.equal(rss.length, 1);
+  t.match(rss[0]!.metadata.name, /^web-[a-z0-9]+$/);
+  t.equal(rss[0]!.metadata.ownerReferences?.[0]?.uid, d.metadata.uid);
+  const pods = c.activePods('web');
+  t.equal(pods.length, 4);
+  t.same(pods.map((p) => p.spec.nodeName).sort(), ['n1', 'n1', 'n2', 'n2'], 'two replicas on each node');
+  t.ok(pods.every((p) => p.metadata.ownerReferences?.[0]?.uid === rss[0]!.metadata.uid));
+  t.ok(pods.every((p) => p.metadata.labels?.['pod-template-hash'] === rss[0]!.metadata.labels?.['pod-template-hash']));
+  // apply again: nothing changes, no new generation, no new revision
+  const before = await c.res.get(DEPLOY, 'default', 'web');
+  await c.res.apply(deployment('web', { replicas: 4 }));
+  const after = await c.res.get(DEPLOY, 'default', 'web');
+  t.equal(after?.metadata.resourceVersion, before?.metadata.resourceVersion, 'unchanged manifest: no write');
+  t.equal((await c.res.list(RS)).length, 1);
+});
+
+t.test('scale 3 → 10 → 1 converges', async (t) => {
+  const c = await hollowCluster(t, ['n1', 'n2']);
+  await c.res.apply(deployment('s', { replicas: 3 }));
+  await waitFor(() => c.activePods('s').filter(isReadyPod).length === 3, '3 pods');
+  await c.res.send(DEPLOY, 'default', 's', { type: 'patch', spec: { replicas: 10 } });
+  await waitFor(() => c.activePods('s').filter(isReadyPod).length === 10, '10 pods');
+  await c.res.send(DEPLOY, 'default', 's', { type: 'patch', spec: { replicas: 1 } });
+  await waitFor(() => [...c.pods.list()].filter((p) => p.metadata.labels?.app === 's').length === 1, 'one pod left, the others gone from the store');
+  const d = await waitFor(async () => {
+    const d = await c.res.get(DEPLOY, 'default', 's');
+    return d?.status?.replicas === 1 && d.status.availableReplicas === 1 ? d : undefined;
+  }, 'status 1/1');
+  t.equal(d.metadata.generation, 3);
+  t.equal(d.status.observedGeneration, 3);
+  t.equal((await c.res.list(RS))[0]!.spec.replicas, 1);
+});
+
+t.test('a rolling update keeps replicas − maxUnavailable pods ready at every moment; undo brings the old template back', async (t) => {
+  const c = await hollowCluster(t, ['n1', 'n2'], { hollow: { readyAfterMs: 150 } });
+  await c.res.apply(deployment('roll', { replicas: 4 }));
+  await waitFor(() => c.activePods('roll').filter(isReadyPod).length === 4, '4 ready');
+  // watch every change the store sees
+  let minReady = Infinity;
+  let maxTotal = 0;
+  c.pods.on(() => {
+    const active = c.activePods('roll');
+    minReady = Math.min(minReady, active.filter(isReadyPod).length);
+    maxTotal = Math.max(maxTotal, active.length);
+  });
+  await c.res.apply(deployment('roll', { replicas: 4, image: 'myapp:2.0' }));
+  await waitFor(async () => {
+    const active = c.activePods('roll');
+    return active.length === 4 && active.every((p) => p.spec.containers[0].image === 'myapp:2.0' && isReadyPod(p));
+  }, 'all pods on myapp:2.0', 20_000);
+  t.ok(minReady >= 3, `at least replicas − maxUnavailable (3) ready throughout (min seen ${minReady})`);
+  t.ok(maxTotal <= 5, `at most replicas + maxSurge (5) pods at once (max seen ${maxTotal})`);
+  const rss = (await c.res.list(RS)).sort((a, b) => revisionOf(a) - revisionOf(b));
+  t.same(rss.map(revisionOf), [1, 2]);
+  await waitFor(async () => (await c.res.list(RS)).find((r) => revisionOf(r) === 1)?.status?.replicas === 0, 'old replica set empty');
+  // undo: revision 1's template comes back as revision 3
+  const d = (await c.res.get(DEPLOY, 'default', 'roll'))!;
+  const old = rss[0]!.spec.template;
+  delete old.metadata.labels['pod-template-hash'];
+  const { resourceVersion: _rv, ...meta } = d.metadata;
+  await c.res.apply({ ...d, metadata: meta, spec: { ...d.spec, template: old } });
+  await waitFor(async () => {
+    const active = c.activePods('roll');
+    return active.length === 4 && active.every((p) => p.spec.containers[0].image === 'myapp:1.0' && isReadyPod(p));
+  }, 'all pods back on myapp:1.0', 20_000);
+  const after = await c.res.list(RS);
+  t.equal(after.length, 2, 'the old ReplicaSet is reused, not copied');
+  t.same(after.map(revisionOf).sort(), [2, 3]);
+  t.equal(after.find((r) => revisionOf(r) === 3)!.metadata.uid, rss[0]!.metadata.uid);
+});
+
+t.test('Recreate stops every old pod before a new one starts', async (t) => {
+  const c = await hollowCluster(t, ['n1'], { hollow: { stopAfterMs: 100 } });
+  await c.res.apply(deployment('rc', { replicas: 2, strategy: 'Recreate' }));
+  await waitFor(() => c.activePods('rc').filter(isReadyPod).length === 2, '2 ready');
+  let mixed = false;
+  c.pods.on(() => {
+    const images = new Set([...c.pods.list()].filter((p) => p.metadata.labels?.app === 'rc').map((p) => p.spec.containers[0].image));
+    if (images.size > 1) mixed = true;
+  });
+  await c.res.apply(deployment('rc', { replicas: 2, strategy: 'Recreate', image: 'myapp:2.0' }));
+  await waitFor(() => c.activePods('rc').filter((p) => p.spec.containers[0].image === 'myapp:2.0' && isReadyPod(p)).length === 2, 'new pods');
+  t.notOk(mixed, 'old and new pods never existed together');
+});
+
+t.test('deleting a Deployment removes its ReplicaSets and pods', async (t) => {
+  const c = await hollowCluster(t, ['n1']);
+  await c.res.apply(deployment('gone', { replicas: 3 }));
+  await waitFor(() => c.activePods('gone').filter(isReadyPod).length === 3, '3 ready');
+  const r = await c.res.send(DEPLOY, 'default', 'gone', { type: 'delete' });
+  t.same(r, { deleted: true });
+  await waitFor(async () => (await c.res.list(RS)).length === 0 && (await c.res.list(POD)).length === 0, 'replica sets and pods gone');
+  t.equal(await c.res.get(DEPLOY, 'default', 'gone'), undefined);
+  // the name is free again
+  const again = await c.res.apply(deployment('gone', { replicas: 1 }));
+  t.equal(again.object?.metadata.generation, 1);
+});
+
+t.test('an unschedulable pod stays Pending, with a condition and an event that say why', async (t) => {
+  const c = await hollowCluster(t, ['n1', 'n2'], { hollow: { capacity: { cpu: '2', memory: '1Gi', pods: '110' } } });
+  await c.res.apply(deployment('huge', { replicas: 1, requests: { memory: '4Gi' } }));
+  const pod = await waitFor(() => c.activePods('huge').find((p) => p.status?.conditions?.some((x: { type: string; status: string }) => x.type === 'PodScheduled' && x.status === 'False')), 'PodScheduled=False');
+  const cond = pod.status.conditions.find((x: { type: string }) => x.type === 'PodScheduled');
+  t.equal(cond.reason, 'Unschedulable');
+  t.equal(cond.message, '0/2 nodes are available: 2 Insufficient memory.');
+  t.equal(pod.spec.nodeName, undefined);
+  const ev = await waitFor(async () => {
+    for await (const e of recordedEvents(c.bus, { namespace: 'default' })) if (e.reason === 'FailedScheduling' && e.involvedObject.name === pod.metadata.name) return e;
+    return undefined;
+  }, 'FailedScheduling event');
+  t.equal(ev.type, 'Warning');
+  t.equal(ev.message, '0/2 nodes are available: 2 Insufficient memory.');
+});
+
+t.test('a node that goes silent is NotReady within 2 s and its pods run elsewhere', async (t) => {
+  const c = await hollowCluster(t, ['n1', 'n2'], { hollow: { heartbeatMs: 250 } });
+  await c.res.apply(deployment('ha', { replicas: 4 }));
+  await waitFor(() => c.activePods('ha').filter(isReadyPod).length === 4, '4 ready');
+  const lost = c.activePods('ha').filter((p) => p.spec.nodeName === 'n1').map((p) => p.metadata.name);
+  t.equal(lost.length, 2);
+  const killedAt = Date.now();
+  c.fleet.kill('n1');
+  await waitFor(async () => {
+    const n = await c.res.get(kindInfo('Node')!, undefined, 'n1');
+    return n?.status?.conditions?.find((x: { type: string }) => x.type === 'Ready')?.status === 'Unknown';
+  }, 'n1 NotReady', 5000);
+  const notReadyMs = Date.now() - killedAt;
+  await waitFor(() => {
+    const active = c.activePods('ha');
+    return active.length === 4 && active.every((p) => p.spec.nodeName === 'n2' && isReadyPod(p));
+  }, 'all pods on n2', 5000);
+  const replacedMs = Date.now() - killedAt;
+  t.ok(notReadyMs < 3000, `NotReady after ${notReadyMs} ms`);
+  t.ok(replacedMs < 5000, `replaced after ${replacedMs} ms`);
+  t.ok(lost.every((name) => !c.pods.get('default', name)), "the lost node's pods are gone from the store");
+  const node = await c.res.get(kindInfo('Node')!, undefined, 'n1');
+  t.match(node?.spec.taints, [{ key: 'node.kubernetes.io/unreachable', effect: 'NoExecute' }]);
+  // back: Ready again, and the scheduler may use it
+  c.fleet.revive('n1');
+  await waitFor(async () => {
+    const n = await c.res.get(kindInfo('Node')!, undefined, 'n1');
+    return n?.status?.conditions?.find((x: { type: string }) => x.type === 'Ready')?.status === 'True' && !n.spec.taints;
+  }, 'n1 Ready again', 10_000);
+});
+
+t.test('a pod that tolerates an unreachable node for a while is kept that long', async (t) => {
+  const c = await hollowCluster(t, ['n1', 'n2'], { hollow: { heartbeatMs: 250 } });
+  const tolerant: KObject = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'patient', namespace: 'default' },
+    spec: { nodeSelector: { 'kubernetes.io/hostname': 'n1' }, tolerations: [{ key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 2 }], containers: [{ name: 'c', image: 'i' }] },
+  };
+  await c.res.apply((await import('../../protocol/index.js')).normalize(tolerant));
+  await waitFor(() => isReadyPod(c.pods.get('default', 'patient') ?? ({ metadata: {}, status: {} } as KObject)), 'patient ready');
+  c.fleet.kill('n1');
+  const killedAt = Date.now();
+  await waitFor(async () => (await c.res.get(kindInfo('Node')!, undefined, 'n1'))?.spec.taints, 'n1 tainted', 5000);
+  t.ok(c.pods.get('default', 'patient'), 'still there once the node is NotReady');
+  await waitFor(() => !c.pods.get('default', 'patient'), 'evicted after its toleration', 8000);
+  t.ok(Date.now() - killedAt >= 2000, 'not before tolerationSeconds');
+});

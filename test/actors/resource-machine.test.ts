@@ -1,0 +1,115 @@
+import t from 'tap';
+import { createActor } from 'xstate';
+import { decide, kindOf, mergePatch, resourceMachine, type ResourceContext } from '../../actors/index.js';
+import { ConflictError, NotFoundError, ValidationError, type KObject } from '../../protocol/index.js';
+
+const deploy = (replicas = 3, image = 'myapp:1.0'): KObject => ({
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  metadata: { name: 'web', labels: { app: 'web' } },
+  spec: { replicas, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image }] } } },
+});
+const pod = (): KObject => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p1', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'busybox:1' }] } });
+const ctx = (token: string, object?: KObject): ResourceContext => ({ info: kindOf(token), namespace: 'default', name: object?.metadata.name ?? 'web', object });
+
+function changed(d: ReturnType<typeof decide>): KObject {
+  if (d.type !== 'change') throw new Error(`expected a change, got ${d.type}${d.type === 'error' ? `: ${d.error.message}` : ''}`);
+  return d.object;
+}
+
+t.test('apply creates with server-owned metadata, defaults, and generation 1', async (t) => {
+  const obj = changed(decide(ctx('deployment'), { type: 'apply', object: { ...deploy(), metadata: { ...deploy().metadata, uid: 'client-made', resourceVersion: '7' } } }));
+  t.match(obj.metadata.uid, /^[0-9a-f-]{36}$/);
+  t.not(obj.metadata.uid, 'client-made', 'the client does not pick the uid');
+  t.equal(obj.metadata.resourceVersion, undefined, 'resourceVersion is the store revision, not stored');
+  t.equal(obj.metadata.generation, 1);
+  t.equal(obj.metadata.namespace, 'default');
+  t.ok(obj.metadata.creationTimestamp);
+  t.equal(obj.spec.strategy.type, 'RollingUpdate');
+});
+
+t.test('re-applying the same manifest changes nothing; a spec change raises the generation', async (t) => {
+  const cur = changed(decide(ctx('deployment'), { type: 'apply', object: deploy() }));
+  t.same(decide(ctx('deployment', cur), { type: 'apply', object: deploy() }), { type: 'noop' });
+  const scaled = changed(decide(ctx('deployment', cur), { type: 'apply', object: deploy(5) }));
+  t.equal(scaled.metadata.generation, 2);
+  t.equal(scaled.metadata.uid, cur.metadata.uid);
+  const relabeled = changed(decide(ctx('deployment', cur), { type: 'apply', object: { ...deploy(), metadata: { name: 'web', labels: { app: 'web', tier: 'x' } } } }));
+  t.equal(relabeled.metadata.generation, 1, 'metadata alone is not a new generation');
+  // the controller's revision annotation survives an apply that does not mention it
+  const annotated = { ...cur, metadata: { ...cur.metadata, annotations: { 'deployment.kubernetes.io/revision': '4' } } };
+  t.same(decide(ctx('deployment', annotated), { type: 'apply', object: deploy() }), { type: 'noop' });
+});
+
+t.test('create on an existing object, wrong names and bad objects are errors that change nothing', async (t) => {
+  const cur = changed(decide(ctx('deployment'), { type: 'apply', object: deploy() }));
+  const exists = decide(ctx('deployment', cur), { type: 'apply', object: deploy(), create: true });
+  t.equal(exists.type, 'error');
+  t.type(exists.type === 'error' && exists.error, ConflictError);
+  t.match(exists.type === 'error' && exists.error.details, { reason: 'AlreadyExists' });
+  const wrongName = decide({ ...ctx('deployment'), name: 'other' }, { type: 'apply', object: deploy() });
+  t.match(wrongName.type === 'error' && wrongName.error.message, /metadata\.name: expected "other"/);
+  const bad = decide(ctx('deployment'), { type: 'apply', object: deploy(-2) });
+  t.type(bad.type === 'error' && bad.error, ValidationError);
+  t.match(bad.type === 'error' && bad.error.message, /spec\.replicas/);
+  const notFound = decide(ctx('deployment'), { type: 'status', status: {} });
+  t.type(notFound.type === 'error' && notFound.error, NotFoundError);
+});
+
+t.test('patch merges, re-validates, and bumps the generation only for spec changes', async (t) => {
+  const cur = changed(decide(ctx('deployment'), { type: 'apply', object: deploy() }));
+  const scaled = changed(decide(ctx('deployment', cur), { type: 'patch', spec: { replicas: 10 } }));
+  t.equal(scaled.spec.replicas, 10);
+  t.equal(scaled.metadata.generation, 2);
+  const bad = decide(ctx('deployment', cur), { type: 'patch', spec: { replicas: 'ten' } });
+  t.match(bad.type === 'error' && bad.error.message, /spec\.replicas: expected an integer/);
+  const paused = changed(decide(ctx('deployment', cur), { type: 'patch', spec: { paused: true } }));
+  t.equal(changed(decide(ctx('deployment', paused), { type: 'patch', spec: { paused: null } })).spec.paused, undefined, 'null removes a field');
+  const ann = changed(decide(ctx('deployment', cur), { type: 'patch', metadata: { annotations: { a: 'b' } } }));
+  t.equal(ann.metadata.generation, 1);
+  t.same(mergePatch({ a: { b: 1, c: 2 }, d: [1] }, { a: { b: null, e: 3 }, d: [2] }), { a: { c: 2, e: 3 }, d: [2] });
+});
+
+t.test('pods: spec is immutable, bind once, delete of a bound pod waits for its node', async (t) => {
+  const p = changed(decide(ctx('pod', pod()), { type: 'apply', object: pod() }).type === 'noop' ? { type: 'noop' } : decide({ ...ctx('pod'), name: 'p1' }, { type: 'apply', object: pod() }));
+  t.same(p.status, { phase: 'Pending' });
+  const c = { ...ctx('pod', p), name: 'p1' };
+  const other = { ...pod(), spec: { containers: [{ name: 'c', image: 'busybox:2' }] } };
+  t.match((decide(c, { type: 'apply', object: other }) as { error: Error }).error.message, /a pod's spec cannot change/);
+  const bound = changed(decide(c, { type: 'bind', node: 'n1', uid: p.metadata.uid }));
+  t.equal(bound.spec.nodeName, 'n1');
+  t.match(bound.status.conditions, [{ type: 'PodScheduled', status: 'True' }]);
+  const b = { ...c, object: bound };
+  t.same(decide(b, { type: 'bind', node: 'n1' }), { type: 'noop' });
+  t.type((decide(b, { type: 'bind', node: 'n2' }) as { error: Error }).error, ConflictError);
+  t.same(decide(b, { type: 'apply', object: pod() }), { type: 'noop' }, 're-applying a bound pod keeps its node');
+  t.type((decide(b, { type: 'delete', uid: 'someone-else' }) as { error: Error }).error, ConflictError, 'uid precondition');
+  const terminating = changed(decide(b, { type: 'delete', gracePeriodSeconds: 5 }));
+  t.ok(terminating.metadata.deletionTimestamp);
+  t.equal(terminating.metadata.deletionGracePeriodSeconds, 5);
+  const tc = { ...c, object: terminating };
+  t.same(decide(tc, { type: 'delete' }), { type: 'noop' });
+  t.type((decide(tc, { type: 'finalize', uid: 'x' }) as { error: Error }).error, ConflictError);
+  t.same(decide(tc, { type: 'finalize', uid: p.metadata.uid! }), { type: 'remove' });
+  t.same(decide(b, { type: 'delete', force: true }), { type: 'remove' }, 'force removes at once');
+  t.same(decide(c, { type: 'delete' }), { type: 'remove' }, 'an unbound pod goes at once');
+});
+
+t.test('the machine: a rejected or no-op command makes no transition; removal ends the actor', async (t) => {
+  const actor = createActor(resourceMachine(kindOf('deployment')), { input: { namespace: 'default', name: 'web' } });
+  const seen: unknown[] = [];
+  actor.subscribe((s) => seen.push(s));
+  actor.start();
+  const first = actor.getSnapshot();
+  actor.send({ type: 'apply', object: deploy() });
+  const created = actor.getSnapshot();
+  t.not(created, first);
+  t.equal(created.context.object?.metadata.name, 'web');
+  actor.send({ type: 'apply', object: deploy() });
+  t.equal(actor.getSnapshot(), created, 'no-op: the same snapshot');
+  actor.send({ type: 'apply', object: deploy(-1) });
+  t.equal(actor.getSnapshot(), created, 'rejected: the same snapshot');
+  actor.send({ type: 'delete' });
+  t.equal(actor.getSnapshot().status, 'done');
+  t.equal(new Set(seen).size, 3, 'three distinct snapshots (initial, created, removed): what the host publishes and persists');
+});

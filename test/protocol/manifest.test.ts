@@ -1,0 +1,108 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ValidationError, formatSelector, matchesSelector, parseManifests, parseSelector, templateHash } from '../../protocol/index.js';
+
+const seed = readFileSync(fileURLToPath(new URL('../../../examples/deployment.yaml', import.meta.url)), 'utf8');
+
+function rejects(text: string): string {
+  try {
+    parseManifests(text, 'm.yaml');
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    return err.message;
+  }
+  throw new Error('expected a ValidationError');
+}
+
+t.test("the seed's Deployment parses unchanged and gets Kubernetes' defaults", async (t) => {
+  const [m] = parseManifests(seed, 'deployment.yaml');
+  const d = m!.object;
+  t.equal(d.kind, 'Deployment');
+  t.equal(d.metadata.namespace, 'default');
+  t.equal(d.spec.replicas, 3);
+  t.same(d.spec.strategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' } });
+  t.equal(d.spec.revisionHistoryLimit, 10);
+  t.equal(d.spec.progressDeadlineSeconds, 600);
+  t.equal(d.spec.template.spec.restartPolicy, 'Always');
+  t.equal(d.spec.template.spec.terminationGracePeriodSeconds, 30);
+  t.equal(d.spec.template.spec.containers[0].imagePullPolicy, 'IfNotPresent', 'a tagged image');
+  t.equal(d.spec.template.spec.containers[0].ports[0].protocol, 'TCP');
+  const [latest] = parseManifests(seed.replace('myapp:1.0', 'myapp'), 'd.yaml');
+  t.equal(latest!.object.spec.template.spec.containers[0].imagePullPolicy, 'Always', 'no tag means latest');
+  const [one] = parseManifests(seed.replace('  replicas: 3\n', ''), 'd.yaml');
+  t.equal(one!.object.spec.replicas, 1);
+});
+
+t.test('JSON and multi-document YAML; empty documents are skipped', async (t) => {
+  const json = JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a' } });
+  t.equal(parseManifests(json, 'ns.json')[0]!.object.kind, 'Namespace');
+  const multi = parseManifests(`---\n${seed}---\n---\n${json}\n`, 'all.yaml');
+  t.same(multi.map((m) => m.object.kind), ['Deployment', 'Namespace']);
+  t.equal(multi[1]!.source, 'all.yaml (document 3)', 'documents are numbered as they appear');
+});
+
+t.test('bad input is rejected with the field path, and what was expected', async (t) => {
+  t.match(rejects(seed.replace('        ports:', '        portz:')), /spec\.template\.spec\.containers\[0\]\.portz: unknown field/);
+  t.match(rejects(seed.replace('replicas: 3', 'replicas: three')), /deployment "myapp-deployment": spec\.replicas: expected an integer from 0 to 100000, got "three"/);
+  t.match(rejects(seed.replace('replicas: 3', 'replicas: -1')), /spec\.replicas: expected an integer from 0 to 100000, got -1/);
+  t.match(rejects(seed.replace('      app: myapp\n  template', '      app: other\n  template')), /spec\.template\.metadata\.labels: selector does not match template labels \(selector app=other/);
+  t.match(rejects(seed.replace('name: myapp-deployment', 'name: MyApp_Deployment')), /metadata\.name: expected a DNS-1123 subdomain/);
+  t.match(rejects(seed.replace('containerPort: 8080', 'containerPort: 80800')), /containerPort: expected an integer from 1 to 65535, got 80800/);
+  t.match(rejects(seed.replace('apps/v1', 'apps/v2')), /apiVersion: expected "apps\/v1" for kind Deployment, got "apps\/v2"/);
+  t.match(rejects(seed.replace('kind: Deployment', 'kind: StatefulSet')), /kind: expected one of Pod, Deployment, ReplicaSet, Service, Namespace, List, got "StatefulSet"/);
+  t.match(rejects(`${seed}\n  paused: true\n  paused: false\n`), /not valid YAML or JSON: Map keys must be unique/);
+  t.match(rejects('kind: [unclosed'), /not valid YAML or JSON/);
+  t.match(rejects('just a string'), /expected an object with apiVersion, kind and metadata, got "just a string"/);
+  const noSelector = seed.replace('  selector:\n    matchLabels:\n      app: myapp\n', '  selector: {}\n');
+  t.match(rejects(noSelector), /spec\.selector: expected matchLabels or matchExpressions/);
+  t.match(rejects(seed.replace('replicas: 3', 'replicas: 3\n  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: "0%"}}')), /maxUnavailable: may not be 0 when maxSurge is 0/);
+  t.match(rejects(seed.replace('replicas: 3', 'replicas: 3\n  strategy: {rollingUpdate: {maxSurge: "150%"}}')), /maxSurge: expected an integer ≥ 0 or a percentage from "0%" to "100%", got "150%"/);
+});
+
+t.test('a manifest over 1 MiB is refused before it is parsed', async (t) => {
+  const big = `${seed}# ${'x'.repeat(2 * 1024 * 1024)}\n`;
+  t.match(rejects(big), /the manifest is \d+ bytes; at most 1048576 bytes are accepted/);
+});
+
+t.test('a YAML alias bomb is refused', async (t) => {
+  const lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+  for (let i = 1; i < 10; i++) {
+    const prev = String.fromCharCode(96 + i);
+    const cur = String.fromCharCode(97 + i);
+    lines.push(`${cur}: &${cur} [*${prev},*${prev},*${prev},*${prev},*${prev},*${prev},*${prev},*${prev},*${prev}]`);
+  }
+  const started = Date.now();
+  t.match(rejects(lines.join('\n')), /alias/i);
+  t.ok(Date.now() - started < 5000, 'answered without expanding the aliases');
+});
+
+t.test('a List with one bad item: nothing of it is returned', async (t) => {
+  const list = { apiVersion: 'v1', kind: 'List', items: [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ok' } }, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'Bad!' } }] };
+  const msg = rejects(JSON.stringify(list));
+  t.match(msg, /List items\[1\]: namespace "Bad!": metadata\.name: expected a DNS-1123 label/);
+  t.match(msg, /nothing of the List was applied/);
+  const good = parseManifests(JSON.stringify({ ...list, items: [list.items[0]] }), 'l.json');
+  t.equal(good.length, 1);
+});
+
+t.test('selectors: kubectl syntax, matching, formatting', async (t) => {
+  const sel = parseSelector('app=web,tier!=db,env in (prod, staging),!legacy,team');
+  t.same(sel.matchLabels, { app: 'web' });
+  t.equal(sel.matchExpressions!.length, 4);
+  t.ok(matchesSelector(sel, { app: 'web', env: 'prod', team: 'a' }));
+  t.notOk(matchesSelector(sel, { app: 'web', env: 'prod', team: 'a', legacy: 'y' }));
+  t.notOk(matchesSelector(sel, { app: 'web', env: 'dev', team: 'a' }));
+  t.notOk(matchesSelector(sel, { app: 'web', env: 'prod', tier: 'db', team: 'a' }));
+  t.equal(formatSelector({ matchLabels: { app: 'web' }, matchExpressions: [{ key: 'env', operator: 'NotIn', values: ['dev'] }] }), 'app=web,env notin (dev)');
+  t.throws(() => parseSelector('app=(web'), ValidationError);
+});
+
+t.test('the pod-template-hash is stable and follows the template', async (t) => {
+  const [a] = parseManifests(seed, 'a');
+  const [b] = parseManifests(seed, 'b');
+  t.equal(templateHash(a!.object.spec.template), templateHash(b!.object.spec.template));
+  const [c] = parseManifests(seed.replace('myapp:1.0', 'myapp:2.0'), 'c');
+  t.not(templateHash(a!.object.spec.template), templateHash(c!.object.spec.template));
+  t.match(templateHash(a!.object.spec.template), /^[bcdfghjklmnpqrstvwxz2456789]+$/);
+});
