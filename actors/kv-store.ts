@@ -155,16 +155,27 @@ export class KvStore {
         deliver_policy: DeliverPolicy.LastPerSubject,
       });
       const info = await consumer.info(true);
-      if (info.num_pending === 0) return out;
-      const msgs = await consumer.consume();
-      for await (const m of msgs) {
-        const op = m.headers?.get('KV-Operation');
-        if (op !== 'DEL' && op !== 'PURGE') {
-          out.push({ key: m.subject.slice(prefix.length), value: m.data, revision: m.seq, created: new Date(Math.floor(m.info.timestampNanos / 1e6)) });
+      // Fetch in bounded batches: entries replaced or deleted while we read must not leave us
+      // waiting for messages that no longer exist.
+      let remaining = info.num_pending;
+      const seen = new Map<string, { revision: number; entry?: Entry }>();
+      while (remaining > 0) {
+        const batch = await consumer.fetch({ max_messages: Math.min(remaining, 2000), expires: 2000 });
+        let got = 0;
+        for await (const m of batch) {
+          got++;
+          const op = m.headers?.get('KV-Operation');
+          const key = m.subject.slice(prefix.length);
+          // a key written or deleted again while we read appears again: its last message wins
+          if ((seen.get(key)?.revision ?? -1) < m.seq) {
+            seen.set(key, op === 'DEL' || op === 'PURGE' ? { revision: m.seq } : { revision: m.seq, entry: { key, value: m.data, revision: m.seq, created: new Date(Math.floor(m.info.timestampNanos / 1e6)) } });
+          }
+          remaining = m.info.pending;
+          if (remaining === 0) break;
         }
-        if (m.info.pending === 0) break;
+        if (got === 0) break;
       }
-      await msgs.close();
+      for (const v of seen.values()) if (v.entry) out.push(v.entry);
       return out;
     } catch (err) {
       throw kvError(err, `list ${filter}`);

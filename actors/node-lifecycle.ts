@@ -49,6 +49,7 @@ export class NodeLifecycle {
   private timer?: TimerHandle;
   private sub?: Subscription;
   private busy = false;
+  private stopped = false;
   private readonly evicting = new Set<string>();
   private readonly opts: Required<Omit<NodeLifecycleOptions, 'clock'>>;
 
@@ -69,6 +70,7 @@ export class NodeLifecycle {
   start(): void {
     this.sub = this.bus.subscribe<{ node: string }>(this.bus.subjects.nodeHbAll(), (env) => this.beat(env.body.node), { accept: [HEARTBEAT_TYPE] });
     const tick = () => {
+      if (this.stopped) return;
       this.timer = this.clock.setTimeout(() => {
         void this.check().finally(tick);
       }, this.opts.tickMs);
@@ -77,6 +79,7 @@ export class NodeLifecycle {
   }
 
   stop(): void {
+    this.stopped = true;
     this.sub?.unsubscribe();
     if (this.timer) this.clock.clearTimeout(this.timer);
   }
