@@ -7,11 +7,9 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { PROTOCOL_VERSION, formatVersion, TroupeError } from '../protocol/index.js';
 import { createLogger, findProgram, isLogLevel, LOG_LEVELS } from '../supervisor/index.js';
-import { up } from './up.js';
 import { resolveServer } from './context.js';
 import { exec as podExec, logs as podLogs } from './pod-commands.js';
 import { Bus } from '../actors/index.js';
-import { Agent, ClusterImages, detectCgroups, familiarName, namespacePrefix, parseImageRef } from '../node-agent/index.js';
 import { isDns1123Label } from '../protocol/index.js';
 import { VERSION } from './version.js';
 import { UsageError, cmdApply, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
@@ -117,6 +115,8 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function cmdUp(args: string[]): Promise<number> {
+  const { detectCgroups, namespacePrefix } = await import('../node-agent/index.js');
+  const { up } = await import('./up.js');
   const { values } = parseArgs({
     args,
     strict: true,
@@ -167,6 +167,7 @@ async function cmdUp(args: string[]): Promise<number> {
 }
 
 async function cmdAgent(args: string[]): Promise<number> {
+  const { Agent, detectCgroups, namespacePrefix } = await import('../node-agent/index.js');
   const { values } = parseArgs({
     args,
     strict: true,
@@ -365,6 +366,7 @@ async function cmdExec(args: string[]): Promise<number> {
 }
 
 async function cmdImage(args: string[]): Promise<number> {
+  const { ClusterImages, familiarName, parseImageRef } = await import('../node-agent/index.js');
   const [sub, ...rest] = args;
   const { values, positionals } = parseArgs({
     args: rest,

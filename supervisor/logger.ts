@@ -3,7 +3,7 @@
  * Pretty output only on a TTY; JSON lines otherwise.
  */
 import { pino, type Logger, type LevelWithSilent } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
 
 export type { Logger };
 
@@ -27,6 +27,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const base = { name: opts.name ?? 'troupe' };
   const usePretty = opts.pretty ?? (process.stderr.isTTY === true && opts.destination === undefined);
   if (usePretty) {
+    // loaded only for a terminal
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     return pino({ level, base }, pretty({ colorize: true, sync: true, destination: 2, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' }));
   }
   const dest = opts.destination ?? pino.destination({ fd: 2, sync: true });

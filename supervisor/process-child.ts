@@ -6,7 +6,7 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import type { Logger } from 'pino';
 import type { ChildHandle, ChildSpec, ExitReason, Restart, Shutdown } from './child-spec.js';
 import { ChildStartError, ProcessExitError, ProgramMissingError } from './errors.js';
@@ -76,8 +76,10 @@ export function processChild<V = undefined>(opts: ProcessChildOptions<V>): Child
     id: opts.id,
     restart: opts.restart,
     shutdown: opts.shutdown ?? 5000,
-    start: (ctx) =>
-      new Promise((resolveStart, rejectStart) => {
+    start: async (ctx) => {
+      // loaded when first needed: a CLI that starts no process does not pay for it
+      const { execa } = await import('execa');
+      return new Promise((resolveStart, rejectStart) => {
         const logger = ctx.logger.child({ component: opts.id });
         const tail: string[] = [];
         let started = false;
@@ -166,6 +168,7 @@ export function processChild<V = undefined>(opts: ProcessChildOptions<V>): Child
             rejectStart(new ChildStartError(`${opts.id}: not ready within ${opts.readyTimeout} ms${tail.length ? `; last output: ${tail.slice(-5).join(' | ')}` : ''}`, { file: opts.file }));
           }, opts.readyTimeout);
         }
-      }),
+      });
+    },
   };
 }
