@@ -48,16 +48,8 @@ export class HollowFleet {
     this.beat();
     this.timer = setInterval(() => this.beat(), this.opts.heartbeatMs ?? 1000);
     const cap = this.opts.capacity ?? { cpu: '4', memory: '16Gi', pods: '110' };
-    await Promise.all(
-      this.nodes.map((name) =>
-        this.res!.send(NODE, undefined, name, {
-          type: 'patch',
-          create: { apiVersion: 'v1', kind: 'Node', metadata: { name } },
-          metadata: { labels: { 'kubernetes.io/hostname': name, 'troupe.dev/hollow': 'true', ...this.opts.labels } },
-          status: { capacity: cap, allocatable: cap, nodeInfo: { kubeletVersion: 'troupe-hollow', containerRuntimeVersion: 'hollow' } },
-        }),
-      ),
-    );
+    // registered like a real agent: retried until a control plane answers
+    this.registered = Promise.all(this.nodes.map((name) => this.register(name, cap)));
     const kv = await KvStore.open(bus, bus.subjects.stateBucket);
     this.informer = new Informer(bus, kv, POD, this.opts.logger);
     this.informer.on((type, pod) => {
@@ -65,6 +57,25 @@ export class HollowFleet {
       else this.running.delete(`${pod.metadata.namespace}/${pod.metadata.name}`);
     });
     await this.informer.start();
+  }
+
+  /** Resolves once every node is registered. */
+  registered: Promise<unknown> = Promise.resolve();
+
+  private async register(name: string, cap: { cpu: string; memory: string; pods: string }): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.res!.send(NODE, undefined, name, {
+          type: 'patch',
+          create: { apiVersion: 'v1', kind: 'Node', metadata: { name } },
+          metadata: { labels: { 'kubernetes.io/hostname': name, 'troupe.dev/hollow': 'true', ...this.opts.labels } },
+          status: { capacity: cap, allocatable: cap, nodeInfo: { kubeletVersion: 'troupe-hollow', containerRuntimeVersion: 'hollow' } },
+        }, { timeout: 5000 });
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
+      }
+    }
   }
 
   /** Stops one node's heartbeats and pod handling, as if its machine died. */
@@ -142,12 +153,21 @@ export class HollowFleet {
     } else ready();
   }
 
+  /** Sends a pod command, retried while the control plane is away (as a real agent does). */
   private async send(pod: KObject, cmd: Parameters<Resources['send']>[3]): Promise<void> {
-    try {
-      await this.res!.send(POD, pod.metadata.namespace, pod.metadata.name, cmd);
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code !== 'TRP_ERR_NOT_FOUND' && code !== 'TRP_ERR_CONFLICT') this.opts.logger?.warn({ err }, 'hollow node: command failed');
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.res!.send(POD, pod.metadata.namespace, pod.metadata.name, cmd, { timeout: 5000 });
+        return;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === 'TRP_ERR_NOT_FOUND' || code === 'TRP_ERR_CONFLICT') return;
+        if (code !== 'TRP_ERR_TIMEOUT' && code !== 'TRP_ERR_UNAVAILABLE') {
+          this.opts.logger?.warn({ err }, 'hollow node: command failed');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+      }
     }
   }
 
@@ -155,6 +175,7 @@ export class HollowFleet {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.informer?.stop();
+    await this.registered;
   }
 }
 

@@ -12,7 +12,7 @@
 import type { Subscription } from '@nats-io/transport-node';
 import { Informer, KvStore, Resources, type Bus } from '../actors/index.js';
 import { MessageType, kindInfo, stableJson, type EventBody, type KObject } from '../protocol/index.js';
-import { sleep, systemClock, type Logger } from '../supervisor/index.js';
+import { backoff, sleep, systemClock, type Logger } from '../supervisor/index.js';
 import type { PodRunSpec, PodStatus } from './pod-machine.js';
 import type { NodeInfo } from './agent.js';
 
@@ -200,14 +200,20 @@ export class PodSync {
 
   private async flushStatus(key: string): Promise<void> {
     const [ns, name] = key.split('/') as [string, string];
+    let attempt = 0;
     try {
       for (let next = this.pendingStatus.get(key); next && !this.stopped; next = this.pendingStatus.get(key)) {
         this.pendingStatus.delete(key);
         try {
-          await this.res!.send(POD, ns, name, { type: 'status', uid: next.uid, status: next.status });
+          await this.res!.send(POD, ns, name, { type: 'status', uid: next.uid, status: next.status }, { timeout: 5000 });
+          attempt = 0;
         } catch (err) {
           const code = (err as { code?: string }).code;
-          if (code !== 'TRP_ERR_NOT_FOUND' && code !== 'TRP_ERR_CONFLICT') this.logger.debug({ err, pod: key }, 'pod status not reported');
+          if (code === 'TRP_ERR_NOT_FOUND' || code === 'TRP_ERR_CONFLICT') continue;
+          // the control plane is away (restarting, failing over): the newest status goes again
+          this.logger.debug({ err, pod: key }, 'pod status not reported; retrying');
+          if (!this.pendingStatus.has(key)) this.pendingStatus.set(key, next);
+          await sleep(systemClock, backoff(attempt++, 100, 5000)).catch(() => undefined);
         }
       }
     } finally {
@@ -216,11 +222,16 @@ export class PodSync {
   }
 
   private async finalize(ns: string, name: string, uid: string): Promise<void> {
-    try {
-      await this.res!.send(POD, ns, name, { type: 'finalize', uid });
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code !== 'TRP_ERR_NOT_FOUND' && code !== 'TRP_ERR_CONFLICT') this.logger.warn({ err, pod: `${ns}/${name}` }, 'pod not finalized');
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.res!.send(POD, ns, name, { type: 'finalize', uid }, { timeout: 5000 });
+        return;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === 'TRP_ERR_NOT_FOUND' || code === 'TRP_ERR_CONFLICT') return;
+        if (attempt === 0) this.logger.warn({ err, pod: `${ns}/${name}` }, 'pod not finalized yet; retrying');
+        await sleep(systemClock, backoff(attempt, 100, 5000)).catch(() => undefined);
+      }
     }
   }
 
