@@ -18,7 +18,7 @@ import {
   NotFoundError,
   TroupeError,
   ValidationError,
-  kindInfo,
+  KINDS,
   normalize,
   s,
   stableJson,
@@ -53,7 +53,8 @@ export type ResourceCommand =
   | { type: 'get' };
 
 export interface ResourceContext {
-  info: KindInfo;
+  /** The kind's token ("deployment"); kept small, as it is persisted with every object. */
+  kind: string;
   namespace: string;
   name: string;
   object?: KObject;
@@ -81,12 +82,12 @@ export function decide(ctx: ResourceContext, ev: ResourceCommand, now: Date = ne
 }
 
 function what(ctx: ResourceContext): string {
-  return `${ctx.info.kind.toLowerCase()} ${ctx.info.namespaced ? `${ctx.namespace}/` : ''}${ctx.name}`;
+  return `${infoOf(ctx).kind.toLowerCase()} ${infoOf(ctx).namespaced ? `${ctx.namespace}/` : ''}${ctx.name}`;
 }
 
 function decideInner(ctx: ResourceContext, ev: ResourceCommand, now: Date): Decision {
   const cur = ctx.object;
-  const notFound = () => ({ type: 'error' as const, error: new NotFoundError(`${what(ctx)} not found`, { kind: ctx.info.kind, name: ctx.name }) });
+  const notFound = () => ({ type: 'error' as const, error: new NotFoundError(`${what(ctx)} not found`, { kind: infoOf(ctx).kind, name: ctx.name }) });
   const uidMismatch = (uid: string) => ({ type: 'error' as const, error: new ConflictError(`${what(ctx)}: precondition failed: uid is ${cur?.metadata.uid}, not ${uid}`) });
   switch (ev.type) {
     case 'get':
@@ -119,7 +120,7 @@ function decideInner(ctx: ResourceContext, ev: ResourceCommand, now: Date): Deci
       const checked = normalize(rest, what(ctx));
       checked.status = status;
       checked.metadata = { ...next.metadata, ...(checked.metadata.namespace ? { namespace: checked.metadata.namespace } : {}) };
-      if (ctx.info.kind === 'Pod' && cur && stableJson(checked.spec) !== stableJson(cur.spec)) {
+      if (infoOf(ctx).kind === 'Pod' && cur && stableJson(checked.spec) !== stableJson(cur.spec)) {
         return { type: 'error', error: new ValidationError(`${what(ctx)}: spec: a pod's spec cannot change; delete the pod and create it again`) };
       }
       if (!fresh && stableJson(checked) === stableJson(base)) return { type: 'noop' };
@@ -134,7 +135,7 @@ function decideInner(ctx: ResourceContext, ev: ResourceCommand, now: Date): Deci
       return { type: 'change', object: { ...cur, status } };
     }
     case 'bind': {
-      if (ctx.info.kind !== 'Pod') return { type: 'error', error: new ValidationError(`${what(ctx)}: only pods are bound to nodes`) };
+      if (infoOf(ctx).kind !== 'Pod') return { type: 'error', error: new ValidationError(`${what(ctx)}: only pods are bound to nodes`) };
       if (!cur) return notFound();
       if (ev.uid && ev.uid !== cur.metadata.uid) return uidMismatch(ev.uid);
       if (cur.metadata.deletionTimestamp) return { type: 'error', error: new ConflictError(`${what(ctx)} is being deleted`) };
@@ -147,7 +148,7 @@ function decideInner(ctx: ResourceContext, ev: ResourceCommand, now: Date): Deci
       if (!cur) return notFound();
       if (ev.uid && ev.uid !== cur.metadata.uid) return uidMismatch(ev.uid);
       // a pod on a node terminates there first; the agent finalizes it when it is gone
-      if (ctx.info.kind === 'Pod' && cur.spec.nodeName && !ev.force) {
+      if (infoOf(ctx).kind === 'Pod' && cur.spec.nodeName && !ev.force) {
         if (cur.metadata.deletionTimestamp) return { type: 'noop' };
         const grace = ev.gracePeriodSeconds ?? cur.spec.terminationGracePeriodSeconds ?? 30;
         return { type: 'change', object: { ...cur, metadata: { ...cur.metadata, deletionTimestamp: now.toISOString(), deletionGracePeriodSeconds: grace } } };
@@ -164,9 +165,9 @@ function decideInner(ctx: ResourceContext, ev: ResourceCommand, now: Date): Deci
 }
 
 function checkKey(ctx: ResourceContext, obj: KObject): void {
-  if (obj.kind !== ctx.info.kind) throw new ValidationError(`${what(ctx)}: kind: expected ${ctx.info.kind}, got ${obj.kind}`);
+  if (obj.kind !== infoOf(ctx).kind) throw new ValidationError(`${what(ctx)}: kind: expected ${infoOf(ctx).kind}, got ${obj.kind}`);
   if (obj.metadata.name !== ctx.name) throw new ValidationError(`${what(ctx)}: metadata.name: expected ${JSON.stringify(ctx.name)} (the name it is addressed by), got ${JSON.stringify(obj.metadata.name)}`);
-  if (ctx.info.namespaced && obj.metadata.namespace !== ctx.namespace) {
+  if (infoOf(ctx).namespaced && obj.metadata.namespace !== ctx.namespace) {
     throw new ValidationError(`${what(ctx)}: metadata.namespace: expected ${JSON.stringify(ctx.namespace)}, got ${JSON.stringify(obj.metadata.namespace)}`);
   }
 }
@@ -180,8 +181,8 @@ function created(obj: KObject, now: Date): KObject {
 }
 
 function updated(ctx: ResourceContext, cur: KObject, obj: KObject): Decision {
-  const spec = ctx.info.kind === 'Pod' ? { ...obj.spec, ...(cur.spec.nodeName && !obj.spec.nodeName ? { nodeName: cur.spec.nodeName } : {}) } : obj.spec;
-  if (ctx.info.kind === 'Pod' && stableJson(spec) !== stableJson(cur.spec)) {
+  const spec = infoOf(ctx).kind === 'Pod' ? { ...obj.spec, ...(cur.spec.nodeName && !obj.spec.nodeName ? { nodeName: cur.spec.nodeName } : {}) } : obj.spec;
+  if (infoOf(ctx).kind === 'Pod' && stableJson(spec) !== stableJson(cur.spec)) {
     return { type: 'error', error: new ValidationError(`${what(ctx)}: spec: a pod's spec cannot change; delete the pod and create it again`) };
   }
   const annotations = { ...obj.metadata.annotations };
@@ -226,7 +227,7 @@ export function resourceMachine(info: KindInfo) {
     },
   }).createMachine({
     id: info.token,
-    context: ({ input }) => ({ info, namespace: input.namespace, name: input.name }),
+    context: ({ input }) => ({ kind: info.token, namespace: input.namespace, name: input.name }),
     initial: 'live',
     states: {
       live: {
@@ -251,8 +252,14 @@ function decideOnce(ctx: ResourceContext, event: ResourceCommand): Decision {
   return d;
 }
 
+const byToken = new Map(KINDS.map((k) => [k.token, k]));
+
 export function kindOf(token: string): KindInfo {
-  const info = [...['Pod', 'Deployment', 'ReplicaSet', 'Service', 'Namespace', 'Node']].map((k) => kindInfo(k)!).find((k) => k.token === token);
+  const info = byToken.get(token);
   if (!info) throw new Error(`no resource kind ${token}`);
   return info;
+}
+
+function infoOf(ctx: ResourceContext): KindInfo {
+  return kindOf(ctx.kind);
 }

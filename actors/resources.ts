@@ -6,6 +6,7 @@
 import {
   CLUSTER_SCOPE,
   MessageType,
+  NotFoundError,
   kindInfo,
   matchesSelector,
   unpackValue,
@@ -18,6 +19,7 @@ import { KvStore, type Entry } from './kv-store.js';
 import type { ResourceCommand } from './resource-machine.js';
 import type { ResourceReply } from './resource-kinds.js';
 import type { StoredActor } from './actor-host.js';
+import { ActorDoneError } from './errors.js';
 
 /** The object held in a resource actor's stored snapshot, with its resourceVersion. */
 export function objectOf(entry: Entry): KObject | undefined {
@@ -43,8 +45,14 @@ export class Resources {
 
   /** Sends one command to a resource actor. */
   async send(info: KindInfo, namespace: string | undefined, name: string, cmd: ResourceCommand, opts: RequestOptions = {}): Promise<ResourceReply> {
-    const env = await this.bus.request<ResourceReply>(this.bus.subjects.cmd(info.token, nsToken(info, namespace), name), MessageType.Command, cmd, { timeout: 15_000, ...opts });
-    return env.body;
+    try {
+      const env = await this.bus.request<ResourceReply>(this.bus.subjects.cmd(info.token, nsToken(info, namespace), name), MessageType.Command, cmd, { timeout: 15_000, ...opts });
+      return env.body;
+    } catch (err) {
+      // an actor in its final state is an object just removed: for its callers, not found
+      if (err instanceof ActorDoneError) throw new NotFoundError(`${info.kind.toLowerCase()} ${info.namespaced ? `${namespace ?? 'default'}/` : ''}${name} not found (just deleted)`, { kind: info.kind, name }, { cause: err });
+      throw err;
+    }
   }
 
   /** Applies a (validated) object; resolves with the stored object. */

@@ -17,6 +17,8 @@ import { WorkQueue } from './work-queue.js';
 import { kindOf } from './resource-machine.js';
 
 const POD = kindOf('pod');
+/** Bindings in flight at once. */
+const MAX_BINDING = 256;
 
 interface NodeUse {
   milliCpu: number;
@@ -32,6 +34,11 @@ export class Scheduler {
   /** Pod key → node of a binding sent but not yet seen in the store. */
   private readonly assumed = new Map<string, string>();
   private readonly unschedulable = new Set<string>();
+  private binding = 0;
+  private facts?: NodeFacts[];
+  /** Where the next search over the nodes begins. */
+  private cursor = 0;
+  private readonly bindWaiters: (() => void)[] = [];
   private readonly use = new Map<string, NodeUse>();
   /** Pod key → node it is counted on. */
   private readonly counted = new Map<string, { node: string; cpu: number; mem: number; ports: number[]; owner?: string }>();
@@ -63,6 +70,7 @@ export class Scheduler {
       } else if (!pod.metadata.deletionTimestamp && !this.assumed.has(key)) this.queue.add(key);
     });
     nodes.on((type, node, old) => {
+      this.facts = undefined;
       if (type === 'delete' || !old || stableJson(old.spec) !== stableJson(node.spec) || stableJson(old.status?.conditions) !== stableJson(node.status?.conditions) || stableJson(old.status?.allocatable) !== stableJson(node.status?.allocatable)) {
         this.retryUnschedulable();
       }
@@ -146,6 +154,18 @@ export class Scheduler {
     this.unschedulable.delete(key);
     this.assumed.set(key, node);
     this.count(key, pod, node);
+    // The decision is made and counted; the binding goes out while the next pod is decided
+    // (kube-scheduler binds asynchronously too). A bounded number are in flight.
+    while (this.binding >= MAX_BINDING) await new Promise<void>((r) => this.bindWaiters.push(r));
+    this.binding++;
+    void this.bind(pod, key, node).finally(() => {
+      this.binding--;
+      this.bindWaiters.shift()?.();
+    });
+  }
+
+  private async bind(pod: KObject, key: string, node: string): Promise<void> {
+    const { namespace: ns, name } = pod.metadata as { namespace: string; name: string };
     try {
       await this.res.send(POD, ns, name, { type: 'bind', node, uid: pod.metadata.uid });
       this.recorder.record(pod, 'Normal', 'Scheduled', `Successfully assigned ${ns}/${name} to ${node}`);
@@ -154,69 +174,101 @@ export class Scheduler {
       this.uncount(key);
       const code = (err as { code?: string }).code;
       if (code === 'TRP_ERR_NOT_FOUND' || code === 'TRP_ERR_CONFLICT') return;
-      throw err;
+      this.logger.warn({ err, pod: key }, 'binding failed; scheduling again');
+      this.queue.addAfter(key, 200);
     }
   }
 
-  /** The best node for a pod, or why none fits. */
+  /** The nodes, with their allocatable parsed once per change (rebuilt lazily). */
+  private nodeFacts(): NodeFacts[] {
+    if (this.facts) return this.facts;
+    this.facts = [...this.nodes.list()].map((node) => {
+      const alloc = node.status?.allocatable ?? {};
+      return {
+        node,
+        name: node.metadata.name,
+        cpu: alloc.cpu !== undefined ? (milliCpu(alloc.cpu) ?? 0) : Infinity,
+        memory: alloc.memory !== undefined ? (parseQuantity(alloc.memory) ?? 0) : Infinity,
+        pods: Number(alloc.pods ?? 110),
+        ready: condition(node, 'Ready')?.status === 'True',
+      };
+    });
+    return this.facts;
+  }
+
+  /**
+   * The best node for a pod, or why none fits. On big clusters, as kube-scheduler does, the
+   * search stops once enough feasible nodes are found (at least 100, or 10% of the nodes),
+   * starting where the previous search stopped, so every node gets its turn.
+   */
   pick(pod: KObject): { node?: string; reasons: string[]; total: number } {
     const reasons: string[] = [];
     const req = podRequests(pod);
     const ports = hostPorts(pod);
     const owner = controllerRef(pod)?.uid;
+    const facts = this.nodeFacts();
+    const total = facts.length;
+    const enough = total <= 100 ? total : Math.max(100, Math.ceil(total / 10));
     let best: string | undefined;
     let bestScore = -Infinity;
-    let total = 0;
-    for (const node of this.nodes.list()) {
-      total++;
-      const why = this.filter(pod, node, req, ports);
+    let feasible = 0;
+    for (let i = 0; i < total && feasible < enough; i++) {
+      const f = facts[(this.cursor + i) % total]!;
+      const why = this.filter(pod, f, req, ports);
       if (why) {
         reasons.push(why);
         continue;
       }
-      const score = this.score(node, req, owner) + Math.random() * 0.01;
+      feasible++;
+      const score = this.score(f, req, owner) + Math.random() * 0.0001;
       if (score > bestScore) {
         bestScore = score;
-        best = node.metadata.name;
+        best = f.name;
       }
+      if (feasible === enough) this.cursor = (this.cursor + i + 1) % total;
     }
     return { node: best, reasons, total };
   }
 
-  private filter(pod: KObject, node: KObject, req: { milliCpu: number; memory: number }, ports: number[]): string | undefined {
-    if (condition(node, 'Ready')?.status !== 'True') return "node(s) had untolerated taint {node.kubernetes.io/not-ready: }";
+  private filter(pod: KObject, f: NodeFacts, req: { milliCpu: number; memory: number }, ports: number[]): string | undefined {
+    const node = f.node;
+    if (!f.ready) return "node(s) had untolerated taint {node.kubernetes.io/not-ready: }";
     if (node.spec?.unschedulable && !tolerates(pod.spec.tolerations, { key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' })) return 'node(s) were unschedulable';
     for (const t of node.spec?.taints ?? []) {
       if (t.effect === 'PreferNoSchedule') continue;
       if (!tolerates(pod.spec.tolerations, t)) return `node(s) had untolerated taint {${t.key}: ${t.value ?? ''}}`;
     }
     const labels = node.metadata.labels ?? {};
-    for (const [k, v] of Object.entries(pod.spec.nodeSelector ?? {})) if (labels[k] !== v) return "node(s) didn't match Pod's node affinity/selector";
+    if (pod.spec.nodeSelector) for (const [k, v] of Object.entries(pod.spec.nodeSelector)) if (labels[k] !== v) return "node(s) didn't match Pod's node affinity/selector";
     const terms = pod.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
     if (terms && !terms.some((t: { matchExpressions?: NodeReq[] }) => (t.matchExpressions ?? []).every((e) => nodeMatches(e, labels)))) return "node(s) didn't match Pod's node affinity/selector";
-    const alloc = node.status?.allocatable ?? {};
-    const u = this.usage(node.metadata.name);
-    const maxPods = Number(alloc.pods ?? 110);
-    if (u.pods + 1 > maxPods) return 'Too many pods';
-    const cpu = alloc.cpu !== undefined ? (milliCpu(alloc.cpu) ?? 0) : Infinity;
-    const mem = alloc.memory !== undefined ? (parseQuantity(alloc.memory) ?? 0) : Infinity;
-    if (req.milliCpu > 0 && u.milliCpu + req.milliCpu > cpu) return 'Insufficient cpu';
-    if (req.memory > 0 && u.memory + req.memory > mem) return 'Insufficient memory';
+    const u = this.usage(f.name);
+    if (u.pods + 1 > f.pods) return 'Too many pods';
+    if (req.milliCpu > 0 && u.milliCpu + req.milliCpu > f.cpu) return 'Insufficient cpu';
+    if (req.memory > 0 && u.memory + req.memory > f.memory) return 'Insufficient memory';
     for (const p of ports) if (u.ports.has(p)) return "node(s) didn't have free ports for the requested pod ports";
     return undefined;
   }
 
-  private score(node: KObject, req: { milliCpu: number; memory: number }, owner: string | undefined): number {
-    const alloc = node.status?.allocatable ?? {};
-    const u = this.usage(node.metadata.name);
-    const cpu = milliCpu(alloc.cpu ?? '0') || 1;
-    const mem = parseQuantity(alloc.memory ?? '0') || 1;
+  private score(f: NodeFacts, req: { milliCpu: number; memory: number }, owner: string | undefined): number {
+    const u = this.usage(f.name);
+    const cpu = Number.isFinite(f.cpu) && f.cpu > 0 ? f.cpu : 1;
+    const mem = Number.isFinite(f.memory) && f.memory > 0 ? f.memory : 1;
     // least allocated: the share left free after this pod, 0..100
-    const free = ((1 - (u.milliCpu + req.milliCpu) / cpu) + (1 - (u.memory + req.memory) / mem)) * 50;
+    const free = (1 - (u.milliCpu + req.milliCpu) / cpu + (1 - (u.memory + req.memory) / mem)) * 50;
     // spread: each pod of the same owner already there costs more than any difference in free share
     const same = owner ? (u.owners.get(owner) ?? 0) : 0;
     return Math.max(0, free) - same * 200 - u.pods * 0.001;
   }
+}
+
+interface NodeFacts {
+  node: KObject;
+  name: string;
+  cpu: number;
+  memory: number;
+  pods: number;
+  ready: boolean;
 }
 
 type NodeReq = { key: string; operator: string; values?: string[] };

@@ -6,6 +6,8 @@ import { printFigures } from './stats.js';
 const benches: Record<string, () => Promise<Record<string, number>>> = {
   bus: async () => (await import('./bus.js')).benchBus(),
   'pod-start': async () => (await import('./pod-start.js')).benchPodStart(),
+  'apply-to-running': async () => (await import('./apply-to-running.js')).benchApplyToRunning(),
+  'control-plane': async () => (await import('./control-plane.js')).benchControlPlane(),
 };
 
 const name = process.argv[2];

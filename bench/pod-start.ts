@@ -21,13 +21,13 @@ import { percentile } from './stats.js';
 
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
-function rssMb(pid: number): number {
+export function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Math.round(Number(m[1]) / 102.4) / 10 : NaN;
 }
 
 /** The agent's own node process (inside the namespace wrapper, when there is one). */
-function agentPid(wrapper: number): number {
+export function agentPid(wrapper: number): number {
   try {
     const kids = execFileSync('pgrep', ['-P', String(wrapper)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
     for (const k of kids) {
@@ -40,7 +40,7 @@ function agentPid(wrapper: number): number {
   return wrapper;
 }
 
-async function rawCrun(dir: string, lowerDir: string, n: number): Promise<number[]> {
+export async function rawCrun(dir: string, lowerDir: string, n: number): Promise<number[]> {
   const crun = requireProgram('crun', 'apt-get install crun');
   const bundle = join(dir, 'raw-bundle');
   mkdirSync(bundle, { recursive: true });

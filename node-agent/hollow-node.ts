@@ -137,7 +137,7 @@ export class HollowFleet {
             { type: 'Initialized', status: 'True' },
             { type: 'Ready', status: 'True', lastTransitionTime: t },
             { type: 'ContainersReady', status: 'True', lastTransitionTime: t },
-            { type: 'PodScheduled', status: 'True' },
+            scheduledCondition(pod),
           ],
           containerStatuses: containerStatuses(true),
         },
@@ -147,7 +147,7 @@ export class HollowFleet {
       void this.send(pod, {
         type: 'status',
         uid,
-        status: { phase: 'Running', hostIP: '127.0.0.1', startTime: now, conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }, { type: 'PodScheduled', status: 'True' }], containerStatuses: containerStatuses(false) },
+        status: { phase: 'Running', hostIP: '127.0.0.1', startTime: now, conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }, scheduledCondition(pod)], containerStatuses: containerStatuses(false) },
       });
       setTimeout(ready, ra);
     } else ready();
@@ -179,3 +179,9 @@ export class HollowFleet {
   }
 }
 
+
+/** The PodScheduled condition as the scheduler set it (its time kept). */
+function scheduledCondition(pod: KObject | undefined): Record<string, unknown> {
+  const c = (pod?.status?.conditions as { type: string; status: string; lastTransitionTime?: string }[] | undefined)?.find((x) => x.type === 'PodScheduled' && x.status === 'True');
+  return { type: 'PodScheduled', status: 'True', ...(c?.lastTransitionTime ? { lastTransitionTime: c.lastTransitionTime } : {}) };
+}

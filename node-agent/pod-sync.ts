@@ -179,7 +179,7 @@ export class PodSync {
         { type: 'Initialized', status: 'True' },
         { type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: transition },
         { type: 'ContainersReady', status: ready ? 'True' : 'False', lastTransitionTime: transition },
-        { type: 'PodScheduled', status: 'True' },
+        scheduledCondition(pod),
       ],
       hostIP: '127.0.0.1',
       startTime: (pod?.status?.startTime as string | undefined) ?? cur.startTime,
@@ -242,4 +242,10 @@ export class PodSync {
     await Promise.all(this.inflight.values());
     await this.registerLoop;
   }
+}
+
+/** The PodScheduled condition as the scheduler set it (its time kept). */
+function scheduledCondition(pod: KObject | undefined): Record<string, unknown> {
+  const c = (pod?.status?.conditions as { type: string; status: string; lastTransitionTime?: string }[] | undefined)?.find((x) => x.type === 'PodScheduled' && x.status === 'True');
+  return { type: 'PodScheduled', status: 'True', ...(c?.lastTransitionTime ? { lastTransitionTime: c.lastTransitionTime } : {}) };
 }

@@ -10,7 +10,7 @@ const deploy = (replicas = 3, image = 'myapp:1.0'): KObject => ({
   spec: { replicas, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image }] } } },
 });
 const pod = (): KObject => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p1', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'busybox:1' }] } });
-const ctx = (token: string, object?: KObject): ResourceContext => ({ info: kindOf(token), namespace: 'default', name: object?.metadata.name ?? 'web', object });
+const ctx = (token: string, object?: KObject): ResourceContext => ({ kind: kindOf(token).token, namespace: 'default', name: object?.metadata.name ?? 'web', object });
 
 function changed(d: ReturnType<typeof decide>): KObject {
   if (d.type !== 'change') throw new Error(`expected a change, got ${d.type}${d.type === 'error' ? `: ${d.error.message}` : ''}`);

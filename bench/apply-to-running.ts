@@ -1,0 +1,112 @@
+/**
+ * `npm run bench -- apply-to-running`: a one-replica Deployment applied → its pod Running as seen
+ * by a watcher, through the whole system (resource actors, ReplicaSet and Deployment controllers,
+ * scheduler, a real `troupe agent` with crun), against crun's own create-start-wait-delete of the
+ * same image in the same run.
+ *
+ * - rawCrunP50Ms: `crun run` of /bin/true on a prepared bundle.
+ * - applyToRunningP50Ms / P99: apply sent → the pod object says Running (informer on the store).
+ * - ratio = applyToRunningP50Ms / rawCrunP50Ms.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { Bus, ControlPlane, Informer, KvStore, Resources, startNatsServer } from '../actors/index.js';
+import { ClusterImages, ImageStore } from '../node-agent/index.js';
+import { kindInfo, normalize, type KObject } from '../protocol/index.js';
+import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
+import { rawCrun } from './pod-start.js';
+import { percentile } from './stats.js';
+
+const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const round = (x: number) => Math.round(x * 10) / 10;
+
+function deployment(name: string): KObject {
+  return normalize({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { app: name } },
+      template: { metadata: { labels: { app: name } }, spec: { terminationGracePeriodSeconds: 0, containers: [{ name: 'c', image: 'busybox:bench', command: ['/bin/sleep', '3600'] }] } },
+    },
+  });
+}
+
+export async function benchApplyToRunning(n = 30): Promise<Record<string, number>> {
+  const dir = mkdtempSync(join(tmpdir(), 'troupe-bench-apply-'));
+  const srv = await startNatsServer({ dataDir: join(dir, 'nats') });
+  const quiet = pino({ level: 'silent' });
+  let agent: ChildProcess | undefined;
+  const buses: Bus[] = [];
+  let cp: ControlPlane | undefined;
+  try {
+    const tar = tarDir(busyboxRootfs(join(dir, 'src')), join(dir, 'rootfs.tar'));
+    const local = new ImageStore(join(dir, 'raw-images'));
+    await local.importRootfs(tar, 'busybox:bench');
+    const raw = await rawCrun(dir, (await local.rootfs('busybox:bench')).path, 50);
+
+    const cpBus = await Bus.connect({ servers: srv.url, logger: quiet });
+    const bus = await Bus.connect({ servers: srv.url, logger: quiet });
+    buses.push(cpBus, bus);
+    cp = await ControlPlane.start({ bus: cpBus, logger: quiet });
+    await (await ClusterImages.open(bus)).importRootfs(tar, 'busybox:bench');
+    agent = spawn(process.execPath, [cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', join(dir, 'agent'), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: agent!.stdout! }).on('line', (l) => l.includes('is up') && resolve());
+      agent!.once('exit', (c) => reject(new Error(`agent exited ${c}`)));
+    });
+    const res = await Resources.open(bus);
+    const pods = new Informer(bus, await KvStore.open(bus, bus.subjects.stateBucket), kindInfo('Pod')!, quiet);
+    const waiting = new Map<string, (t: bigint) => void>();
+    const gone = new Map<string, () => void>();
+    pods.on((type, p) => {
+      const app = p.metadata.labels?.app;
+      if (!app) return;
+      if (type !== 'delete' && p.status?.phase === 'Running') waiting.get(app)?.(process.hrtime.bigint());
+      if (type === 'delete' && [...pods.list()].every((q) => q.metadata.labels?.app !== app)) gone.get(app)?.();
+    });
+    await pods.start();
+    await waitNodeReady(res);
+    const run = async (name: string): Promise<number> => {
+      const running = new Promise<bigint>((r) => waiting.set(name, r));
+      const t0 = process.hrtime.bigint();
+      await res.apply(deployment(name));
+      const t1 = await running;
+      waiting.delete(name);
+      const deleted = new Promise<void>((r) => gone.set(name, r));
+      await res.send(kindInfo('Deployment')!, 'default', name, { type: 'delete' });
+      await deleted;
+      return Number(t1 - t0) / 1e6;
+    };
+    await run('warm'); // the image reaches the node once
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) times.push(await run(`b${i}`));
+    await pods.stop();
+    const rawP50 = percentile(raw, 50);
+    const p50 = percentile(times, 50);
+    return { rawCrunP50Ms: round(rawP50), applyToRunningP50Ms: round(p50), applyToRunningP99Ms: round(percentile(times, 99)), ratio: round(p50 / rawP50) };
+  } finally {
+    if (agent && agent.exitCode === null) {
+      agent.kill('SIGTERM');
+      await new Promise((r) => agent!.once('exit', r));
+    }
+    await cp?.stop();
+    for (const b of buses) await b.close();
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function waitNodeReady(res: Resources): Promise<void> {
+  for (;;) {
+    const n = await res.get(kindInfo('Node')!, undefined, 'bench');
+    if (n?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True')) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

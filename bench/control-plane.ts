@@ -1,0 +1,146 @@
+/**
+ * `npm run bench -- control-plane`: the control plane alone, as Kubernetes' kubemark measures it.
+ * A `troupe controller` process leads; 1,000 hollow nodes (real bus protocol, simulated
+ * containers) run in this process; Deployments totalling 30,000 pods are applied at once.
+ *
+ * - podsPerSecond: pods from the first apply until every one is Running (acknowledged by the store).
+ * - p50/p99ScheduleMs: a pod's creation → its PodScheduled condition (the binding).
+ * - controllerRssMb: the controller process's resident memory with everything in place.
+ * - nodeLossToReplacedMs: one hollow node stops → all its pods Running on other nodes.
+ *
+ * Sizes: TROUPE_BENCH_NODES (1000), TROUPE_BENCH_PODS (30000), TROUPE_BENCH_PER_DEPLOYMENT (500).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { Bus, Informer, KvStore, Resources, startNatsServer } from '../actors/index.js';
+import { HollowFleet } from '../node-agent/index.js';
+import { kindInfo, normalize, type KObject } from '../protocol/index.js';
+import { rssMb } from './pod-start.js';
+import { percentile } from './stats.js';
+
+const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const round = (x: number) => Math.round(x * 10) / 10;
+
+function isRunning(p: KObject): boolean {
+  return !p.metadata.deletionTimestamp && p.status?.phase === 'Running';
+}
+
+export async function benchControlPlane(): Promise<Record<string, number>> {
+  const nodeCount = Number(process.env.TROUPE_BENCH_NODES ?? 1000);
+  const podCount = Number(process.env.TROUPE_BENCH_PODS ?? 30000);
+  const per = Number(process.env.TROUPE_BENCH_PER_DEPLOYMENT ?? 500);
+  const dir = mkdtempSync(join(tmpdir(), 'troupe-bench-cp-'));
+  const srv = await startNatsServer({ dataDir: join(dir, 'nats') });
+  const quiet = pino({ level: 'silent' });
+  let controller: ChildProcess | undefined;
+  const buses: Bus[] = [];
+  let fleet: HollowFleet | undefined;
+  let pods: Informer | undefined;
+  try {
+    controller = spawn(process.execPath, ['--max-old-space-size=2048', ...(process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : []), cli, 'controller', '--server', srv.url, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: controller!.stdout! }).on('line', (l) => l.includes('is leading') && resolve());
+      controller!.once('exit', (c) => reject(new Error(`controller exited ${c}`)));
+    });
+    const fleetBus = await Bus.connect({ servers: srv.url, logger: quiet, name: 'fleet' });
+    const bus = await Bus.connect({ servers: srv.url, logger: quiet, name: 'bench' });
+    buses.push(fleetBus, bus);
+    const names = Array.from({ length: nodeCount }, (_, i) => `hollow-${i}`);
+    fleet = new HollowFleet(fleetBus, names, { heartbeatMs: 500, capacity: { cpu: '32', memory: '128Gi', pods: '110' }, logger: quiet });
+    await fleet.start();
+    await fleet.registered;
+    const res = await Resources.open(bus);
+    const NODE = kindInfo('Node')!;
+    for (;;) {
+      const ready = (await res.list(NODE)).filter((n) => n.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True')).length;
+      if (ready === nodeCount) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    pods = new Informer(bus, await KvStore.open(bus, bus.subjects.stateBucket), kindInfo('Pod')!, quiet);
+    let running = 0;
+    let allRunning!: () => void;
+    const done = new Promise<void>((r) => (allRunning = r));
+    const counted = new Set<string>();
+    pods.on((type, p) => {
+      const key = `${p.metadata.namespace}/${p.metadata.name}`;
+      if (type !== 'delete' && isRunning(p) && !counted.has(key)) {
+        counted.add(key);
+        if (++running === podCount) allRunning();
+      }
+    });
+    await pods.start();
+    const deployments = Math.ceil(podCount / per);
+    const t0 = Date.now();
+    await Promise.all(
+      Array.from({ length: deployments }, (_, i) =>
+        res.apply(
+          normalize({
+            apiVersion: 'apps/v1',
+            kind: 'Deployment',
+            metadata: { name: `load-${i}` },
+            spec: {
+              replicas: Math.min(per, podCount - i * per),
+              selector: { matchLabels: { app: `load-${i}` } },
+              template: { metadata: { labels: { app: `load-${i}` } }, spec: { containers: [{ name: 'c', image: 'hollow:1', resources: { requests: { cpu: '10m', memory: '16Mi' } } }] } },
+            },
+          }),
+        ),
+      ),
+    );
+    const timer = setInterval(() => process.stderr.write(`control-plane: ${running}/${podCount} pods Running after ${((Date.now() - t0) / 1000).toFixed(1)} s\n`), 5000);
+    await done;
+    clearInterval(timer);
+    const seconds = (Date.now() - t0) / 1000;
+    const schedule: number[] = [];
+    for (const p of pods.list()) {
+      const c = (p.status?.conditions as { type: string; status: string; lastTransitionTime?: string }[] | undefined)?.find((x) => x.type === 'PodScheduled');
+      if (c?.lastTransitionTime && p.metadata.creationTimestamp) schedule.push(Date.parse(c.lastTransitionTime) - Date.parse(p.metadata.creationTimestamp));
+    }
+    const controllerRss = rssMb(controller.pid!);
+
+    // a node stops: its pods Running elsewhere
+    const victim = names[0]!;
+    const lost = new Set([...pods.list()].filter((p) => p.spec.nodeName === victim && isRunning(p)).map((p) => p.metadata.name));
+    const lostCount = lost.size;
+    const tKill = Date.now();
+    fleet.kill(victim);
+    let replacedAt = 0;
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        const active = [...pods!.list()].filter((p) => !p.metadata.deletionTimestamp);
+        const stillThere = active.some((p) => lost.has(p.metadata.name));
+        const runningNow = active.filter(isRunning).length;
+        if (!stillThere && runningNow >= podCount) {
+          replacedAt = Date.now();
+          resolve();
+        } else setTimeout(check, 10);
+      };
+      check();
+    });
+    return {
+      nodes: nodeCount,
+      pods: podCount,
+      podsPerSecond: Math.round(podCount / seconds),
+      p50ScheduleMs: round(percentile(schedule, 50)),
+      p99ScheduleMs: round(percentile(schedule, 99)),
+      controllerRssMb: controllerRss,
+      podsOnLostNode: lostCount,
+      nodeLossToReplacedMs: replacedAt - tKill,
+    };
+  } finally {
+    await pods?.stop();
+    await fleet?.stop();
+    if (controller && controller.exitCode === null) {
+      controller.kill('SIGTERM');
+      await new Promise((r) => controller!.once('exit', r));
+    }
+    for (const b of buses) await b.close();
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
