@@ -5,10 +5,10 @@
  * ten minutes are counted on one Event (count, firstTimestamp, lastTimestamp), as Kubernetes does.
  */
 import { randomBytes } from 'node:crypto';
-import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, DeliverPolicy, jetstream } from '@nats-io/jetstream';
+import { RetentionPolicy, StorageType, DiscardPolicy, DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { s, type KObject } from '../protocol/index.js';
 import type { Bus } from './bus.js';
-import { kvError } from './kv-store.js';
+import { ensureStream } from './event-stream.js';
 
 export const RECORDED_EVENT_TYPE = 'kevent';
 
@@ -60,7 +60,6 @@ export function registerRecordedEvents(bus: Bus): void {
 
 /** Creates (or updates) the stream that keeps recorded Events. */
 export async function ensureRecordedEventStream(bus: Bus, opts: { maxMsgs?: number; maxAgeMs?: number } = {}): Promise<void> {
-  const jsm = await jetstreamManager(bus.nc);
   const name = bus.subjects.recordedEventStream;
   const config = {
     name,
@@ -72,20 +71,7 @@ export async function ensureRecordedEventStream(bus: Bus, opts: { maxMsgs?: numb
     max_age: (opts.maxAgeMs ?? 3600_000) * 1_000_000,
     num_replicas: 1,
   };
-  try {
-    await jsm.streams.info(name);
-    await jsm.streams.update(name, config);
-  } catch (err) {
-    if (err instanceof Error && /not found/i.test(err.message)) {
-      try {
-        await jsm.streams.add(config);
-        return;
-      } catch (e) {
-        throw kvError(e, `create recorded events stream ${name}`);
-      }
-    }
-    throw kvError(err, `recorded events stream ${name}`);
-  }
+  await ensureStream(bus, config, 'recorded events stream');
 }
 
 const AGGREGATE_MS = 10 * 60_000;

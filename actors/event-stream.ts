@@ -16,7 +16,6 @@ export interface EventStreamOptions {
 
 /** Creates (or updates the limits of) the cluster's events stream. */
 export async function ensureEventStream(bus: Bus, opts: EventStreamOptions = {}): Promise<void> {
-  const jsm = await jetstreamManager(bus.nc);
   const name = bus.subjects.eventStream;
   const config = {
     name,
@@ -29,19 +28,25 @@ export async function ensureEventStream(bus: Bus, opts: EventStreamOptions = {})
     max_age: (opts.maxAgeMs ?? 24 * 3600_000) * 1_000_000,
     num_replicas: opts.replicas ?? 1,
   };
+  await ensureStream(bus, config, 'events stream');
+}
+
+/** Creates a JetStream stream, or updates its limits when it exists. */
+export async function ensureStream(bus: Bus, config: { name: string } & Record<string, unknown>, what: string): Promise<void> {
+  const jsm = await jetstreamManager(bus.nc);
   try {
-    await jsm.streams.info(name);
-    await jsm.streams.update(name, config);
+    await jsm.streams.info(config.name);
+    await jsm.streams.update(config.name, config as never);
   } catch (err) {
     if (err instanceof Error && /not found/i.test(err.message)) {
       try {
-        await jsm.streams.add(config);
+        await jsm.streams.add(config as never);
         return;
       } catch (e) {
-        throw kvError(e, `create events stream ${name}`);
+        throw kvError(e, `create ${what} ${config.name}`);
       }
     }
-    throw kvError(err, `events stream ${name}`);
+    throw kvError(err, `${what} ${config.name}`);
   }
 }
 

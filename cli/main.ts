@@ -12,7 +12,7 @@ import { exec as podExec, logs as podLogs } from './pod-commands.js';
 import { Bus } from '../actors/index.js';
 import { isDns1123Label } from '../protocol/index.js';
 import { VERSION } from './version.js';
-import { UsageError, cmdApply, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
+import { UsageError, cmdApply, cmdCreateNamespace, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
 import { cmdRollout } from './rollout.js';
 import { ControlPlane } from '../actors/index.js';
 
@@ -88,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
     case 'apply':
       return withCli(rest, (bus, io) => cmdApply(bus, rest, io));
     case 'create':
-      if (rest[0] === 'namespace' || rest[0] === 'ns') return withCli(rest, (bus, io) => createNamespace(bus, rest.slice(1), io));
+      if (rest[0] === 'namespace' || rest[0] === 'ns') return withCli(rest, (bus, io) => cmdCreateNamespace(bus, rest.slice(1), io));
       return withCli(rest, (bus, io) => cmdApply(bus, rest, io, true));
     case 'get':
       return withCli(rest, (bus, io) => cmdGet(bus, rest, io));
@@ -229,27 +229,6 @@ async function withCli(args: string[], run: (bus: Bus, io: Io) => Promise<number
     process.off('SIGTERM', onSig);
     await bus.close().catch(() => undefined);
   }
-}
-
-async function createNamespace(bus: Bus, args: string[], io: Io): Promise<number> {
-  const { positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { server: { type: 'string' } } });
-  if (positionals.length !== 1) throw new UsageError('usage: troupe create namespace NAME');
-  const name = positionals[0]!;
-  if (!isDns1123Label(name)) throw new UsageError(`namespace ${JSON.stringify(name)}: metadata.name: expected a DNS-1123 label`);
-  const { Resources } = await import('../actors/index.js');
-  const { normalize } = await import('../protocol/index.js');
-  const res = await Resources.open(bus);
-  try {
-    await res.apply(normalize({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }), { create: true });
-  } catch (err) {
-    if ((err as { details?: { reason?: string } }).details?.reason === 'AlreadyExists') {
-      io.err.write(`Error from server (AlreadyExists): namespaces "${name}" already exists\n`);
-      return 1;
-    }
-    throw err;
-  }
-  io.out.write(`namespace/${name} created\n`);
-  return 0;
 }
 
 async function cmdController(args: string[]): Promise<number> {

@@ -12,6 +12,7 @@ import {
   isDns1123Label,
   isDns1123Subdomain,
   kindInfo,
+  normalize,
   parseSelector,
   resolveKind,
   stableJson,
@@ -155,7 +156,7 @@ export async function cmdGet(bus: Bus, args: string[], io: Io): Promise<number> 
   } else if (format === 'name') {
     for (const x of flat) io.out.write(`${nameOf(x.info, x.o)}\n`);
   } else {
-    if (flat.length === 0 && missing === 0 && !values.watch) {
+    if (flat.length === 0 && missing === 0) {
       io.err.write(infos.every((i) => !i.namespaced) || all ? 'No resources found\n' : `No resources found in ${ns} namespace.\n`);
     }
     objects.forEach((o, i) => {
@@ -405,19 +406,31 @@ export async function cmdRun(bus: Bus, args: string[], io: Io): Promise<number> 
   const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: values.namespace ?? 'default', labels }, spec: { containers: [container], restartPolicy: restart } };
   const res = await Resources.open(bus);
   await ensureNamespace(res, pod.metadata.namespace, new Set());
-  const { normalize } = await import('../protocol/index.js');
-  const obj = normalize(pod, `pod ${JSON.stringify(name)}`);
+  return createObject(res, normalize(pod, `pod ${JSON.stringify(name)}`), io);
+}
+
+/** Creates one object; an existing one is kubectl's AlreadyExists error (exit 1). */
+export async function createObject(res: Resources, obj: KObject, io: Io): Promise<number> {
+  const info = kindInfo(obj.kind)!;
   try {
     await res.apply(obj, { create: true });
   } catch (err) {
     if ((err as { details?: { reason?: string } }).details?.reason === 'AlreadyExists') {
-      io.err.write(`Error from server (AlreadyExists): pods "${name}" already exists\n`);
+      io.err.write(`Error from server (AlreadyExists): ${resourceName(info)} "${obj.metadata.name}" already exists\n`);
       return 1;
     }
     throw err;
   }
-  io.out.write(`pod/${name} created\n`);
+  io.out.write(`${info.kind.toLowerCase()}/${obj.metadata.name} created\n`);
   return 0;
+}
+
+export async function cmdCreateNamespace(bus: Bus, args: string[], io: Io): Promise<number> {
+  const { positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { server: { type: 'string' } } });
+  if (positionals.length !== 1) throw new UsageError('usage: troupe create namespace NAME');
+  const name = positionals[0]!;
+  if (!isDns1123Label(name)) throw new UsageError(`namespace ${JSON.stringify(name)}: metadata.name: expected a DNS-1123 label`);
+  return createObject(await Resources.open(bus), normalize({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }), io);
 }
 
 export async function cmdCordon(bus: Bus, args: string[], io: Io, cordon: boolean): Promise<number> {

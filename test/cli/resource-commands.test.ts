@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { parse } from 'yaml';
 import { kindInfo } from '../../protocol/index.js';
-import { runCli } from '../helpers/agent.js';
+import { cli, runCli } from '../helpers/agent.js';
 import { hollowCluster, isReadyPod } from '../helpers/cluster.js';
 import { tempDir, waitFor } from '../helpers/nats.js';
 
@@ -167,4 +167,35 @@ t.test('cordon, drain and uncordon', async (t) => {
   t.equal((await runCli(env, ['uncordon', 'n1'])).stdout, 'node/n1 uncordoned\n');
   await runCli(env, ['scale', 'deploy', 'myapp-deployment', '--replicas', '6']);
   await waitFor(() => c.activePods('myapp').filter((p) => p.spec.nodeName === 'n1' && isReadyPod(p)).length === 2, 'new pods go to n1 again');
+});
+
+t.test('get -w and events -w follow changes live', async (t) => {
+  const c = await hollowCluster(t, ['n1']);
+  const dir = tempDir(t);
+  const env = { ...process.env, TROUPE_SERVER: c.url, TROUPE_HOME: join(dir, 'home') };
+  const { spawn } = await import('node:child_process');
+  const { createInterface } = await import('node:readline');
+  const follow = (args: string[]) => {
+    const child = spawn(process.execPath, [cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: string[] = [];
+    const errs: string[] = [];
+    createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
+    createInterface({ input: child.stderr! }).on('line', (l) => errs.push(l));
+    t.teardown(() => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+    });
+    return { lines, errs };
+  };
+  const podsW = follow(['get', 'pods', '-w']);
+  const pods = podsW.lines;
+  const events = follow(['events', '-w']).lines;
+  // the watch has listed (nothing yet) and follows from that revision: no change can slip by
+  await waitFor(() => podsW.errs.includes('No resources found in default namespace.'), 'get -w listed');
+  const file = join(dir, 'd.yaml');
+  writeFileSync(file, seed.replace('replicas: 3', 'replicas: 1'));
+  t.equal((await runCli(env, ['apply', '-f', file])).code, 0);
+  await waitFor(() => pods.some((l) => /^myapp-deployment-\w+-\w{5}\s+1\/1\s+Running\s+0\s+/.test(l)), 'get -w shows the pod Running', 15_000);
+  t.ok(pods.some((l) => /^myapp-deployment-\w+-\w{5}\s+0\/1\s+(Pending|ContainerCreating)\s+/.test(l)), 'and its earlier states');
+  await waitFor(() => events.some((l) => /Normal\s+Scheduled\s+pod\/myapp-deployment-\w+-\w{5}\s+Successfully assigned default\//.test(l)), 'events -w shows the scheduling', 15_000);
+  t.match(events[0], /^LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+MESSAGE$/);
 });
