@@ -19,6 +19,7 @@ import { GarbageCollector } from './garbage-collector.js';
 import { Informer } from './informer.js';
 import { KvStore } from './kv-store.js';
 import { NodeLifecycle, type NodeLifecycleOptions } from './node-lifecycle.js';
+import { NodeIpam } from './node-ipam.js';
 import { ReplicaSetController } from './replicaset-controller.js';
 import { resourceKinds } from './resource-kinds.js';
 import { Resources } from './resources.js';
@@ -36,6 +37,8 @@ export interface ControlPlaneOptions {
   renewMs?: number;
   clock?: Clock;
   signal?: AbortSignal;
+  /** The range pods' addresses come from; each node gets a /24 of it (default 10.244.0.0/16). */
+  clusterCidr?: string;
 }
 
 export class ControlPlane {
@@ -90,8 +93,9 @@ export class ControlPlane {
     const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
     const sched = new Scheduler(res, pods, nodes, recorder, this.logger);
     const gc = new GarbageCollector(res, this.informers, this.logger);
+    const ipam = new NodeIpam(res, nodes, this.logger, this.opts.clusterCidr);
     this.scheduler = sched;
-    this.queues = [rsc.queue, dc.queue, sched.queue, gc.queue];
+    this.queues = [rsc.queue, dc.queue, sched.queue, gc.queue, ipam.queue];
     for (const i of this.informers) await i.start();
     if (!namespaces.get(undefined, 'default')) {
       await res.send(kindInfo('Namespace')!, undefined, 'default', { type: 'apply', object: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } } satisfies KObject });
@@ -104,6 +108,7 @@ export class ControlPlane {
     dc.start();
     sched.start();
     gc.start();
+    ipam.start();
     this.logger.info('control plane leading');
   }
 

@@ -44,3 +44,4 @@ export { DeploymentController, REVISION, HASH_LABEL, revisionOf, resolveIntOrPer
 export { ReplicaSetController } from './replicaset-controller.js';
 export { GarbageCollector } from './garbage-collector.js';
 export { controllerRef, isActive, isReady, availability, podRequests, condition } from './pod-util.js';
+export { NodeIpam, parseCidr, formatIp } from './node-ipam.js';

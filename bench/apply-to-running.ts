@@ -8,7 +8,7 @@
  * - applyToRunningP50Ms / P99: apply sent → the pod object says Running (informer on the store).
  * - ratio = applyToRunningP50Ms / rawCrunP50Ms.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Bus, ControlPlane, Informer, KvStore, Resources, startNatsServer } from '../actors/index.js';
-import { ClusterImages, ImageStore } from '../node-agent/index.js';
+import { ClusterImages, ImageStore, bridgeName } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { rawCrun } from './pod-start.js';
@@ -100,6 +100,11 @@ export async function benchApplyToRunning(n = 30): Promise<Record<string, number
     for (const b of buses) await b.close();
     await srv.stop();
     rmSync(dir, { recursive: true, force: true });
+    try {
+      execFileSync('ip', ['link', 'del', bridgeName('bench')], { stdio: 'ignore' });
+    } catch {
+      // no pod network was made
+    }
   }
 }
 

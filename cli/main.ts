@@ -19,11 +19,12 @@ import { ControlPlane } from '../actors/index.js';
 const USAGE = `troupe — a container orchestrator built as an actor system
 
 Usage:
-  troupe up [--data-dir DIR] [--port N] [--cluster NAME] [--server URL] [--node-name NAME] [--no-agent]
+  troupe up [--data-dir DIR] [--port N] [--cluster NAME] [--server URL] [--node-name NAME] [--no-agent] [--cluster-cidr CIDR]
                                    bring up the one-node cluster (embedded nats-server, store, node agent)
   troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--backoff-base MS] [--backoff-cap MS]
                                    run a node agent (runs pods with crun)
-  troupe controller [--server URL]  run the control plane (a standby takes over if the leader dies)
+  troupe controller [--server URL] [--cluster-cidr CIDR]
+                                   run the control plane (a standby takes over if the leader dies)
   troupe apply -f FILE|DIR|- [-n NS]
                                    create or update objects from manifests (all or nothing)
   troupe create -f FILE | create namespace NAME
@@ -128,6 +129,7 @@ async function cmdUp(args: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'node-name': { type: 'string' },
       'no-agent': { type: 'boolean' },
+      'cluster-cidr': { type: 'string' },
     },
   });
   const level = values['log-level'] ?? 'info';
@@ -141,7 +143,8 @@ async function cmdUp(args: string[]): Promise<number> {
   const logger = createLogger({ level });
   const dataDir = values['data-dir'] ?? defaultDataDir();
   const cluster = values.cluster ?? 'default';
-  const c = await up({ dataDir, port, cluster, logger, server: values.server, nodeName: values['no-agent'] ? null : values['node-name'] });
+  const clusterCidr = cidrFlag(values['cluster-cidr']);
+  const c = await up({ dataDir, port, cluster, logger, server: values.server, nodeName: values['no-agent'] ? null : values['node-name'], clusterCidr });
   process.stdout.write(`troupe is up: cluster "${cluster}" on ${c.url} (data in ${dataDir})\n` + `  the CLI on this machine finds it through ${join(process.env.TROUPE_HOME ?? join(homedir(), '.troupe'), 'context.json')}\n`);
   let stopping = false;
   const stop = (signal: string) => {
@@ -235,7 +238,7 @@ async function cmdController(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
-    options: { server: { type: 'string' }, 'log-level': { type: 'string' }, 'not-ready-after': { type: 'string' }, 'lease-ms': { type: 'string' } },
+    options: { server: { type: 'string' }, 'log-level': { type: 'string' }, 'not-ready-after': { type: 'string' }, 'lease-ms': { type: 'string' }, 'cluster-cidr': { type: 'string' } },
   });
   const level = values['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
@@ -261,7 +264,7 @@ async function cmdController(args: string[]): Promise<number> {
   while (!stopping) {
     let cp: ControlPlane;
     try {
-      cp = await ControlPlane.start({ bus, logger, signal: ac.signal, leaseMs: num('lease-ms'), lifecycle: { notReadyAfterMs: num('not-ready-after') } });
+      cp = await ControlPlane.start({ bus, logger, signal: ac.signal, leaseMs: num('lease-ms'), lifecycle: { notReadyAfterMs: num('not-ready-after') }, clusterCidr: cidrFlag(values['cluster-cidr']) });
     } catch (err) {
       if (stopping) break;
       throw err;
@@ -276,6 +279,14 @@ async function cmdController(args: string[]): Promise<number> {
   }
   await bus.close();
   return 0;
+}
+
+/** --cluster-cidr: an IPv4 CIDR with room for /24 node blocks. */
+function cidrFlag(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(v);
+  if (!m || m.slice(1, 5).some((p) => Number(p) > 255) || Number(m[5]) > 23) throw new UsageError(`--cluster-cidr: expected an IPv4 CIDR of /23 or larger, such as 10.244.0.0/16, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 async function connectCli(server: string | undefined): Promise<Bus> {

@@ -28,6 +28,8 @@ export interface UpOptions {
   writeContext?: boolean;
   /** The node agent's name (default: this machine's host name); null runs no agent. */
   nodeName?: string | null;
+  /** The range pod addresses come from (default 10.244.0.0/16). */
+  clusterCidr?: string;
 }
 
 export interface Cluster {
@@ -64,7 +66,7 @@ export async function up(opts: UpOptions): Promise<Cluster> {
           waitReady: true,
           shutdown: 10_000,
           run: async (signal, ctx) => {
-            const cp = await ControlPlane.start({ bus: ctx.valueOf<Bus>('bus')!, logger: opts.logger, signal });
+            const cp = await ControlPlane.start({ bus: ctx.valueOf<Bus>('bus')!, logger: opts.logger, signal, clusterCidr: opts.clusterCidr });
             ctx.ready(cp);
             const onAbort = () => void cp.stop();
             signal.addEventListener('abort', onAbort, { once: true });

@@ -3,7 +3,7 @@
  * pod actors of its node under `troupe.<c>.node.<name>.…`. Two agents with different names share
  * a machine without touching each other's containers, cgroups, folders or subjects.
  */
-import { cpus, hostname, totalmem } from 'node:os';
+import { cpus, hostname, networkInterfaces, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ActorHost, KvStore, type Bus } from '../actors/index.js';
 import { MessageType, heartbeatBody, packValue, s, token } from '../protocol/index.js';
@@ -16,6 +16,7 @@ import { ClusterImages } from './cluster-images.js';
 import type { Subscription } from '@nats-io/transport-node';
 import type { NodeTuning } from './pod-machine.js';
 import { PodSync } from './pod-sync.js';
+import { Cni } from './cni.js';
 
 export { heartbeatBody };
 
@@ -59,6 +60,8 @@ export interface AgentOptions {
   maxPods?: number;
   /** Follow the control plane's pods bound to this node (default true). */
   controlPlane?: boolean;
+  /** Put pods on the pod network with CNI once the node has a pod CIDR (default true). */
+  network?: boolean;
 }
 
 export class Agent {
@@ -118,7 +121,13 @@ export class Agent {
     this.nodeSub = serveNode(bus, this.opts.nodeName, this.runtime);
     const adopted = await this.adopt();
     if (this.opts.controlPlane !== false) {
-      this.podSync = new PodSync(bus, this.opts.nodeName, this.scope, (this.opts.logger ?? bus.logger).child({ component: 'pod-sync' }));
+      this.podSync = new PodSync(bus, this.opts.nodeName, this.scope, (this.opts.logger ?? bus.logger).child({ component: 'pod-sync' }), {
+        onPodCidr: (podCidr) => {
+          if (this.opts.network !== false) this.runtime.network = new Cni({ node: this.opts.nodeName, podCidr, dataDir: join(this.opts.dataDir, 'cni') });
+        },
+        podIp: (uid) => this.runtime.sandboxIp(uid),
+        hostIp: hostAddress(),
+      });
       await this.podSync.start(this.nodeInfo(), adopted);
     }
     const beat = () => {
@@ -194,3 +203,12 @@ export class Agent {
   }
 }
 
+
+/** This machine's first external IPv4 address (the node's InternalIP), or loopback. */
+export function hostAddress(): string {
+  for (const [name, list] of Object.entries(networkInterfaces())) {
+    if (/^(tb-|veth|troupe)/.test(name)) continue; // pod bridges and their links are not the node
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}

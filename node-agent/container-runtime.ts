@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import type { Container } from '../protocol/index.js';
 import { ContainerCgroup, detectCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
 import { Crun } from './crun.js';
+import type { Cni } from './cni.js';
 import { RuntimeError } from './errors.js';
 import type { ImageRuntimeConfig } from './image-config.js';
 import { buildSpec, limitsFor } from './oci-spec.js';
@@ -142,6 +143,8 @@ export class ContainerRuntime {
   readonly cgroups: CgroupInfo;
   private readonly exits = new Map<string, Promise<Exited>>();
   private readonly sandboxes = new Map<string, Promise<{ pid: number }>>();
+  /** The node's pod network, once the control plane has given the node a pod CIDR. */
+  network?: Cni;
   /** Containers the agent itself sent SIGKILL to (so their 137 is not an OOM kill). */
   private readonly killedByUs = new Set<string>();
 
@@ -415,6 +418,17 @@ export class ContainerRuntime {
           await new Promise((r) => setTimeout(r, 2));
         }
         await writeFile(pidFile, `${pid}\n`);
+        if (this.network) {
+          // on the node's pod network: an address of the node's pod CIDR (CNI bridge + host-local)
+          try {
+            const r = await this.network.add(podUid, `/proc/${pid}/ns/net`);
+            await writeFile(this.sandboxIpFile(podUid), `${r.ip}\n`);
+          } catch (err) {
+            process.kill(pid, 'SIGKILL');
+            await rm(pidFile, { force: true });
+            throw err;
+          }
+        }
         return { pid };
       })();
       this.sandboxes.set(podUid, p);
@@ -427,12 +441,28 @@ export class ContainerRuntime {
     return join(this.opts.dataDir, 'sandboxes', `${podUid}.pid`);
   }
 
-  /** Removes a pod's sandbox (its containers are gone). */
+  private sandboxIpFile(podUid: string): string {
+    return join(this.opts.dataDir, 'sandboxes', `${podUid}.ip`);
+  }
+
+  /** The pod's address on the pod network, if it has one. */
+  sandboxIp(podUid: string): string | undefined {
+    return readIf(this.sandboxIpFile(podUid)).trim() || undefined;
+  }
+
+  /** Removes a pod's sandbox (its containers are gone): off the network first, then the process. */
   async removeSandbox(podUid: string): Promise<void> {
     await this.sandboxes.get(podUid)?.catch(() => undefined);
     this.sandboxes.delete(podUid);
     const pidFile = this.sandboxPidFile(podUid);
     const pid = Number(readIf(pidFile).trim());
+    const ipFile = this.sandboxIpFile(podUid);
+    if (existsSync(ipFile)) {
+      // the address goes back even when the sandbox process is gone (an empty netns path)
+      const netns = pid > 0 && isSandbox(pid) ? `/proc/${pid}/ns/net` : '';
+      if (this.network) await this.network.del(podUid, netns);
+      await rm(ipFile, { force: true });
+    }
     if (pid > 0 && isSandbox(pid)) {
       try {
         process.kill(pid, 'SIGKILL');

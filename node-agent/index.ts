@@ -39,3 +39,5 @@ export type { SpecInput } from './oci-spec.js';
 export { HollowFleet } from './hollow-node.js';
 export type { HollowOptions } from './hollow-node.js';
 export { PodSync } from './pod-sync.js';
+export { Cni, bridgeName, CNI_PATH } from './cni.js';
+export type { CniOptions, CniResult } from './cni.js';

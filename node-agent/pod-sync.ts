@@ -40,12 +40,26 @@ export class PodSync {
   private registerLoop?: Promise<void>;
   private res?: Resources;
 
+  /** Pods that wait for the node's pod network (its pod CIDR not known yet). */
+  private readonly deferred = new Set<string>();
+  private networkReady = false;
+  private networkLoop?: Promise<void>;
+
   constructor(
     private readonly bus: Bus,
     private readonly nodeName: string,
     private readonly scope: string,
     private readonly logger: Logger,
-  ) {}
+    private readonly hooks: {
+      /** Called once the control plane has given the node its pod CIDR; pods start after it. */
+      onPodCidr?: (cidr: string) => void;
+      /** A pod's address on the pod network. */
+      podIp?: (uid: string) => string | undefined;
+      hostIp?: string;
+    } = {},
+  ) {
+    if (!hooks.onPodCidr) this.networkReady = true;
+  }
 
   async start(info: NodeInfo, adopted: { namespace: string; pod: string; uid: string; managed: boolean }[]): Promise<void> {
     const kv = await KvStore.open(this.bus, this.bus.subjects.stateBucket);
@@ -65,6 +79,31 @@ export class PodSync {
       this.sync(key, this.informer.get(ns, name));
     }
     this.registerLoop = this.register(info);
+    if (!this.networkReady) this.networkLoop = this.awaitPodCidr();
+  }
+
+  /** Waits for the Node's spec.podCIDR (the control plane's node IPAM), then lets pods start. */
+  private async awaitPodCidr(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      const node = await this.res!.get(NODE, undefined, this.nodeName).catch(() => undefined);
+      const cidr = node?.spec?.podCIDR as string | undefined;
+      if (cidr) {
+        try {
+          this.hooks.onPodCidr!(cidr);
+          this.logger.info({ podCIDR: cidr }, 'pod network ready');
+        } catch (err) {
+          this.logger.error({ err }, 'pod network not set up; pods run without one');
+        }
+        this.networkReady = true;
+        for (const key of this.deferred) {
+          const [ns, name] = key.split('/') as [string, string];
+          this.sync(key, this.informer?.get(ns, name));
+        }
+        this.deferred.clear();
+        return;
+      }
+      await sleep(systemClock, Math.min(500, 20 * 2 ** attempt)).catch(() => undefined);
+    }
   }
 
   /** Registers (or refreshes) the Node object; retried until a control plane answers. */
@@ -126,6 +165,10 @@ export class PodSync {
       return;
     }
     if (!cur) {
+      if (!this.networkReady) {
+        this.deferred.add(key);
+        return;
+      }
       this.local.set(key, { uid, want: 'run', finalize: false });
       const spec: PodRunSpec = {
         containers: mine.spec.containers,
@@ -181,7 +224,8 @@ export class PodSync {
         { type: 'ContainersReady', status: ready ? 'True' : 'False', lastTransitionTime: transition },
         scheduledCondition(pod),
       ],
-      hostIP: '127.0.0.1',
+      hostIP: this.hooks.hostIp ?? '127.0.0.1',
+      ...(this.hooks.podIp?.(cur.uid) ? { podIP: this.hooks.podIp(cur.uid), podIPs: [{ ip: this.hooks.podIp(cur.uid) }] } : {}),
       startTime: (pod?.status?.startTime as string | undefined) ?? cur.startTime,
       containerStatuses: st.containerStatuses.map((c) => ({
         name: c.name,
@@ -241,6 +285,7 @@ export class PodSync {
     await this.informer?.stop();
     await Promise.all(this.inflight.values());
     await this.registerLoop;
+    await this.networkLoop;
   }
 }
 

@@ -12,7 +12,7 @@ import t from 'tap';
 import { Bus, Informer, KvStore } from '../../actors/index.js';
 import { Crun } from '../../node-agent/index.js';
 import { kindInfo, type KObject } from '../../protocol/index.js';
-import { runCli, waitNodeEmpty } from '../helpers/agent.js';
+import { removeBridge, runCli, waitNodeEmpty } from '../helpers/agent.js';
 import { quiet } from '../helpers/cluster.js';
 import { tempDir, waitFor } from '../helpers/nats.js';
 import { startUp } from '../helpers/up.js';
@@ -31,7 +31,7 @@ t.test('apply the seed Deployment → isolated pods; scale, roll, undo, survive 
   const env = { ...process.env, TROUPE_HOME: join(dir, 'home') };
   const data = join(dir, 'data');
   const crun = new Crun(join(data, 'node', 'runtime', 'crun'));
-  let up = await startUp(t, dir, ['--log-level', 'warn'], NODE);
+  let up = await startUp(t, dir, ['--log-level', 'warn', '--cluster-cidr', '10.252.0.0/16'], NODE);
   t.teardown(async () => {
     // whatever happened, no container, sandbox, mount or cgroup of this node is left
     if (up.child.exitCode === null) {
@@ -43,6 +43,7 @@ t.test('apply the seed Deployment → isolated pods; scale, roll, undo, survive 
       const pid = Number(readFileSync(join(data, 'node', 'runtime', 'sandboxes', f), 'utf8'));
       try { if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep')) process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
+    await removeBridge(NODE);
   });
   const troupe = async (...args: string[]) => {
     const r = await runCli(env, args);
@@ -127,7 +128,7 @@ t.test('apply the seed Deployment → isolated pods; scale, roll, undo, survive 
   const before = (await pods()).map((p) => `${p.metadata.name}/${p.metadata.uid}`).sort();
   up.child.kill('SIGKILL');
   await new Promise((r) => up.child.once('exit', r));
-  up = await startUp(t, dir, ['--log-level', 'warn'], NODE);
+  up = await startUp(t, dir, ['--log-level', 'warn', '--cluster-cidr', '10.252.0.0/16'], NODE);
   await waitFor(async () => readySet(await pods()).length === 4, 'pods Ready again', 30_000);
   t.same((await pods()).map((p) => `${p.metadata.name}/${p.metadata.uid}`).sort(), before, 'the same pods, adopted rather than replaced');
   t.equal((await crun.list()).length, 4, 'and no container twice');

@@ -53,9 +53,11 @@ export async function startAgent(t: Teardown, url: string, node: string, dataDir
     const crun = new Crun(join(dataDir, 'runtime', 'crun'));
     for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL');
     for (const f of readdirSafe(join(dataDir, 'runtime', 'sandboxes'))) {
+      if (!f.endsWith('.pid')) continue;
       const pid = Number(readFileSync(join(dataDir, 'runtime', 'sandboxes', f), 'utf8'));
       if (pid > 0 && readFileSafe(`/proc/${pid}/cmdline`).startsWith('sleep')) process.kill(pid, 'SIGKILL');
     }
+    await removeBridge(node);
   });
   await new Promise<void>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => l.includes('is up') && resolve());
@@ -91,4 +93,15 @@ export async function waitNodeEmpty(dataDir: string, node: string): Promise<void
     `node ${node} to be empty`,
     20_000,
   );
+}
+
+/** Deletes a node's pod bridge (its veths go with their namespaces). */
+export async function removeBridge(node: string): Promise<void> {
+  const { bridgeName } = await import('../../node-agent/index.js');
+  const { execFileSync } = await import('node:child_process');
+  try {
+    execFileSync('ip', ['link', 'del', bridgeName(node)], { stdio: 'ignore' });
+  } catch {
+    // not there
+  }
 }

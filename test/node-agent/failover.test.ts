@@ -20,7 +20,7 @@ const running = (pods: KObject[], node?: string) =>
 t.test('kill -9 of an agent: its pods run on the other node within 5 s; back, it runs none twice', async (t) => {
   const srv = await withNats(t);
   const bus = await withBus(t, srv.url, { logger: quiet });
-  const cp = await ControlPlane.start({ bus: await withBus(t, srv.url, { logger: quiet }), logger: quiet });
+  const cp = await ControlPlane.start({ bus: await withBus(t, srv.url, { logger: quiet }), logger: quiet, clusterCidr: '10.253.0.0/16' });
   t.teardown(() => cp.stop());
   const src = tempDir(t);
   const images = await ClusterImages.open(bus);

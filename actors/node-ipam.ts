@@ -1,0 +1,84 @@
+/**
+ * Pod CIDRs for nodes: each Node without `spec.podCIDR` gets the next free block of the cluster
+ * CIDR (default 10.244.0.0/16 cut in /24s: 10.244.N.0/24), as kube-controller-manager's
+ * node IPAM does. A block stays with its node until the Node object goes.
+ */
+import { ValidationError, type KObject } from '../protocol/index.js';
+import type { Logger } from '../supervisor/index.js';
+import { objectKey, type Informer } from './informer.js';
+import type { Resources } from './resources.js';
+import { kindOf } from './resource-machine.js';
+import { WorkQueue } from './work-queue.js';
+
+const NODE = kindOf('node');
+
+/** Parses "a.b.c.d/n" into a 32-bit base and prefix length; throws a ValidationError if malformed. */
+export function parseCidr(cidr: string): { base: number; bits: number } {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
+  const parts = m ? m.slice(1, 5).map(Number) : [];
+  const bits = m ? Number(m[5]) : NaN;
+  if (!m || parts.some((p) => p > 255) || bits > 32) throw new ValidationError(`${JSON.stringify(cidr)}: expected an IPv4 CIDR such as 10.244.0.0/16`);
+  const base = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  return { base: (base & mask) >>> 0, bits };
+}
+
+export function formatIp(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+export class NodeIpam {
+  readonly queue: WorkQueue;
+  private readonly cluster: { base: number; bits: number };
+  private readonly blocks: number;
+  /** Blocks given out by this controller, before the informer shows them. */
+  private readonly given = new Map<string, string>();
+
+  constructor(
+    private readonly res: Resources,
+    private readonly nodes: Informer,
+    private readonly logger: Logger,
+    readonly clusterCidr = '10.244.0.0/16',
+    readonly nodeMaskBits = 24,
+  ) {
+    this.cluster = parseCidr(clusterCidr);
+    if (nodeMaskBits < this.cluster.bits || nodeMaskBits > 30) throw new ValidationError(`node CIDR size /${nodeMaskBits} does not fit in ${clusterCidr}`);
+    this.blocks = 2 ** (nodeMaskBits - this.cluster.bits);
+    this.queue = new WorkQueue((key) => this.assign(key), { onError: (key, err) => this.logger.warn({ err, node: key }, 'pod CIDR not assigned; retrying') });
+    nodes.on((type, node) => {
+      if (type === 'delete') this.given.delete(node.metadata.name);
+      else if (!node.spec?.podCIDR) this.queue.add(objectKey(node));
+    });
+  }
+
+  start(): void {
+    for (const n of this.nodes.list()) if (!n.spec?.podCIDR) this.queue.add(objectKey(n));
+    this.queue.resume();
+  }
+
+  blockCidr(i: number): string {
+    return `${formatIp((this.cluster.base + i * 2 ** (32 - this.nodeMaskBits)) >>> 0)}/${this.nodeMaskBits}`;
+  }
+
+  private async assign(key: string): Promise<void> {
+    const name = key.split('/')[1]!;
+    const node = this.nodes.get(undefined, name);
+    if (!node || node.spec?.podCIDR) return;
+    const prior = this.given.get(name);
+    if (prior) {
+      await this.res.send(NODE, undefined, name, { type: 'patch', spec: { podCIDR: prior } });
+      return;
+    }
+    const used = new Set([...[...this.nodes.list()].map((n: KObject) => n.spec?.podCIDR as string | undefined), ...this.given.values()].filter(Boolean));
+    // block 0 holds the network address of the whole range: start at 1, as 10.244.1.0/24
+    for (let i = 1; i < this.blocks; i++) {
+      const cidr = this.blockCidr(i);
+      if (used.has(cidr)) continue;
+      this.given.set(name, cidr);
+      await this.res.send(NODE, undefined, name, { type: 'patch', spec: { podCIDR: cidr } });
+      this.logger.info({ node: name, podCIDR: cidr }, 'pod CIDR assigned');
+      return;
+    }
+    throw new Error(`no free /${this.nodeMaskBits} left in ${this.clusterCidr} for node ${name}`);
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The pod network with the real CNI plugins: the control plane gives the node a pod CIDR, each
+ * pod gets its own address on the node's bridge (reported as status.podIP), pods reach each
+ * other and the node reaches them; when the pods go, so do their veths and IPAM allocations.
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import t from 'tap';
+import { ControlPlane, Resources } from '../../actors/index.js';
+import { ClusterImages, Cni, bridgeName } from '../../node-agent/index.js';
+import { kindInfo, normalize, type KObject } from '../../protocol/index.js';
+import { runCli, startAgent, waitNodeEmpty } from '../helpers/agent.js';
+import { quiet } from '../helpers/cluster.js';
+import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
+import { busyboxRootfs, tarDir } from '../helpers/tar.js';
+
+t.setTimeout(120_000);
+
+const NODE = 'pn-node';
+
+function links(master: string): string[] {
+  try {
+    return execFileSync('ip', ['-o', 'link', 'show', 'master', master], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+t.test('each pod has its own address on the node bridge; pods and the node reach it; nothing leaks', async (t) => {
+  const bridge = bridgeName(NODE);
+  t.teardown(() => {
+    try {
+      execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
+    } catch {
+      // not there
+    }
+  });
+  const srv = await withNats(t);
+  const bus = await withBus(t, srv.url, { logger: quiet });
+  const cp = await ControlPlane.start({ bus: await withBus(t, srv.url, { logger: quiet }), logger: quiet, clusterCidr: '10.251.0.0/16' });
+  t.teardown(() => cp.stop());
+  const src = tempDir(t);
+  await (await ClusterImages.open(bus)).importRootfs(tarDir(busyboxRootfs(join(src, 'root')), join(src, 'rootfs.tar')), 'busybox:net');
+  const dir = tempDir(t, 'troupe-pn-');
+  await startAgent(t, srv.url, NODE, dir);
+  const res = await Resources.open(bus);
+  const node = await waitFor(async () => {
+    const n = await res.get(kindInfo('Node')!, undefined, NODE);
+    return n?.spec?.podCIDR ? n : undefined;
+  }, 'a pod CIDR for the node');
+  t.equal(node.spec.podCIDR, '10.251.1.0/24', 'the first /24 of the cluster CIDR');
+
+  await res.apply(
+    normalize({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'web' },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'web' } },
+        template: {
+          metadata: { labels: { app: 'web' } },
+          spec: {
+            terminationGracePeriodSeconds: 2,
+            containers: [{ name: 'httpd', image: 'busybox:net', ports: [{ containerPort: 8080 }], command: ['/bin/sh', '-c', 'hostname > /tmp/index.html; httpd -f -p 8080 -h /tmp & trap "kill $!; exit 0" TERM; wait'] }],
+          },
+        },
+      },
+    }),
+  );
+  const pods = await waitFor(async () => {
+    const ps = (await res.list(kindInfo('Pod')!)).filter((p: KObject) => p.status?.phase === 'Running' && p.status.podIP);
+    return ps.length === 2 ? ps : undefined;
+  }, 'two Running pods with addresses', 30_000);
+  const [a, b] = pods as [KObject, KObject];
+  t.match(a.status.podIP, /^10\.251\.1\.\d+$/);
+  t.match(b.status.podIP, /^10\.251\.1\.\d+$/);
+  t.not(a.status.podIP, b.status.podIP, 'each pod its own address');
+  t.same(a.status.podIPs, [{ ip: a.status.podIP }]);
+  t.ok(a.status.hostIP, 'hostIP reported');
+  const env = { ...process.env, TROUPE_SERVER: srv.url, TROUPE_HOME: join(dir, 'home') };
+  // pod → pod, by address
+  const r = await runCli(env, ['exec', a.metadata.name, '--', 'wget', '-qO-', `http://${b.status.podIP}:8080/`]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout.trim(), b.metadata.name, 'pod a reaches pod b on its address');
+  // the pod's own interface carries that address
+  const ifc = await runCli(env, ['exec', b.metadata.name, '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+  t.match(ifc.stdout, new RegExp(`inet ${b.status.podIP.replaceAll('.', '\\.')}/24`));
+  // node → pod (an address inside a namespace this test's agent made)
+  const body = await (await fetch(`http://${a.status.podIP}:8080/`)).text();
+  t.equal(body.trim(), a.metadata.name, 'the node reaches pod a');
+  t.equal(links(bridge).length, 2, 'two veths on the node bridge');
+  const cni = new Cni({ node: NODE, podCidr: node.spec.podCIDR, dataDir: join(dir, 'cni') });
+  t.same(cni.allocations().sort(), [a.status.podIP, b.status.podIP].sort(), 'host-local holds exactly their two addresses');
+
+  await res.send(kindInfo('Deployment')!, 'default', 'web', { type: 'delete' });
+  await waitNodeEmpty(dir, NODE);
+  await waitFor(() => links(bridge).length === 0 && cni.allocations().length === 0, 'veths and addresses released');
+  t.pass('no veth and no IPAM allocation left');
+});
