@@ -37,6 +37,11 @@ export interface ControlPlaneOptions {
   renewMs?: number;
   clock?: Clock;
   signal?: AbortSignal;
+  /**
+   * Who holds the lease (default: this bus connection). `troupe up` passes one stable across its
+   * restarts, so a cluster started again on the same data dir takes its lease back at once.
+   */
+  identity?: string;
   /** The range pods' addresses come from; each node gets a /24 of it (default 10.244.0.0/16). */
   clusterCidr?: string;
 }
@@ -120,7 +125,7 @@ export class ControlPlane {
       if (renewing || this.stopped) return;
       renewing = true;
       this.kv
-        .update(LEASE_KEY, packValue({ holder: bus.id, renewedAt: Date.now() }), this.leaseRevision)
+        .update(LEASE_KEY, packValue({ holder: this.opts.identity ?? bus.id, renewedAt: Date.now() }), this.leaseRevision)
         .then((rev) => {
           this.leaseRevision = rev;
         })
@@ -167,12 +172,13 @@ async function acquireLease(bus: Bus, kv: KvStore, opts: ControlPlaneOptions): P
   let told = false;
   for (;;) {
     if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-    const value = packValue({ holder: bus.id, renewedAt: Date.now() });
+    const me = opts.identity ?? bus.id;
+    const value = packValue({ holder: me, renewedAt: Date.now() });
     const entry = await kv.get(LEASE_KEY);
     try {
       if (!entry) return await kv.create(LEASE_KEY, value);
       const lease = unpackValue<{ holder: string }>(entry.value);
-      if (lease.holder === bus.id) return await kv.update(LEASE_KEY, value, entry.revision);
+      if (lease.holder === me) return await kv.update(LEASE_KEY, value, entry.revision);
       if (entry.revision !== seenRevision) {
         seenRevision = entry.revision;
         seenAt = clock.now();

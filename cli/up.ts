@@ -66,7 +66,7 @@ export async function up(opts: UpOptions): Promise<Cluster> {
           waitReady: true,
           shutdown: 10_000,
           run: async (signal, ctx) => {
-            const cp = await ControlPlane.start({ bus: ctx.valueOf<Bus>('bus')!, logger: opts.logger, signal, clusterCidr: opts.clusterCidr });
+            const cp = await ControlPlane.start({ bus: ctx.valueOf<Bus>('bus')!, logger: opts.logger, signal, clusterCidr: opts.clusterCidr, identity: `troupe-up:${hostname()}:${dataDir}` });
             ctx.ready(cp);
             const onAbort = () => void cp.stop();
             signal.addEventListener('abort', onAbort, { once: true });

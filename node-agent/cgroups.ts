@@ -220,14 +220,15 @@ async function removeTree(dir: string): Promise<void> {
     return;
   }
   for (const e of entries) await removeTree(join(dir, e));
-  // a cgroup folder holding no process can be removed; retry briefly while the last process exits
-  for (let i = 0; i < 50; i++) {
+  // a cgroup folder holding no process can be removed; retry while the last processes exit and
+  // are reaped (under load that takes seconds, not milliseconds)
+  for (let i = 0; i < 150; i++) {
     try {
       await rmdir(dir);
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, Math.min(100, 10 * (i + 1))));
     }
   }
 }

@@ -81,7 +81,7 @@ t.test('apply the seed Deployment → isolated pods; scale, roll, undo, survive 
   await waitFor(async () => readySet(await pods()).length === 10, '10 pods', 60_000);
   t.equal((await crun.list()).length, 10);
   await troupe('scale', 'deploy', 'myapp-deployment', '--replicas', '1');
-  await waitFor(async () => (await pods()).length === 1 && (await crun.list()).length === 1 && readdirSync(join(data, 'node', 'runtime', 'sandboxes')).length === 1, 'one pod, one container, one sandbox', 60_000);
+  await waitFor(async () => (await pods()).length === 1 && (await crun.list()).length === 1 && readdirSync(join(data, 'node', 'runtime', 'sandboxes')).filter((f) => f.endsWith('.pid')).length === 1, 'one pod, one container, one sandbox', 60_000);
   t.equal(readdirSync(join(data, 'node', 'runtime', 'containers')).length, 1, 'the other containers’ folders are gone');
 
   // a rolling update, watched at every step: never fewer than replicas − maxUnavailable Ready

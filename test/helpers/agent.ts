@@ -84,15 +84,23 @@ export async function waitNodeEmpty(dataDir: string, node: string): Promise<void
   const crun = new Crun(join(dataDir, 'runtime', 'crun'));
   const info = detectCgroups();
   const hierarchies = info.layout === 'v2' ? [info.unified!] : info.v1Mounts;
+  let left = '';
   await waitFor(
-    async () =>
-      (await crun.list()).length === 0 &&
-      readdirSafe(join(dataDir, 'runtime', 'containers')).length === 0 &&
-      readdirSafe(join(dataDir, 'runtime', 'sandboxes')).length === 0 &&
-      hierarchies.every((h) => !existsSync(join(h, `troupe-${node}`))),
+    async () => {
+      const parts = [
+        ...(await crun.list()).map((c) => `container ${c.id}`),
+        ...readdirSafe(join(dataDir, 'runtime', 'containers')).map((f) => `folder ${f}`),
+        ...readdirSafe(join(dataDir, 'runtime', 'sandboxes')).map((f) => `sandbox file ${f}`),
+        ...hierarchies.filter((h) => existsSync(join(h, `troupe-${node}`))).map((h) => `cgroup ${h}/troupe-${node}`),
+      ];
+      left = parts.join(', ');
+      return parts.length === 0;
+    },
     `node ${node} to be empty`,
     20_000,
-  );
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; still there: ${left}`);
+  });
 }
 
 /** Deletes a node's pod bridge (its veths go with their namespaces). */
