@@ -48,6 +48,12 @@ export interface ActorHostOptions {
   clock?: Clock;
   /** Hosts the kinds below a subject scope (e.g. `node.n1` for a node agent's actors). */
   scope?: string;
+  /**
+   * Passivation: an actor that took no command for this long (ms) is stopped and dropped from
+   * memory; its snapshot is in KV, and its next command starts it again from there. Only for
+   * persisted kinds. Default: never.
+   */
+  idleMs?: number;
   /** A NATS queue group for the kind subscriptions (only with partitioned ownership). */
   queue?: string;
   /** How long a snapshot write may keep retrying before the commands waiting on it fail (ms). */
@@ -94,6 +100,8 @@ interface Cell {
   writing: boolean;
   scheduled: boolean;
   waiters: Waiter[];
+  /** When it last took a command (clock ms), for passivation. */
+  active: number;
 }
 
 export class ActorHost {
@@ -144,7 +152,33 @@ export class ActorHost {
       );
     }
     await bus.flush();
+    if (opts.idleMs) host.schedulePassivation(opts.idleMs);
     return host;
+  }
+
+  private passivation?: { id: number };
+
+  private schedulePassivation(idleMs: number): void {
+    if (this.stopped) return;
+    this.passivation = this.clock.setTimeout(() => {
+      this.passivateIdle(idleMs);
+      this.schedulePassivation(idleMs);
+    }, Math.max(50, idleMs / 2));
+  }
+
+  /** Drops from memory the actors idle for idleMs whose state is all in KV. Returns how many. */
+  passivateIdle(idleMs: number): number {
+    const now = this.clock.now();
+    let n = 0;
+    for (const cell of [...this.cells.values()]) {
+      if (now - cell.active < idleMs || !cell.actor || cell.starting) continue;
+      if (cell.dirty || cell.writing || cell.scheduled || cell.waiters.length > 0 || cell.mailbox.length > 0) continue;
+      if ((cell.kind.persist ?? Persist.Durable) === Persist.None) continue;
+      this.evict(cell);
+      n++;
+    }
+    if (n) this.bus.metrics.inc('actors_passivated_total', {}, n);
+    return n;
   }
 
   /** Actors currently in memory. */
@@ -156,6 +190,7 @@ export class ActorHost {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.passivation) this.clock.clearTimeout(this.passivation);
     for (const s of this.subs) s.unsubscribe();
     const deadline = this.clock.now() + this.persistTimeout;
     while ([...this.cells.values()].some((c) => c.writing || c.scheduled) && this.clock.now() < deadline) {
@@ -189,6 +224,7 @@ export class ActorHost {
         writing: false,
         scheduled: false,
         waiters: [],
+        active: this.clock.now(),
       };
       this.cells.set(subject, cell);
     }
@@ -306,6 +342,7 @@ export class ActorHost {
 
   private apply(cell: Cell, env: Envelope<CommandBody>, msg: Msg): void {
     const actor = cell.actor!;
+    cell.active = this.clock.now();
     const before = actor.getSnapshot() as Snapshot<unknown>;
     if (before.status === 'done') {
       const id = describe(cell);

@@ -42,6 +42,8 @@ export interface ControlPlaneOptions {
    * restarts, so a cluster started again on the same data dir takes its lease back at once.
    */
   identity?: string;
+  /** Resource actors idle this long leave memory (their object stays in KV). Default 15 s. */
+  idleMs?: number;
   /** The range pods' addresses come from; each node gets a /24 of it (default 10.244.0.0/16). */
   clusterCidr?: string;
 }
@@ -88,7 +90,8 @@ export class ControlPlane {
     if (!bus.codec.types.has(HEARTBEAT_TYPE)) bus.codec.types.register(HEARTBEAT_TYPE, heartbeatBody);
     this.startRenewing();
     await ensureRecordedEventStream(bus);
-    this.host = await ActorHost.start(bus, { kinds: resourceKinds(), store: this.kv, logger: this.logger, clock: this.opts.clock });
+    // an object nobody has touched for a while lives only in KV until its next command
+    this.host = await ActorHost.start(bus, { kinds: resourceKinds(), store: this.kv, logger: this.logger, clock: this.opts.clock, idleMs: this.opts.idleMs ?? 15_000 });
     const res = await Resources.open(bus);
     const recorder = new EventRecorder(bus, 'troupe-controller');
     const inf = (kind: string) => new Informer(bus, this.kv, kindInfo(kind)!, this.logger);

@@ -33,6 +33,7 @@ export class NodeIpam {
   private readonly blocks: number;
   /** Blocks given out by this controller, before the informer shows them. */
   private readonly given = new Map<string, string>();
+  private readonly exhausted = new Set<string>();
 
   constructor(
     private readonly res: Resources,
@@ -79,6 +80,9 @@ export class NodeIpam {
       this.logger.info({ node: name, podCIDR: cidr }, 'pod CIDR assigned');
       return;
     }
-    throw new Error(`no free /${this.nodeMaskBits} left in ${this.clusterCidr} for node ${name}`);
+    // exhausted: said once per node, tried again now and then (a node may go and free a block)
+    if (!this.exhausted.has(name)) this.logger.warn({ node: name, clusterCIDR: this.clusterCidr }, `no free /${this.nodeMaskBits} left in the cluster CIDR; the node's pods get no pod network until one is free`);
+    this.exhausted.add(name);
+    this.queue.addAfter(key, 30_000);
   }
 }

@@ -42,7 +42,7 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
   let fleet: HollowFleet | undefined;
   let pods: Informer | undefined;
   try {
-    controller = spawn(process.execPath, ['--max-old-space-size=2048', ...(process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : []), cli, 'controller', '--server', srv.url, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    controller = spawn(process.execPath, ['--max-old-space-size=2048', ...(process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : []), cli, 'controller', '--server', srv.url, '--log-level', 'warn', '--cluster-cidr', '10.128.0.0/9'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: controller!.stdout! }).on('line', (l) => l.includes('is leading') && resolve());
       controller!.once('exit', (c) => reject(new Error(`controller exited ${c}`)));

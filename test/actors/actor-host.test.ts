@@ -136,3 +136,20 @@ t.test("persist 'async': answers at once, writes coalesced behind, flushed on st
   await host.stop();
   t.equal(storedN(await client.stored('default', 'a')), 50, 'stop flushed the last changes');
 });
+
+t.test('passivation: an idle actor leaves memory and comes back from its snapshot on its next command', async (t) => {
+  const srv = await withNats(t);
+  const bus = await withBus(t, srv.url);
+  const host = await ActorHost.start(bus, { kinds: [counter], idleMs: 60_000 });
+  t.teardown(() => host.stop());
+  const client = new ActorClient(bus, counter);
+  await client.send('default', 'idle', { type: 'inc', by: 5 });
+  await client.send('default', 'busy', { type: 'inc', by: 1 });
+  t.equal(host.actorCount(), 2);
+  t.equal(host.passivateIdle(60_000), 0, 'nothing is idle yet');
+  t.equal(host.passivateIdle(0), 2, 'both are idle for 0 ms');
+  t.equal(host.actorCount(), 0, 'gone from memory');
+  const r = await client.send('default', 'idle', { type: 'inc', by: 2 });
+  t.equal(r.n, 7, 'resumed from its snapshot');
+  t.equal(host.actorCount(), 1);
+});
