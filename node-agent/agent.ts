@@ -71,6 +71,8 @@ export class Agent {
   private host?: ActorHost;
   private timer?: NodeJS.Timeout;
   private statsTimer?: NodeJS.Timeout;
+  private sweepTimer?: NodeJS.Timeout;
+  private sweeping?: Promise<unknown>;
   private readonly lastCpu = new Map<string, { ns: number; at: number }>();
   private stopping = false;
   private statsRun: Promise<void> = Promise.resolve();
@@ -142,6 +144,15 @@ export class Agent {
     this.statsTimer = setInterval(() => {
       this.statsRun = this.publishStats();
     }, this.opts.statsMs ?? 10_000);
+    // housekeeping: cgroups of pods that are gone (a removal cut short) do not stay
+    this.sweepTimer = setInterval(() => {
+      if (this.stopping || this.sweeping) return;
+      this.sweeping = this.runtime
+        .sweepCgroups()
+        .then((gone) => gone.length && this.opts.logger?.info({ cgroups: gone.length }, 'removed the cgroups of pods that are gone'))
+        .catch((err) => this.opts.logger?.warn({ err }, 'cgroup sweep failed'))
+        .finally(() => (this.sweeping = undefined));
+    }, 5000);
     this.opts.logger?.info({ node: this.opts.nodeName, cgroups: this.runtime.cgroups.layout }, 'node agent ready');
   }
 
@@ -196,7 +207,9 @@ export class Agent {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     if (this.statsTimer) clearInterval(this.statsTimer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     await this.statsRun;
+    await this.sweeping;
     this.nodeSub?.unsubscribe();
     await this.podSync?.stop();
     await this.host?.stop();

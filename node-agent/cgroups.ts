@@ -212,17 +212,43 @@ export class ContainerCgroup {
   }
 }
 
-async function removeTree(dir: string): Promise<void> {
+/**
+ * Removes the pod folders under a node's cgroup parent (`troupe-<node>`) whose pod is not in
+ * `keep`, in every hierarchy, then the parent itself when empty: housekeeping after a removal
+ * that was cut short (a crash, a process slow to leave). Returns the folders removed.
+ */
+export async function sweepNodeCgroups(info: CgroupInfo, node: string, keep: Set<string>): Promise<string[]> {
+  const roots = info.layout === 'v2' ? [info.unified!] : info.v1Mounts;
+  const removed: string[] = [];
+  for (const root of roots) {
+    const parent = join(root, `troupe-${node}`);
+    let pods: string[];
+    try {
+      pods = (await readdir(parent, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch {
+      continue;
+    }
+    for (const uid of pods) {
+      if (keep.has(uid)) continue;
+      await removeTree(join(parent, uid), 3);
+      if (!existsSync(join(parent, uid))) removed.push(join(parent, uid));
+    }
+    await rmdir(parent).catch(() => undefined);
+  }
+  return removed;
+}
+
+async function removeTree(dir: string, tries = 150): Promise<void> {
   let entries: string[];
   try {
     entries = await readdir(dir, { withFileTypes: true }).then((es) => es.filter((e) => e.isDirectory()).map((e) => e.name));
   } catch {
     return;
   }
-  for (const e of entries) await removeTree(join(dir, e));
+  for (const e of entries) await removeTree(join(dir, e), tries);
   // a cgroup folder holding no process can be removed; retry while the last processes exit and
   // are reaped (under load that takes seconds, not milliseconds)
-  for (let i = 0; i < 150; i++) {
+  for (let i = 0; i < tries; i++) {
     try {
       await rmdir(dir);
       return;

@@ -15,7 +15,7 @@ import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Container } from '../protocol/index.js';
-import { ContainerCgroup, detectCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
+import { ContainerCgroup, detectCgroups, sweepNodeCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
 import { Crun } from './crun.js';
 import type { Cni } from './cni.js';
 import { RuntimeError } from './errors.js';
@@ -472,6 +472,14 @@ export class ContainerRuntime {
       for (let i = 0; i < 500 && existsSync(`/proc/${pid}`) && isSandbox(pid); i++) await new Promise((r) => setTimeout(r, 2));
     }
     await rm(pidFile, { force: true });
+  }
+
+  /** Removes the cgroups of pods that have no container or sandbox here any more. */
+  async sweepCgroups(): Promise<string[]> {
+    const keep = new Set((await this.containers()).map((c) => c.podUid));
+    for (const f of await readdir(join(this.opts.dataDir, 'sandboxes')).catch(() => [] as string[])) keep.add(f.replace(/\.(pid|ip)$/, ''));
+    for (const uid of this.sandboxes.keys()) keep.add(uid);
+    return sweepNodeCgroups(this.cgroups, this.opts.node, keep);
   }
 
   /** The containers this runtime has, with the pod each belongs to. */

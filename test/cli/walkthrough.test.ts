@@ -139,5 +139,5 @@ t.test('apply the seed Deployment → isolated pods; scale, roll, undo, survive 
   const rs = await runCli(env, ['get', 'rs']);
   t.equal(rs.stdout, '');
   t.equal(rs.stderr, 'No resources found in default namespace.\n');
-  await waitNodeEmpty(join(data, 'node'), NODE);
+  await waitNodeEmpty(join(data, 'node'), NODE).catch((err) => { process.stderr.write(up.err.filter((l) => /"level":[45]0/.test(l)).join('\n').slice(0, 5000)); throw err; });
 });
