@@ -113,7 +113,7 @@ export class HollowFleet {
     if (pod.metadata.deletionTimestamp) {
       if (this.running.get(key) === `${node}` || !this.running.has(key)) {
         this.running.delete(key);
-        setTimeout(() => void this.send(pod, { type: 'finalize', uid }), this.opts.stopAfterMs ?? 0);
+        this.later(() => void this.send(pod, { type: 'finalize', uid }), this.opts.stopAfterMs ?? 0);
       }
       return;
     }
@@ -149,7 +149,7 @@ export class HollowFleet {
         uid,
         status: { phase: 'Running', hostIP: '127.0.0.1', startTime: now, conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }, scheduledCondition(pod)], containerStatuses: containerStatuses(false) },
       });
-      setTimeout(ready, ra);
+      this.later(ready, ra);
     } else ready();
   }
 
@@ -171,8 +171,21 @@ export class HollowFleet {
     }
   }
 
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  /** A simulated delay, cancelled when the fleet stops. */
+  private later(fn: () => void, ms: number): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     if (this.timer) clearInterval(this.timer);
     await this.informer?.stop();
     await this.registered;

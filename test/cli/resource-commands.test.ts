@@ -199,3 +199,52 @@ t.test('get -w and events -w follow changes live', async (t) => {
   await waitFor(() => events.some((l) => /Normal\s+Scheduled\s+pod\/myapp-deployment-\w+-\w{5}\s+Successfully assigned default\//.test(l)), 'events -w shows the scheduling', 15_000);
   t.match(events[0], /^LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+MESSAGE$/);
 });
+
+t.test('rollout: pause, resume, restart; a stalled rollout exits non-zero; minReadySeconds holds availability back', async (t) => {
+  // pods of image "stuck" never become Ready
+  const c = await hollowCluster(t, ['n1'], { hollow: { readyAfterMs: (p) => (p.spec.containers[0].image === 'stuck:1' ? 3_600_000 : 0) } });
+  const dir = tempDir(t);
+  const env = { ...process.env, TROUPE_SERVER: c.url, TROUPE_HOME: join(dir, 'home') };
+  const file = join(dir, 'd.yaml');
+  writeFileSync(file, seed.replace('replicas: 3', 'replicas: 2\n  progressDeadlineSeconds: 2\n  minReadySeconds: 1'));
+  await runCli(env, ['apply', '-f', file]);
+  const ok = await runCli(env, ['rollout', 'status', 'deploy/myapp-deployment', '--timeout', '30s']);
+  t.equal(ok.code, 0, ok.stderr);
+  t.match(ok.stdout, /successfully rolled out/);
+  // minReadySeconds: ready pods count as available only after 1 s
+  const d0 = await c.res.get(kindInfo('Deployment')!, 'default', 'myapp-deployment');
+  const readyAt = Math.max(...c.activePods('myapp').map((p) => Date.parse(p.status.conditions.find((x: { type: string }) => x.type === 'Ready').lastTransitionTime)));
+  const availableAt = Date.parse(d0!.status.conditions.find((x: { type: string }) => x.type === 'Available').lastTransitionTime);
+  t.ok(availableAt - readyAt >= 900, `Available ${availableAt - readyAt} ms after the last pod was Ready`);
+
+  t.equal((await runCli(env, ['rollout', 'pause', 'deploy/myapp-deployment'])).stdout, 'deployment.apps/myapp-deployment paused\n');
+  writeFileSync(file, seed.replace('replicas: 3', 'replicas: 2\n  progressDeadlineSeconds: 2\n  minReadySeconds: 1\n  paused: true').replace('myapp:1.0', 'stuck:1'));
+  await runCli(env, ['apply', '-f', file]);
+  const paused = await waitFor(async () => {
+    const d = await c.res.get(kindInfo('Deployment')!, 'default', 'myapp-deployment');
+    return d?.status?.observedGeneration === d?.metadata.generation ? d : undefined;
+  }, 'the paused change observed');
+  t.match(paused.status.conditions, [{ type: 'Available' }, { type: 'Progressing', status: 'Unknown', reason: 'DeploymentPaused' }]);
+  t.equal((await c.res.list(kindInfo('ReplicaSet')!)).length, 1, 'paused: no new ReplicaSet');
+  writeFileSync(file, seed.replace('replicas: 3', 'replicas: 2\n  progressDeadlineSeconds: 2\n  minReadySeconds: 1').replace('myapp:1.0', 'stuck:1'));
+  await runCli(env, ['apply', '-f', file]);
+  // resumed: the new pods never get Ready, the deadline passes, status says so and exits 1
+  const stalled = await runCli(env, ['rollout', 'status', 'deploy/myapp-deployment', '--timeout', '30s']);
+  t.equal(stalled.code, 1);
+  t.equal(stalled.stderr, 'error: deployment "myapp-deployment" exceeded its progress deadline\n');
+  const d = await c.res.get(kindInfo('Deployment')!, 'default', 'myapp-deployment');
+  t.match(d!.status.conditions, [{ type: 'Available', status: 'True' }, { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }]);
+  // maxUnavailable 25% of 2 rounds down to 0, maxSurge up to 1: one new pod, both old ones kept
+  t.equal(c.activePods('myapp').filter(isReadyPod).length, 2, 'both old pods keep serving');
+  t.equal(c.activePods('myapp').length, 3, 'and one surge pod waits');
+  // back to a good image; then restart makes new pods from the same template
+  await runCli(env, ['rollout', 'undo', 'deploy/myapp-deployment']);
+  t.equal((await runCli(env, ['rollout', 'status', 'deploy/myapp-deployment', '--timeout', '30s'])).code, 0);
+  const before = new Set(c.activePods('myapp').map((p) => p.metadata.name));
+  t.equal((await runCli(env, ['rollout', 'restart', 'deploy/myapp-deployment'])).stdout, 'deployment.apps/myapp-deployment restarted\n');
+  await waitFor(() => {
+    const now = c.activePods('myapp').filter(isReadyPod);
+    return now.length === 2 && now.every((p) => !before.has(p.metadata.name));
+  }, 'two new pods after the restart', 20_000);
+  t.match((await runCli(env, ['rollout', 'history', 'deploy/myapp-deployment'])).stdout, /\n4\s+<none>\n$/);
+});
