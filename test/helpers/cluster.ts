@@ -51,7 +51,10 @@ export async function hollowCluster(t: Teardown, nodes: string[], opts: { hollow
   };
 }
 
-export function deployment(name: string, o: { replicas?: number; image?: string; maxSurge?: number | string; maxUnavailable?: number | string; minReadySeconds?: number; requests?: Record<string, string>; strategy?: 'Recreate' } = {}): KObject {
+export function deployment(
+  name: string,
+  o: { replicas?: number; image?: string; command?: string[]; port?: number; grace?: number; maxSurge?: number | string; maxUnavailable?: number | string; minReadySeconds?: number; requests?: Record<string, string>; strategy?: 'Recreate' } = {},
+): KObject {
   return normalize({
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -61,7 +64,21 @@ export function deployment(name: string, o: { replicas?: number; image?: string;
       selector: { matchLabels: { app: name } },
       ...(o.strategy ? { strategy: { type: 'Recreate' } } : o.maxSurge !== undefined || o.maxUnavailable !== undefined ? { strategy: { rollingUpdate: { ...(o.maxSurge !== undefined ? { maxSurge: o.maxSurge } : {}), ...(o.maxUnavailable !== undefined ? { maxUnavailable: o.maxUnavailable } : {}) } } } : {}),
       ...(o.minReadySeconds ? { minReadySeconds: o.minReadySeconds } : {}),
-      template: { metadata: { labels: { app: name } }, spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image: o.image ?? 'myapp:1.0', ...(o.requests ? { resources: { requests: o.requests } } : {}) }] } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          terminationGracePeriodSeconds: o.grace ?? 1,
+          containers: [
+            {
+              name: 'main',
+              image: o.image ?? 'myapp:1.0',
+              ...(o.command ? { command: o.command } : {}),
+              ...(o.port ? { ports: [{ containerPort: o.port }] } : {}),
+              ...(o.requests ? { resources: { requests: o.requests } } : {}),
+            },
+          ],
+        },
+      },
     },
   });
 }

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { ControlPlane, Resources } from '../../actors/index.js';
 import { ClusterImages, Crun } from '../../node-agent/index.js';
-import { kindInfo, normalize, type KObject } from '../../protocol/index.js';
+import { kindInfo, type KObject } from '../../protocol/index.js';
 import { startAgent, waitNodeEmpty } from '../helpers/agent.js';
-import { quiet } from '../helpers/cluster.js';
+import { deployment, quiet } from '../helpers/cluster.js';
 import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
 import { busyboxRootfs, tarDir } from '../helpers/tar.js';
 
@@ -33,21 +33,8 @@ t.test('kill -9 of an agent: its pods run on the other node within 5 s; back, it
   const POD = kindInfo('Pod')!;
   const NODE = kindInfo('Node')!;
   await waitFor(async () => (await res.list(NODE)).filter((n) => n.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True')).length === 2, 'both nodes Ready', 15_000);
-  await res.apply(
-    normalize({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: 'sleepers' },
-      spec: {
-        replicas: 2,
-        selector: { matchLabels: { app: 'sleepers' } },
-        template: {
-          metadata: { labels: { app: 'sleepers' } },
-          spec: { terminationGracePeriodSeconds: 2, containers: [{ name: 'main', image: 'busybox:failover', command: ['/bin/sh', '-c', "trap 'exit 0' TERM; sleep 3600 & wait"] }] },
-        },
-      },
-    }),
-  );
+  await res.apply(deployment('sleepers', { replicas: 2, image: 'busybox:failover', grace: 2, command: ['/bin/sh', '-c', "trap 'exit 0' TERM; sleep 3600 & wait"] }));
+
   await waitFor(async () => running(await res.list(POD), 'fa').length === 1 && running(await res.list(POD), 'fb').length === 1, 'one pod Running on each node', 30_000);
   const crunA = new Crun(join(dirA, 'runtime', 'crun'));
   const crunB = new Crun(join(dirB, 'runtime', 'crun'));

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { ControlPlane, Resources } from '../../actors/index.js';
 import { ClusterImages, Cni, bridgeName } from '../../node-agent/index.js';
-import { kindInfo, normalize, type KObject } from '../../protocol/index.js';
+import { kindInfo, type KObject } from '../../protocol/index.js';
 import { runCli, startAgent, waitNodeEmpty } from '../helpers/agent.js';
-import { quiet } from '../helpers/cluster.js';
+import { deployment, quiet } from '../helpers/cluster.js';
 import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
 import { busyboxRootfs, tarDir } from '../helpers/tar.js';
 
@@ -50,24 +50,8 @@ t.test('each pod has its own address on the node bridge; pods and the node reach
   }, 'a pod CIDR for the node');
   t.equal(node.spec.podCIDR, '10.251.1.0/24', 'the first /24 of the cluster CIDR');
 
-  await res.apply(
-    normalize({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: 'web' },
-      spec: {
-        replicas: 2,
-        selector: { matchLabels: { app: 'web' } },
-        template: {
-          metadata: { labels: { app: 'web' } },
-          spec: {
-            terminationGracePeriodSeconds: 2,
-            containers: [{ name: 'httpd', image: 'busybox:net', ports: [{ containerPort: 8080 }], command: ['/bin/sh', '-c', 'hostname > /tmp/index.html; httpd -f -p 8080 -h /tmp & trap "kill $!; exit 0" TERM; wait'] }],
-          },
-        },
-      },
-    }),
-  );
+  await res.apply(deployment('web', { replicas: 2, image: 'busybox:net', port: 8080, grace: 2, command: ['/bin/sh', '-c', 'hostname > /tmp/index.html; httpd -f -p 8080 -h /tmp & trap "kill $!; exit 0" TERM; wait'] }));
+
   const pods = await waitFor(async () => {
     const ps = (await res.list(kindInfo('Pod')!)).filter((p: KObject) => p.status?.phase === 'Running' && p.status.podIP);
     return ps.length === 2 ? ps : undefined;
