@@ -20,6 +20,7 @@ import { Informer } from './informer.js';
 import { KvStore } from './kv-store.js';
 import { NodeLifecycle, type NodeLifecycleOptions } from './node-lifecycle.js';
 import { NodeIpam } from './node-ipam.js';
+import { ServiceController } from './service-controller.js';
 import { ReplicaSetController } from './replicaset-controller.js';
 import { resourceKinds } from './resource-kinds.js';
 import { Resources } from './resources.js';
@@ -42,6 +43,8 @@ export interface ControlPlaneOptions {
    * restarts, so a cluster started again on the same data dir takes its lease back at once.
    */
   identity?: string;
+  /** The range of Services' cluster IPs (default 10.96.0.0/16). */
+  serviceCidr?: string;
   /** Resource actors idle this long leave memory (their object stays in KV). Default 15 s. */
   idleMs?: number;
   /** The range pods' addresses come from; each node gets a /24 of it (default 10.244.0.0/16). */
@@ -91,19 +94,20 @@ export class ControlPlane {
     this.startRenewing();
     await ensureRecordedEventStream(bus);
     // an object nobody has touched for a while lives only in KV until its next command
-    this.host = await ActorHost.start(bus, { kinds: resourceKinds(), store: this.kv, logger: this.logger, clock: this.opts.clock, idleMs: this.opts.idleMs ?? 15_000 });
     const res = await Resources.open(bus);
     const recorder = new EventRecorder(bus, 'troupe-controller');
     const inf = (kind: string) => new Informer(bus, this.kv, kindInfo(kind)!, this.logger);
-    const [namespaces, nodes, deployments, rss, pods, services] = ['Namespace', 'Node', 'Deployment', 'ReplicaSet', 'Pod', 'Service'].map(inf) as [Informer, Informer, Informer, Informer, Informer, Informer];
-    this.informers = [namespaces, nodes, deployments, rss, pods, services];
+    const [namespaces, nodes, deployments, rss, pods, services, endpoints] = ['Namespace', 'Node', 'Deployment', 'ReplicaSet', 'Pod', 'Service', 'Endpoints'].map(inf) as [Informer, Informer, Informer, Informer, Informer, Informer, Informer];
+    this.informers = [namespaces, nodes, deployments, rss, pods, services, endpoints];
+    const svc = new ServiceController(res, services, pods, this.logger, this.opts.serviceCidr);
+    this.host = await ActorHost.start(bus, { kinds: resourceKinds({ Service: svc.admit }), store: this.kv, logger: this.logger, clock: this.opts.clock, idleMs: this.opts.idleMs ?? 15_000 });
     const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger);
     const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
     const sched = new Scheduler(res, pods, nodes, recorder, this.logger);
     const gc = new GarbageCollector(res, this.informers, this.logger);
     const ipam = new NodeIpam(res, nodes, this.logger, this.opts.clusterCidr);
     this.scheduler = sched;
-    this.queues = [rsc.queue, dc.queue, sched.queue, gc.queue, ipam.queue];
+    this.queues = [rsc.queue, dc.queue, sched.queue, gc.queue, ipam.queue, svc.queue];
     for (const i of this.informers) await i.start();
     if (!namespaces.get(undefined, 'default')) {
       await res.send(kindInfo('Namespace')!, undefined, 'default', { type: 'apply', object: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } } satisfies KObject });
@@ -117,6 +121,7 @@ export class ControlPlane {
     sched.start();
     gc.start();
     ipam.start();
+    svc.start();
     this.logger.info('control plane leading');
   }
 

@@ -45,3 +45,5 @@ export { ReplicaSetController } from './replicaset-controller.js';
 export { GarbageCollector } from './garbage-collector.js';
 export { controllerRef, isActive, isReady, availability, podRequests, condition } from './pod-util.js';
 export { NodeIpam, parseCidr, formatIp } from './node-ipam.js';
+export { ServiceController, namedPort, NODE_PORT_MIN, NODE_PORT_MAX } from './service-controller.js';
+export type { Admission } from './resource-machine.js';

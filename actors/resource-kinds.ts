@@ -5,7 +5,7 @@
 import type { SnapshotFrom } from 'xstate';
 import { KINDS, type KObject } from '../protocol/index.js';
 import { defineKind, Persist } from './actor-kind.js';
-import { decisionFor, resourceCommands, resourceMachine, type ResourceCommand } from './resource-machine.js';
+import { decisionFor, resourceCommands, resourceMachine, type Admission, type ResourceCommand } from './resource-machine.js';
 
 export interface ResourceReply {
   object?: KObject;
@@ -13,8 +13,8 @@ export interface ResourceReply {
   deleted?: boolean;
 }
 
-function resourceKind(info: (typeof KINDS)[number]) {
-  const machine = resourceMachine(info);
+function resourceKind(info: (typeof KINDS)[number], admit?: Admission) {
+  const machine = resourceMachine(info, admit);
   return defineKind({
     kind: info.token,
     machine,
@@ -32,7 +32,7 @@ function resourceKind(info: (typeof KINDS)[number]) {
   });
 }
 
-/** Every resource kind, as the control plane hosts them. */
-export function resourceKinds() {
-  return KINDS.map(resourceKind);
+/** Every resource kind, as the control plane hosts them; `admission` by Kind ("Service"). */
+export function resourceKinds(admission: Record<string, Admission> = {}) {
+  return KINDS.map((k) => resourceKind(k, admission[k.kind]));
 }

@@ -73,9 +73,20 @@ export function decisionFor(event: object): Decision | undefined {
 }
 
 /** What a command does to the object (pure apart from new uids and the clock). */
-export function decide(ctx: ResourceContext, ev: ResourceCommand, now: Date = new Date()): Decision {
+/**
+ * Admission: a check of a whole object against the rest of the cluster (a Service's node port
+ * taken by another), run on every create and update; it answers with a problem or nothing.
+ */
+export type Admission = (obj: KObject, current: KObject | undefined) => { path: string; message: string } | undefined;
+
+export function decide(ctx: ResourceContext, ev: ResourceCommand, now: Date = new Date(), admit?: Admission): Decision {
   try {
-    return decideInner(ctx, ev, now);
+    const d = decideInner(ctx, ev, now);
+    if (admit && d.type === 'change' && (ev.type === 'apply' || ev.type === 'patch')) {
+      const problem = admit(d.object, ctx.object);
+      if (problem) return { type: 'error', error: new ValidationError(`${what(ctx)}: ${problem.path}: ${problem.message}`, { issues: [problem] }) };
+    }
+    return d;
   } catch (err) {
     return { type: 'error', error: toTroupeError(err) };
   }
@@ -180,8 +191,25 @@ function created(obj: KObject, now: Date): KObject {
   return out;
 }
 
+/** What the server set in a spec that a manifest applied again does not repeat: kept. */
+function keepAssigned(kind: string, cur: KObject, spec: any): any {
+  if (kind === 'Pod') return { ...spec, ...(cur.spec.nodeName && !spec.nodeName ? { nodeName: cur.spec.nodeName } : {}) };
+  if (kind === 'Service') {
+    const out = { ...spec };
+    if (!out.clusterIP && cur.spec.clusterIP) out.clusterIP = cur.spec.clusterIP;
+    if (out.ports && out.type === 'NodePort') {
+      out.ports = out.ports.map((p: { port: number; name?: string; nodePort?: number }) => {
+        const was = (cur.spec.ports ?? []).find((q: { port: number; name?: string }) => q.port === p.port && q.name === p.name);
+        return p.nodePort || !was?.nodePort ? p : { ...p, nodePort: was.nodePort };
+      });
+    }
+    return out;
+  }
+  return spec;
+}
+
 function updated(ctx: ResourceContext, cur: KObject, obj: KObject): Decision {
-  const spec = infoOf(ctx).kind === 'Pod' ? { ...obj.spec, ...(cur.spec.nodeName && !obj.spec.nodeName ? { nodeName: cur.spec.nodeName } : {}) } : obj.spec;
+  const spec = keepAssigned(infoOf(ctx).kind, cur, obj.spec);
   if (infoOf(ctx).kind === 'Pod' && stableJson(spec) !== stableJson(cur.spec)) {
     return { type: 'error', error: new ValidationError(`${what(ctx)}: spec: a pod's spec cannot change; delete the pod and create it again`) };
   }
@@ -195,8 +223,13 @@ function updated(ctx: ResourceContext, cur: KObject, obj: KObject): Decision {
   };
   for (const k of ['labels', 'annotations', 'ownerReferences'] as const) if (meta[k] === undefined) delete meta[k];
   const specChanged = stableJson(spec) !== stableJson(cur.spec);
-  if (!specChanged && stableJson(meta) === stableJson(cur.metadata)) return { type: 'noop' };
-  return { type: 'change', object: { ...cur, metadata: { ...meta, generation: (cur.metadata.generation ?? 1) + (specChanged ? 1 : 0) }, spec } };
+  // kinds without a spec keep their content at the top (Endpoints' subsets)
+  const { apiVersion: _a, kind: _k, metadata: _m, spec: _s, status: _st, ...body } = obj;
+  const { apiVersion: _a2, kind: _k2, metadata: _m2, spec: _s2, status: _st2, ...curBody } = cur;
+  const bodyChanged = stableJson(body) !== stableJson(curBody);
+  if (!specChanged && !bodyChanged && stableJson(meta) === stableJson(cur.metadata)) return { type: 'noop' };
+  const next: KObject = { apiVersion: cur.apiVersion, kind: cur.kind, metadata: { ...meta, generation: (cur.metadata.generation ?? 1) + (specChanged ? 1 : 0) }, ...body, ...(spec !== undefined ? { spec } : {}), ...(cur.status !== undefined ? { status: cur.status } : {}) };
+  return { type: 'change', object: next };
 }
 
 /** RFC 7386 JSON merge patch: objects merge, null removes, anything else replaces. */
@@ -210,12 +243,12 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
-export function resourceMachine(info: KindInfo) {
+export function resourceMachine(info: KindInfo, admit?: Admission) {
   return setup({
     types: {} as { context: ResourceContext; events: ResourceCommand; input: { namespace: string; name: string } },
     guards: {
-      removes: ({ context, event }) => decideOnce(context, event).type === 'remove',
-      changes: ({ context, event }) => decideOnce(context, event).type === 'change',
+      removes: ({ context, event }) => decideOnce(context, event, admit).type === 'remove',
+      changes: ({ context, event }) => decideOnce(context, event, admit).type === 'change',
     },
     actions: {
       commit: assign({
@@ -243,10 +276,10 @@ export function resourceMachine(info: KindInfo) {
   });
 }
 
-function decideOnce(ctx: ResourceContext, event: ResourceCommand): Decision {
+function decideOnce(ctx: ResourceContext, event: ResourceCommand, admit?: Admission): Decision {
   let d = decisions.get(event);
   if (!d) {
-    d = decide(ctx, event);
+    d = decide(ctx, event, new Date(), admit);
     decisions.set(event, d);
   }
   return d;

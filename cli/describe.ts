@@ -4,7 +4,7 @@
  */
 import { formatSelector, type KObject } from '../protocol/index.js';
 import type { KubeEvent } from '../actors/index.js';
-import { age, podStatusText } from './printers.js';
+import { age, endpointsText, podStatusText } from './printers.js';
 
 function kv(lines: string[], key: string, value: unknown, indent = 0): void {
   lines.push(`${' '.repeat(indent)}${`${key}:`.padEnd(Math.max(0, 22 - indent))}${value === undefined || value === '' ? '<none>' : String(value)}`);
@@ -48,7 +48,7 @@ function conditions(lines: string[], o: KObject): void {
   for (const c of list) lines.push(`  ${c.type.padEnd(18)}${c.status.padEnd(9)}${c.reason ?? ''}${c.message ? `  (${c.message})` : ''}`);
 }
 
-export function describeObject(o: KObject, events: KubeEvent[], now = Date.now()): string {
+export function describeObject(o: KObject, events: KubeEvent[], now = Date.now(), endpoints?: KObject): string {
   const lines: string[] = [];
   kv(lines, 'Name', o.metadata.name);
   if (o.metadata.namespace) kv(lines, 'Namespace', o.metadata.namespace);
@@ -103,6 +103,7 @@ export function describeObject(o: KObject, events: KubeEvent[], now = Date.now()
       kv(lines, 'IP', o.spec.clusterIP);
       for (const p of o.spec.ports ?? []) kv(lines, 'Port', `${p.name ?? '<unset>'} ${p.port}/${p.protocol ?? 'TCP'} → ${p.targetPort}`);
       kv(lines, 'Session Affinity', o.spec.sessionAffinity);
+      kv(lines, 'Endpoints', endpoints ? endpointsText(endpoints) : '<none>');
       break;
     default:
       kv(lines, 'Status', o.status?.phase);

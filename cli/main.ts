@@ -12,7 +12,7 @@ import { exec as podExec, logs as podLogs } from './pod-commands.js';
 import { Bus } from '../actors/index.js';
 import { isDns1123Label } from '../protocol/index.js';
 import { VERSION } from './version.js';
-import { UsageError, cmdApply, cmdCreateNamespace, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
+import { UsageError, cmdApply, cmdCreateNamespace, cmdExpose, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
 import { cmdRollout } from './rollout.js';
 import { ControlPlane } from '../actors/index.js';
 
@@ -30,12 +30,14 @@ Usage:
   troupe create -f FILE | create namespace NAME
   troupe get KIND [NAME...] [-o wide|yaml|json|name] [-l SELECTOR] [-n NS | -A] [-w]
                                    KIND: pods/po, deployments/deploy, replicasets/rs, services/svc,
-                                   nodes/no, namespaces/ns, events/ev
+                                   nodes/no, namespaces/ns, endpoints/ep, events/ev
   troupe describe KIND [NAME...]   details, conditions, container states and recent events
   troupe delete KIND NAME... | KIND -l SELECTOR | -f FILE [--grace-period S] [--force] [--wait=false]
   troupe scale deploy NAME --replicas N
   troupe rollout status|history|undo|restart|pause|resume deploy/NAME [--to-revision N]
   troupe run NAME --image REF [--port P] [--restart POLICY] [--env K=V] [-- ARGS...]
+  troupe expose deploy NAME --port P [--target-port T] [--type ClusterIP|NodePort] [--name SVC]
+                                   a Service in front of a Deployment's pods
   troupe cordon|uncordon NODE      mark a node (un)schedulable
   troupe drain NODE [--force]      cordon, then evict its pods
   troupe events [-n NS | -A] [-w] [--for KIND/NAME]
@@ -110,6 +112,8 @@ async function main(argv: string[]): Promise<number> {
       return withCli(rest, (bus, io) => cmdDrain(bus, rest, io));
     case 'events':
       return withCli(rest, (bus, io) => cmdEvents(bus, rest, io));
+    case 'expose':
+      return withCli(rest, (bus, io) => cmdExpose(bus, rest, io));
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}; see \`troupe help\``);
   }

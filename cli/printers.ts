@@ -123,6 +123,10 @@ export function tableFor(info: KindInfo, objects: KObject[], opts: { wide?: bool
         ...(wide ? [Object.entries(s.spec.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '<none>'] : []),
       ];
       break;
+    case 'Endpoints':
+      header = ['NAME', 'ENDPOINTS', 'AGE'];
+      row = (e) => [e.metadata.name, endpointsText(e), age(e.metadata.creationTimestamp, now)];
+      break;
     case 'Namespace':
       header = ['NAME', 'STATUS', 'AGE'];
       row = (n) => [n.metadata.name, n.status?.phase ?? 'Active', age(n.metadata.creationTimestamp, now)];
@@ -137,6 +141,16 @@ export function tableFor(info: KindInfo, objects: KObject[], opts: { wide?: bool
     row = (o) => [o.metadata.namespace ?? '', ...inner(o)];
   }
   return table(header, objects.map(row));
+}
+
+/** kubectl's ENDPOINTS column: ip:port of ready addresses, the first three, then "+ N more...". */
+export function endpointsText(e: KObject): string {
+  const all: string[] = [];
+  for (const sub of (e as { subsets?: { addresses?: { ip: string }[]; ports?: { port: number }[] }[] }).subsets ?? []) {
+    for (const a of sub.addresses ?? []) for (const p of sub.ports ?? [{ port: 0 }]) all.push(p.port ? `${a.ip}:${p.port}` : a.ip);
+  }
+  if (all.length === 0) return '<none>';
+  return all.length > 3 ? `${all.slice(0, 3).join(',')} + ${all.length - 3} more...` : all.join(',');
 }
 
 export function eventsTable(events: KubeEvent[], opts: { allNamespaces?: boolean; now?: number } = {}): string {

@@ -263,10 +263,11 @@ export async function cmdDescribe(bus: Bus, args: string[], io: Io): Promise<num
     }
   } else objs.push(...(await res.list(info, { namespace: ns, all: values['all-namespaces'], selector: selectorArg(values.selector) })));
   const events = await readEvents(bus, info.namespaced ? ns : undefined);
-  objs.forEach((o, i) => {
+  for (const [i, o] of objs.entries()) {
     if (i > 0) io.out.write('\n\n');
-    io.out.write(describeObject(o, events.filter((e) => e.involvedObject.kind === o.kind && e.involvedObject.name === o.metadata.name && (!e.involvedObject.uid || e.involvedObject.uid === o.metadata.uid))));
-  });
+    const ep = o.kind === 'Service' ? await res.get(kindInfo('Endpoints')!, o.metadata.namespace, o.metadata.name) : undefined;
+    io.out.write(describeObject(o, events.filter((e) => e.involvedObject.kind === o.kind && e.involvedObject.name === o.metadata.name && (!e.involvedObject.uid || e.involvedObject.uid === o.metadata.uid)), Date.now(), ep));
+  }
   return 0;
 }
 
@@ -410,7 +411,7 @@ export async function cmdRun(bus: Bus, args: string[], io: Io): Promise<number> 
 }
 
 /** Creates one object; an existing one is kubectl's AlreadyExists error (exit 1). */
-export async function createObject(res: Resources, obj: KObject, io: Io): Promise<number> {
+export async function createObject(res: Resources, obj: KObject, io: Io, verb = 'created'): Promise<number> {
   const info = kindInfo(obj.kind)!;
   try {
     await res.apply(obj, { create: true });
@@ -421,7 +422,7 @@ export async function createObject(res: Resources, obj: KObject, io: Io): Promis
     }
     throw err;
   }
-  io.out.write(`${info.kind.toLowerCase()}/${obj.metadata.name} created\n`);
+  io.out.write(`${info.kind.toLowerCase()}/${obj.metadata.name} ${verb}\n`);
   return 0;
 }
 
@@ -431,6 +432,36 @@ export async function cmdCreateNamespace(bus: Bus, args: string[], io: Io): Prom
   const name = positionals[0]!;
   if (!isDns1123Label(name)) throw new UsageError(`namespace ${JSON.stringify(name)}: metadata.name: expected a DNS-1123 label`);
   return createObject(await Resources.open(bus), normalize({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }), io);
+}
+
+/** `expose deployment NAME --port P [--target-port T] [--type NodePort] [--name SVC]`. */
+export async function cmdExpose(bus: Bus, args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: { port: { type: 'string' }, 'target-port': { type: 'string' }, type: { type: 'string' }, name: { type: 'string' }, protocol: { type: 'string' }, ...nsOptions },
+  });
+  const { info, name } = kindAndName(positionals, 'troupe expose deployment NAME --port P [--target-port T] [--type ClusterIP|NodePort] [--name SVC]');
+  if (!['Deployment', 'ReplicaSet', 'Pod', 'Service'].includes(info.kind)) throw new UsageError(`cannot expose ${info.plural}`);
+  const ns = values.namespace ?? 'default';
+  const res = await Resources.open(bus);
+  const src = await res.get(info, ns, name);
+  if (!src) throw notFound(info, name);
+  const selector: Record<string, string> | undefined =
+    info.kind === 'Pod' ? src.metadata.labels : info.kind === 'Service' ? src.spec.selector : src.spec.selector?.matchLabels;
+  if (!selector || Object.keys(selector).length === 0) throw new ValidationError(`${info.kind.toLowerCase()} "${name}" has no labels or matchLabels selector to expose`);
+  const ports = (info.kind === 'Pod' ? src.spec.containers : info.kind === 'Service' ? [] : src.spec.template.spec.containers).flatMap((c: { ports?: { containerPort: number }[] }) => c.ports ?? []);
+  const port = values.port === undefined ? ports[0]?.containerPort : Number(values.port);
+  if (!port || !Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('--port: expected a port number (the exposed object declares none to default to)');
+  const target = values['target-port'] === undefined ? port : /^\d+$/.test(values['target-port']) ? Number(values['target-port']) : values['target-port'];
+  const type = values.type ?? 'ClusterIP';
+  if (!['ClusterIP', 'NodePort'].includes(type)) throw new UsageError(`--type: expected ClusterIP or NodePort, got ${JSON.stringify(type)}`);
+  const svc = normalize(
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: values.name ?? name, namespace: ns }, spec: { type, selector, ports: [{ port, targetPort: target, protocol: values.protocol ?? 'TCP' }] } },
+    `service ${JSON.stringify(values.name ?? name)}`,
+  );
+  return createObject(res, svc, io, 'exposed');
 }
 
 export async function cmdCordon(bus: Bus, args: string[], io: Io, cordon: boolean): Promise<number> {

@@ -29,6 +29,7 @@ export class HollowFleet {
   private timer?: NodeJS.Timeout;
   private res?: Resources;
   private seq = 0;
+  private addresses = 0;
   private stopped = false;
   /** Pod key → time it was reported Running (ms), for measurements. */
   readonly runningAt = new Map<string, number>();
@@ -119,6 +120,9 @@ export class HollowFleet {
     }
     if (this.running.has(key)) return;
     this.running.set(key, node);
+    // a simulated address, unique in this fleet
+    const n = ++this.addresses;
+    const podIP = `10.200.${(n >> 8) & 255}.${n & 255}`;
     const now = new Date().toISOString();
     const containerStatuses = (ready: boolean) =>
       pod.spec.containers.map((c: { name: string; image: string }) => ({ name: c.name, image: c.image, state: { running: { startedAt: now } }, ready, restartCount: 0, started: true }));
@@ -132,6 +136,8 @@ export class HollowFleet {
         status: {
           phase: 'Running',
           hostIP: '127.0.0.1',
+          podIP,
+          podIPs: [{ ip: podIP }],
           startTime: now,
           conditions: [
             { type: 'Initialized', status: 'True' },
@@ -147,7 +153,7 @@ export class HollowFleet {
       void this.send(pod, {
         type: 'status',
         uid,
-        status: { phase: 'Running', hostIP: '127.0.0.1', startTime: now, conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }, scheduledCondition(pod)], containerStatuses: containerStatuses(false) },
+        status: { phase: 'Running', hostIP: '127.0.0.1', podIP, podIPs: [{ ip: podIP }], startTime: now, conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: now }, scheduledCondition(pod)], containerStatuses: containerStatuses(false) },
       });
       this.later(ready, ra);
     } else ready();

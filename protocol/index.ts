@@ -59,6 +59,7 @@ export {
   serviceSchema,
   namespaceSchema,
   nodeSchema,
+  endpointsSchema,
 } from './resources.js';
 export type { KObject, KindInfo, LabelSelector, PodSpec, PodTemplate, Toleration, Taint, OwnerReference, ObjectMeta } from './resources.js';
 export {

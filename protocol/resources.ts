@@ -231,7 +231,7 @@ const servicePort = s.object({
   protocol: s.optional(s.oneOf(['TCP', 'UDP'] as const)),
   port: s.int({ min: 1, max: 65535 }),
   targetPort: s.optional(s.refine(s.any(), (v) => (typeof v === 'number' ? (Number.isInteger(v) && v >= 1 && v <= 65535 ? undefined : `expected a port number 1-65535, got ${v}`) : typeof v === 'string' && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) && v.length <= 15 ? undefined : `expected a port number or a port name, got ${describeValue(v)}`))),
-  nodePort: s.optional(s.int({ min: 1, max: 65535 })),
+  nodePort: s.optional(s.int({ min: 30000, max: 32767 })),
 });
 
 export const serviceSchema = s.object({
@@ -243,7 +243,9 @@ export const serviceSchema = s.object({
       type: s.optional(s.oneOf(['ClusterIP', 'NodePort'] as const)),
       selector: s.optional(s.record(labelValue, { key: labelKey, maxKeys: 64 })),
       ports: s.optional(s.array(servicePort, { max: 64 })),
-      clusterIP: s.optional(s.string({ max: 64 })),
+      clusterIP: s.optional(
+        s.refine(s.string({ max: 64 }), (v) => (v === 'None' || v === '' || /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(v) && v.split('.').every((p) => Number(p) <= 255) ? undefined : `expected an IPv4 address or "None", got ${JSON.stringify(v)}`)),
+      ),
       sessionAffinity: s.optional(s.oneOf(['None', 'ClientIP'] as const)),
     }),
     (spec) => {
@@ -266,6 +268,28 @@ export const namespaceSchema = s.object({
   metadata: objectMeta(labelName),
   spec: s.optional(s.object({})),
   status,
+});
+
+const endpointAddress = s.object({
+  ip: s.string({ max: 64 }),
+  nodeName: s.optional(s.string({ max: 253 })),
+  targetRef: s.optional(s.object({ kind: s.string({ max: 64 }), name: s.string({ max: 253 }), namespace: s.optional(s.string({ max: 63 })), uid: s.optional(s.string({ max: 64 })) })),
+});
+
+export const endpointsSchema = s.object({
+  apiVersion: s.literal('v1'),
+  kind: s.literal('Endpoints'),
+  metadata: objectMeta(labelName),
+  subsets: s.optional(
+    s.array(
+      s.object({
+        addresses: s.optional(s.array(endpointAddress, { max: 10_000 })),
+        notReadyAddresses: s.optional(s.array(endpointAddress, { max: 10_000 })),
+        ports: s.optional(s.array(s.object({ name: s.optional(s.string({ max: 63 })), port: s.int({ min: 1, max: 65535 }), protocol: s.optional(s.oneOf(['TCP', 'UDP'] as const)) }), { max: 64 })),
+      }),
+      { max: 1000 },
+    ),
+  ),
 });
 
 export const nodeSchema = s.object({
@@ -311,6 +335,7 @@ export const KINDS: KindInfo[] = [
   { kind: 'Service', apiVersion: 'v1', token: 'service', plural: 'services', aliases: ['service', 'svc'], namespaced: true, schema: serviceSchema },
   { kind: 'Namespace', apiVersion: 'v1', token: 'namespace', plural: 'namespaces', aliases: ['namespace', 'ns'], namespaced: false, schema: namespaceSchema },
   { kind: 'Node', apiVersion: 'v1', token: 'node', plural: 'nodes', aliases: ['node', 'no'], namespaced: false, schema: nodeSchema },
+  { kind: 'Endpoints', apiVersion: 'v1', token: 'endpoints', plural: 'endpoints', aliases: ['ep'], namespaced: true, schema: endpointsSchema },
 ];
 
 /** The namespace token under which cluster-scoped objects are keyed. */

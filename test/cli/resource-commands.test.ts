@@ -99,7 +99,7 @@ t.test('apply, get in every format, describe, events, scale, delete -l, run, cre
   const wide = await troupe('get', 'pods', '-o', 'wide');
   t.match(wide, /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NODE\n/);
   t.equal(wide.trim().split('\n').length, 4);
-  t.match(wide, /myapp-deployment-\w+-\w{5}\s+1\/1\s+Running\s+0\s+\d+s\s+<none>\s+n[12]\n/);
+  t.match(wide, /myapp-deployment-\w+-\w{5}\s+1\/1\s+Running\s+0\s+\d+s\s+10\.200\.\d+\.\d+\s+n[12]\n/);
   const list = JSON.parse(await troupe('get', 'pods', '-o', 'json'));
   t.equal(list.kind, 'List');
   t.equal(list.items.length, 3);

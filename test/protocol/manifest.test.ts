@@ -50,7 +50,7 @@ t.test('bad input is rejected with the field path, and what was expected', async
   t.match(rejects(seed.replace('name: myapp-deployment', 'name: MyApp_Deployment')), /metadata\.name: expected a DNS-1123 subdomain/);
   t.match(rejects(seed.replace('containerPort: 8080', 'containerPort: 80800')), /containerPort: expected an integer from 1 to 65535, got 80800/);
   t.match(rejects(seed.replace('apps/v1', 'apps/v2')), /apiVersion: expected "apps\/v1" for kind Deployment, got "apps\/v2"/);
-  t.match(rejects(seed.replace('kind: Deployment', 'kind: StatefulSet')), /kind: expected one of Pod, Deployment, ReplicaSet, Service, Namespace, List, got "StatefulSet"/);
+  t.match(rejects(seed.replace('kind: Deployment', 'kind: StatefulSet')), /kind: expected one of Pod, Deployment, ReplicaSet, Service, Namespace, Endpoints, List, got "StatefulSet"/);
   t.match(rejects(`${seed}\n  paused: true\n  paused: false\n`), /not valid YAML or JSON: Map keys must be unique/);
   t.match(rejects('kind: [unclosed'), /not valid YAML or JSON/);
   t.match(rejects('just a string'), /expected an object with apiVersion, kind and metadata, got "just a string"/);
