@@ -66,12 +66,18 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
     let allRunning!: () => void;
     const done = new Promise<void>((r) => (allRunning = r));
     const counted = new Set<string>();
+    // kept by events, not by scanning: this process also runs the hollow nodes
+    const runningNow = new Set<string>();
+    let onChange: (() => void) | undefined;
     pods.on((type, p) => {
       const key = `${p.metadata.namespace}/${p.metadata.name}`;
+      if (type !== 'delete' && isRunning(p)) runningNow.add(key);
+      else runningNow.delete(key);
       if (type !== 'delete' && isRunning(p) && !counted.has(key)) {
         counted.add(key);
         if (++running === podCount) allRunning();
       }
+      onChange?.();
     });
     await pods.start();
     const deployments = Math.ceil(podCount / per);
@@ -111,16 +117,14 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
     fleet.kill(victim);
     let replacedAt = 0;
     await new Promise<void>((resolve) => {
-      const check = () => {
-        const active = [...pods!.list()].filter((p) => !p.metadata.deletionTimestamp);
-        const stillThere = active.some((p) => lost.has(p.metadata.name));
-        const runningNow = active.filter(isRunning).length;
-        if (!stillThere && runningNow >= podCount) {
+      onChange = () => {
+        if (replacedAt) return;
+        const stillThere = [...lost].some((name) => runningNow.has(`default/${name}`));
+        if (!stillThere && runningNow.size >= podCount) {
           replacedAt = Date.now();
           resolve();
-        } else setTimeout(check, 10);
+        }
       };
-      check();
     });
     return {
       nodes: nodeCount,
