@@ -11,13 +11,14 @@
  */
 import type { Subscription } from '@nats-io/transport-node';
 import { Informer, KvStore, Resources, type Bus } from '../actors/index.js';
-import { MessageType, kindInfo, stableJson, type EventBody, type KObject } from '../protocol/index.js';
+import { MessageType, kindInfo, serviceEnv, stableJson, type EventBody, type KObject } from '../protocol/index.js';
 import { backoff, sleep, systemClock, type Logger } from '../supervisor/index.js';
 import type { PodRunSpec, PodStatus } from './pod-machine.js';
 import type { NodeInfo } from './agent.js';
 
 const POD = kindInfo('Pod')!;
 const NODE = kindInfo('Node')!;
+const SERVICE = kindInfo('Service')!;
 
 interface Local {
   uid: string;
@@ -33,6 +34,7 @@ interface Local {
 export class PodSync {
   private readonly local = new Map<string, Local>();
   private informer?: Informer;
+  private services?: Informer;
   private evtSub?: Subscription;
   private stopped = false;
   private readonly inflight = new Map<string, Promise<void>>();
@@ -72,6 +74,8 @@ export class PodSync {
       if (type === 'delete') this.sync(`${pod.metadata.namespace}/${pod.metadata.name}`, undefined);
       else if (pod.spec.nodeName === this.nodeName) this.sync(`${pod.metadata.namespace}/${pod.metadata.name}`, pod);
     });
+    this.services = new Informer(this.bus, kv, SERVICE, this.logger);
+    await this.services.start();
     await this.informer.start();
     // what runs here and the store no longer wants (replaced while this node was away) stops now
     for (const key of [...this.local.keys()]) {
@@ -170,8 +174,17 @@ export class PodSync {
         return;
       }
       this.local.set(key, { uid, want: 'run', finalize: false });
+      // the Services of the namespace that exist now, as environment variables (user env wins)
+      const svcEnv = serviceEnv([...(this.services?.list() ?? [])].filter((svc) => svc.metadata.namespace === ns));
       const spec: PodRunSpec = {
-        containers: mine.spec.containers,
+        containers: svcEnv.length
+          ? mine.spec.containers.map((c: { env?: { name: string }[] }) => {
+              const own = new Set((c.env ?? []).map((e) => e.name));
+              // names a shell can hold, and no more than a container takes (1,024 in all)
+              const links = svcEnv.filter((e) => !own.has(e.name) && /^[_a-zA-Z][_a-zA-Z0-9]*$/.test(e.name)).slice(0, Math.max(0, 1024 - own.size));
+              return { ...c, env: [...links, ...(c.env ?? [])] };
+            })
+          : mine.spec.containers,
         restartPolicy: mine.spec.restartPolicy,
         terminationGracePeriodSeconds: mine.spec.terminationGracePeriodSeconds,
         managedBy: 'control-plane',
@@ -283,6 +296,7 @@ export class PodSync {
     this.stopped = true;
     this.evtSub?.unsubscribe();
     await this.informer?.stop();
+    await this.services?.stop();
     await Promise.all(this.inflight.values());
     await this.registerLoop;
     await this.networkLoop;

@@ -76,3 +76,4 @@ export {
   MAX_ALIASES,
 } from './manifest.js';
 export type { ParsedManifest } from './manifest.js';
+export { serviceEnv } from './service-env.js';

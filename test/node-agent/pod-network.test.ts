@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { ControlPlane, Resources } from '../../actors/index.js';
 import { ClusterImages, Cni, bridgeName } from '../../node-agent/index.js';
-import { kindInfo, type KObject } from '../../protocol/index.js';
+import { kindInfo, normalize, type KObject } from '../../protocol/index.js';
 import { runCli, startAgent, waitNodeEmpty } from '../helpers/agent.js';
 import { deployment, quiet } from '../helpers/cluster.js';
 import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
@@ -50,6 +50,9 @@ t.test('each pod has its own address on the node bridge; pods and the node reach
   }, 'a pod CIDR for the node');
   t.equal(node.spec.podCIDR, '10.251.1.0/24', 'the first /24 of the cluster CIDR');
 
+  // a Service that exists before the pods start: its address reaches them as environment variables
+  await res.apply(normalize({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web-front' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } }));
+  const svcIp = await waitFor(async () => (await res.get(kindInfo('Service')!, 'default', 'web-front'))?.spec.clusterIP as string | undefined, 'a cluster IP');
   await res.apply(deployment('web', { replicas: 2, image: 'busybox:net', port: 8080, grace: 2, command: ['/bin/sh', '-c', 'hostname > /tmp/index.html; httpd -f -p 8080 -h /tmp & trap "kill $!; exit 0" TERM; wait'] }));
 
   const pods = await waitFor(async () => {
@@ -62,13 +65,17 @@ t.test('each pod has its own address on the node bridge; pods and the node reach
   t.not(a.status.podIP, b.status.podIP, 'each pod its own address');
   t.same(a.status.podIPs, [{ ip: a.status.podIP }]);
   t.ok(a.status.hostIP, 'hostIP reported');
-  const env = { ...process.env, TROUPE_SERVER: srv.url, TROUPE_HOME: join(dir, 'home') };
+  const envCli = { ...process.env, TROUPE_SERVER: srv.url, TROUPE_HOME: join(dir, 'home') };
   // pod → pod, by address
-  const r = await runCli(env, ['exec', a.metadata.name, '--', 'wget', '-qO-', `http://${b.status.podIP}:8080/`]);
+  const r = await runCli(envCli, ['exec', a.metadata.name, '--', 'wget', '-qO-', `http://${b.status.podIP}:8080/`]);
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout.trim(), b.metadata.name, 'pod a reaches pod b on its address');
+  const env = await runCli(envCli, ['exec', a.metadata.name, '--', 'env']);
+  for (const line of [`WEB_FRONT_SERVICE_HOST=${svcIp}`, 'WEB_FRONT_SERVICE_PORT=80', 'WEB_FRONT_SERVICE_PORT_HTTP=80', `WEB_FRONT_PORT=tcp://${svcIp}:80`, `WEB_FRONT_PORT_80_TCP_ADDR=${svcIp}`, 'WEB_FRONT_PORT_80_TCP_PROTO=tcp']) {
+    t.ok(env.stdout.split('\n').includes(line), `the pod has ${line}`);
+  }
   // the pod's own interface carries that address
-  const ifc = await runCli(env, ['exec', b.metadata.name, '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+  const ifc = await runCli(envCli, ['exec', b.metadata.name, '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
   t.match(ifc.stdout, new RegExp(`inet ${b.status.podIP.replaceAll('.', '\\.')}/24`));
   // node → pod (an address inside a namespace this test's agent made)
   const body = await (await fetch(`http://${a.status.podIP}:8080/`)).text();

@@ -106,3 +106,28 @@ t.test('the pod-template-hash is stable and follows the template', async (t) => 
   t.not(templateHash(a!.object.spec.template), templateHash(c!.object.spec.template));
   t.match(templateHash(a!.object.spec.template), /^[bcdfghjklmnpqrstvwxz2456789]+$/);
 });
+
+t.test("services as environment variables, as Kubernetes writes them", async (t) => {
+  const { serviceEnv } = await import('../../protocol/index.js');
+  const svc = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name }, spec });
+  const env = serviceEnv([
+    svc('redis-primary', { clusterIP: '10.96.0.11', ports: [{ name: 'redis', port: 6379, protocol: 'TCP' }, { port: 9121, protocol: 'TCP' }] }),
+    svc('headless', { clusterIP: 'None', ports: [{ port: 80 }] }),
+    svc('pending', { ports: [{ port: 80 }] }),
+  ]);
+  const map = Object.fromEntries(env.map((e) => [e.name, e.value]));
+  t.same(map, {
+    REDIS_PRIMARY_SERVICE_HOST: '10.96.0.11',
+    REDIS_PRIMARY_SERVICE_PORT: '6379',
+    REDIS_PRIMARY_SERVICE_PORT_REDIS: '6379',
+    REDIS_PRIMARY_PORT: 'tcp://10.96.0.11:6379',
+    REDIS_PRIMARY_PORT_6379_TCP: 'tcp://10.96.0.11:6379',
+    REDIS_PRIMARY_PORT_6379_TCP_PROTO: 'tcp',
+    REDIS_PRIMARY_PORT_6379_TCP_PORT: '6379',
+    REDIS_PRIMARY_PORT_6379_TCP_ADDR: '10.96.0.11',
+    REDIS_PRIMARY_PORT_9121_TCP: 'tcp://10.96.0.11:9121',
+    REDIS_PRIMARY_PORT_9121_TCP_PROTO: 'tcp',
+    REDIS_PRIMARY_PORT_9121_TCP_PORT: '9121',
+    REDIS_PRIMARY_PORT_9121_TCP_ADDR: '10.96.0.11',
+  }, 'headless services and services without an address yet give none');
+});
