@@ -3,7 +3,7 @@
  * store and then following its changes from that revision (as client-go's list-watch). Handlers
  * hear each add, update and delete, in store order.
  */
-import { type KObject, type KindInfo } from '../protocol/index.js';
+import { untoken, type KObject, type KindInfo } from '../protocol/index.js';
 import type { Bus } from './bus.js';
 import type { KvStore } from './kv-store.js';
 import { objectOf, nsToken } from './resources.js';
@@ -29,6 +29,8 @@ export class Informer {
     readonly kv: KvStore,
     readonly info: KindInfo,
     private readonly logger?: Logger,
+    /** Only this namespace (namespaced kinds); default every one. */
+    readonly namespace?: string,
   ) {}
 
   on(handler: InformerHandler): void {
@@ -45,7 +47,7 @@ export class Informer {
 
   /** Lists, then follows. Resolves once the list is loaded. */
   async start(): Promise<void> {
-    const filter = this.bus.subjects.stateKeyFilter(this.info.token, this.info.namespaced ? undefined : nsToken(this.info));
+    const filter = this.bus.subjects.stateKeyFilter(this.info.token, this.info.namespaced ? this.namespace : nsToken(this.info));
     for (const e of await this.kv.list(filter)) {
       this.revision = Math.max(this.revision, e.revision);
       const obj = objectOf(e);
@@ -58,7 +60,7 @@ export class Informer {
           if (ev.revision <= this.revision) continue;
           this.revision = ev.revision;
           const parts = ev.key.split('.');
-          const key = `${this.info.namespaced ? parts[1]!.replaceAll('_', '.') : ''}/${parts[2]!.replaceAll('_', '.')}`;
+          const key = `${this.info.namespaced ? untoken(parts[1]!) : ''}/${untoken(parts[2]!)}`;
           if (ev.op !== 'PUT') {
             const old = this.objects.get(key);
             if (old) {

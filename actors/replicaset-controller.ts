@@ -29,7 +29,7 @@ export class ReplicaSetController {
   constructor(
     private readonly res: Resources,
     private readonly rss: Informer,
-    private readonly pods: Informer,
+    pods: Informer,
     private readonly recorder: EventRecorder,
     private readonly logger: Logger,
   ) {

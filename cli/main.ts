@@ -14,7 +14,7 @@ import { isDns1123Label } from '../protocol/index.js';
 import { VERSION } from './version.js';
 import { UsageError, cmdApply, cmdCreateNamespace, cmdExpose, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
 import { cmdRollout } from './rollout.js';
-import { ControlPlane } from '../actors/index.js';
+import { ControlPlane, parseCidr } from '../actors/index.js';
 
 const USAGE = `troupe — a container orchestrator built as an actor system
 
@@ -288,8 +288,13 @@ async function cmdController(args: string[]): Promise<number> {
 /** --cluster-cidr: an IPv4 CIDR with room for /24 node blocks. */
 function cidrFlag(v: string | undefined): string | undefined {
   if (v === undefined) return undefined;
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(v);
-  if (!m || m.slice(1, 5).some((p) => Number(p) > 255) || Number(m[5]) > 23) throw new UsageError(`--cluster-cidr: expected an IPv4 CIDR of /23 or larger, such as 10.244.0.0/16, got ${JSON.stringify(v)}`);
+  let bits: number;
+  try {
+    bits = parseCidr(v).bits;
+  } catch {
+    bits = NaN;
+  }
+  if (!(bits <= 23)) throw new UsageError(`--cluster-cidr: expected an IPv4 CIDR of /23 or larger, such as 10.244.0.0/16, got ${JSON.stringify(v)}`);
   return v;
 }
 

@@ -4,7 +4,7 @@
  */
 import { stringify } from 'yaml';
 import { formatSelector, type KObject, type KindInfo } from '../protocol/index.js';
-import type { KubeEvent } from '../actors/index.js';
+import { condition, type KubeEvent } from '../actors/index.js';
 
 export type OutputFormat = 'table' | 'wide' | 'json' | 'yaml' | 'name';
 
@@ -56,10 +56,6 @@ function restarts(p: KObject): string {
   return String(((p.status?.containerStatuses ?? []) as { restartCount: number }[]).reduce((n, c) => n + (c.restartCount ?? 0), 0));
 }
 
-function condStatus(o: KObject, type: string): string | undefined {
-  return (o.status?.conditions as { type: string; status: string }[] | undefined)?.find((c) => c.type === type)?.status;
-}
-
 function images(tpl: { spec: { containers: { name: string; image: string }[] } }): [string, string] {
   return [tpl.spec.containers.map((c) => c.name).join(','), tpl.spec.containers.map((c) => c.image).join(',')];
 }
@@ -106,7 +102,7 @@ export function tableFor(info: KindInfo, objects: KObject[], opts: { wide?: bool
     case 'Node':
       header = ['NAME', 'STATUS', 'ROLES', 'AGE', 'VERSION', ...(wide ? ['INTERNAL-IP', 'OS-IMAGE', 'CONTAINER-RUNTIME'] : [])];
       row = (n) => {
-        const ready = condStatus(n, 'Ready');
+        const ready = condition(n, 'Ready')?.status;
         const st = [ready === 'True' ? 'Ready' : ready === undefined ? 'Unknown' : 'NotReady', ...(n.spec?.unschedulable ? ['SchedulingDisabled'] : [])].join(',');
         return [n.metadata.name, st, '<none>', age(n.metadata.creationTimestamp, now), n.status?.nodeInfo?.kubeletVersion ?? '', ...(wide ? [n.status?.addresses?.[0]?.address ?? '<none>', 'linux', n.status?.nodeInfo?.containerRuntimeVersion ?? ''] : [])];
       };

@@ -4,14 +4,14 @@
  * reads from the store, Events from their stream.
  */
 import { parseArgs } from 'node:util';
-import { KvStore, Resources, objectOf, recordedEvents, nsToken, type Bus, type KubeEvent } from '../actors/index.js';
+import { Informer, KvStore, Resources, recordedEvents, type Bus, type KubeEvent } from '../actors/index.js';
 import {
-  CLUSTER_SCOPE,
   NotFoundError,
   ValidationError,
   isDns1123Label,
   isDns1123Subdomain,
   kindInfo,
+  matchesSelector,
   normalize,
   parseSelector,
   resolveKind,
@@ -22,7 +22,7 @@ import {
 } from '../protocol/index.js';
 import { describeObject } from './describe.js';
 import { readManifests } from './manifest-files.js';
-import { eventsTable, nameOf, parseOutput, podStatusText, serialize, tableFor } from './printers.js';
+import { eventsTable, nameOf, parseOutput, serialize, tableFor } from './printers.js';
 
 export class UsageError extends Error {}
 
@@ -174,38 +174,25 @@ export async function cmdGet(bus: Bus, args: string[], io: Io): Promise<number> 
 
 /** Prints each change of objects of a kind as it happens, until interrupted. */
 async function watchKind(bus: Bus, info: KindInfo, o: { namespace?: string; names: string[]; selector?: LabelSelector; format: string; io: Io }): Promise<void> {
-  const kv = await KvStore.open(bus, bus.subjects.stateBucket);
-  const filter = bus.subjects.stateKeyFilter(info.token, info.namespaced ? o.namespace : CLUSTER_SCOPE);
-  const status = await kv.status();
-  void status;
-  const listed = await kv.list(filter);
-  const from = listed.reduce((m, e) => Math.max(m, e.revision), 0);
-  const it = await kv.watch({ filter, fromRevision: from, signal: o.io.signal });
-  const last = new Map<string, KObject>();
-  for (const e of listed) {
-    const obj = objectOf(e);
-    if (obj) last.set(e.key, obj);
-  }
-  for await (const ev of it) {
-    let obj: KObject | undefined;
-    if (ev.op === 'PUT') {
-      obj = objectOf({ key: ev.key, value: ev.value, revision: ev.revision, created: new Date() });
-      if (obj) last.set(ev.key, obj);
-    } else {
-      obj = last.get(ev.key);
-      last.delete(ev.key);
-      if (obj) obj = { ...obj, metadata: { ...obj.metadata, deletionTimestamp: obj.metadata.deletionTimestamp ?? new Date().toISOString() } };
-    }
-    if (!obj) continue;
-    if (o.names.length && !o.names.includes(obj.metadata.name)) continue;
-    if (o.selector && !(await import('../protocol/index.js')).matchesSelector(o.selector, obj.metadata.labels)) continue;
-    if (o.format === 'json') o.io.out.write(`${JSON.stringify({ type: ev.op === 'PUT' ? 'MODIFIED' : 'DELETED', object: obj })}\n`);
+  const informer = new Informer(bus, await KvStore.open(bus, bus.subjects.stateBucket), info, undefined, o.namespace);
+  let listed = false;
+  informer.on((type, found) => {
+    // the listing was printed already: from here on, each change
+    if (!listed) return;
+    const obj = type === 'delete' ? { ...found, metadata: { ...found.metadata, deletionTimestamp: found.metadata.deletionTimestamp ?? new Date().toISOString() } } : found;
+    if (o.names.length && !o.names.includes(obj.metadata.name)) return;
+    if (o.selector && !matchesSelector(o.selector, obj.metadata.labels)) return;
+    if (o.format === 'json') o.io.out.write(`${JSON.stringify({ type: type === 'delete' ? 'DELETED' : 'MODIFIED', object: obj })}\n`);
     else if (o.format === 'name') o.io.out.write(`${nameOf(info, obj)}\n`);
-    else {
-      const t = tableFor(info, [obj], { wide: o.format === 'wide', allNamespaces: !o.namespace }).split('\n')[1]!;
-      o.io.out.write(`${t}\n`);
-    }
-  }
+    else o.io.out.write(`${tableFor(info, [obj], { wide: o.format === 'wide', allNamespaces: !o.namespace }).split('\n')[1]!}\n`);
+  });
+  await informer.start();
+  listed = true;
+  await new Promise<void>((resolve) => {
+    if (o.io.signal?.aborted) resolve();
+    o.io.signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
+  await informer.stop();
 }
 
 async function readEvents(bus: Bus, namespace?: string): Promise<KubeEvent[]> {
@@ -330,8 +317,7 @@ export async function cmdDelete(bus: Bus, args: string[], io: Io): Promise<numbe
   const done: typeof targets = [];
   for (const t of targets) {
     try {
-      const r = await res.send(t.info, t.ns, t.name, { type: 'delete', ...(t.uid ? { uid: t.uid } : {}), ...(values.force ? { force: true } : {}), ...(grace !== undefined ? { gracePeriodSeconds: grace } : {}) });
-      void r;
+      await res.send(t.info, t.ns, t.name, { type: 'delete', ...(t.uid ? { uid: t.uid } : {}), ...(values.force ? { force: true } : {}), ...(grace !== undefined ? { gracePeriodSeconds: grace } : {}) });
       io.out.write(`${t.info.kind.toLowerCase()}${t.info.apiVersion.includes('/') ? `.${t.info.apiVersion.split('/')[0]}` : ''} "${t.name}" deleted\n`);
       done.push(t);
     } catch (err) {
@@ -517,4 +503,3 @@ export async function cmdDrain(bus: Bus, args: string[], io: Io): Promise<number
   return 0;
 }
 
-export { podStatusText, nsToken };

@@ -2,7 +2,7 @@
  * `troupe rollout status|history|undo|restart|pause|resume deploy/NAME`.
  */
 import { parseArgs } from 'node:util';
-import { HASH_LABEL, REVISION, Resources, controllerRef, revisionOf, type Bus } from '../actors/index.js';
+import { HASH_LABEL, REVISION, Resources, condition, controllerRef, revisionOf, type Bus } from '../actors/index.js';
 import { NotFoundError, ValidationError, kindInfo, stableJson, type KObject } from '../protocol/index.js';
 import { UsageError, kindArg, type Io } from './resource-commands.js';
 
@@ -11,10 +11,6 @@ const RS = kindInfo('ReplicaSet')!;
 
 async function ownedReplicaSets(res: Resources, d: KObject): Promise<KObject[]> {
   return (await res.list(RS, { namespace: d.metadata.namespace })).filter((rs) => controllerRef(rs)?.uid === d.metadata.uid).sort((a, b) => revisionOf(a) - revisionOf(b));
-}
-
-function condition(d: KObject, type: string): { status: string; reason?: string } | undefined {
-  return (d.status?.conditions as { type: string; status: string; reason?: string }[] | undefined)?.find((c) => c.type === type);
 }
 
 export async function cmdRollout(bus: Bus, args: string[], io: Io): Promise<number> {
