@@ -7,6 +7,7 @@
 import { HEARTBEAT_TYPE, heartbeatBody, kindInfo, type KObject } from '../protocol/index.js';
 import { Informer, KvStore, Resources, type Bus } from '../actors/index.js';
 import type { Logger } from '../supervisor/index.js';
+import { codeOf, isGoneOrConflict, untilAnswered } from './retry.js';
 
 const POD = kindInfo('Pod')!;
 const NODE = kindInfo('Node')!;
@@ -64,19 +65,16 @@ export class HollowFleet {
   registered: Promise<unknown> = Promise.resolve();
 
   private async register(name: string, cap: { cpu: string; memory: string; pods: string }): Promise<void> {
-    for (let attempt = 0; !this.stopped; attempt++) {
-      try {
-        await this.res!.send(NODE, undefined, name, {
+    await untilAnswered(
+      () =>
+        this.res!.send(NODE, undefined, name, {
           type: 'patch',
           create: { apiVersion: 'v1', kind: 'Node', metadata: { name } },
           metadata: { labels: { 'kubernetes.io/hostname': name, 'troupe.dev/hollow': 'true', ...this.opts.labels } },
           status: { capacity: cap, allocatable: cap, nodeInfo: { kubeletVersion: 'troupe-hollow', containerRuntimeVersion: 'hollow' } },
-        }, { timeout: 5000 });
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
-      }
-    }
+        }, { timeout: 5000 }),
+      { stopped: () => this.stopped, baseMs: 50, capMs: 1000 },
+    );
   }
 
   /** Stops one node's heartbeats and pod handling, as if its machine died. */
@@ -112,10 +110,9 @@ export class HollowFleet {
     const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
     const uid = pod.metadata.uid!;
     if (pod.metadata.deletionTimestamp) {
-      if (this.running.get(key) === `${node}` || !this.running.has(key)) {
-        this.running.delete(key);
-        this.later(() => void this.send(pod, { type: 'finalize', uid }), this.opts.stopAfterMs ?? 0);
-      }
+      // a pod is bound to one node: stopped here, then finalized (again, harmlessly, on a later update)
+      this.running.delete(key);
+      this.later(() => void this.send(pod, { type: 'finalize', uid }), this.opts.stopAfterMs ?? 0);
       return;
     }
     if (this.running.has(key)) return;
@@ -161,19 +158,15 @@ export class HollowFleet {
 
   /** Sends a pod command, retried while the control plane is away (as a real agent does). */
   private async send(pod: KObject, cmd: Parameters<Resources['send']>[3]): Promise<void> {
-    for (let attempt = 0; !this.stopped; attempt++) {
-      try {
-        await this.res!.send(POD, pod.metadata.namespace, pod.metadata.name, cmd, { timeout: 5000 });
-        return;
-      } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code === 'TRP_ERR_NOT_FOUND' || code === 'TRP_ERR_CONFLICT') return;
-        if (code !== 'TRP_ERR_TIMEOUT' && code !== 'TRP_ERR_UNAVAILABLE') {
-          this.opts.logger?.warn({ err }, 'hollow node: command failed');
-          return;
-        }
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
-      }
+    try {
+      await untilAnswered(() => this.res!.send(POD, pod.metadata.namespace, pod.metadata.name, cmd, { timeout: 5000 }), {
+        stopped: () => this.stopped,
+        baseMs: 50,
+        capMs: 2000,
+        retry: (err) => codeOf(err) === 'TRP_ERR_TIMEOUT' || codeOf(err) === 'TRP_ERR_UNAVAILABLE',
+      });
+    } catch (err) {
+      if (!isGoneOrConflict(err)) this.opts.logger?.warn({ err }, 'hollow node: command failed');
     }
   }
 

@@ -14,6 +14,7 @@ import { Informer, KvStore, Resources, type Bus } from '../actors/index.js';
 import { MessageType, kindInfo, serviceEnv, stableJson, type EventBody, type KObject } from '../protocol/index.js';
 import { backoff, sleep, systemClock, type Logger } from '../supervisor/index.js';
 import type { PodRunSpec, PodStatus } from './pod-machine.js';
+import { isGoneOrConflict, untilAnswered } from './retry.js';
 import type { NodeInfo } from './agent.js';
 
 const POD = kindInfo('Pod')!;
@@ -29,6 +30,7 @@ interface Local {
   finalize: boolean;
   readySince?: string;
   startTime?: string;
+  podIP?: string;
 }
 
 export class PodSync {
@@ -112,9 +114,9 @@ export class PodSync {
 
   /** Registers (or refreshes) the Node object; retried until a control plane answers. */
   private async register(info: NodeInfo): Promise<void> {
-    for (let attempt = 0; !this.stopped; attempt++) {
-      try {
-        await this.res!.send(NODE, undefined, this.nodeName, {
+    await untilAnswered(
+      () =>
+        this.res!.send(NODE, undefined, this.nodeName, {
           type: 'patch',
           create: { apiVersion: 'v1', kind: 'Node', metadata: { name: this.nodeName } },
           metadata: { labels: info.labels },
@@ -124,14 +126,15 @@ export class PodSync {
             addresses: [{ type: 'Hostname', address: this.nodeName }],
             nodeInfo: { kubeletVersion: 'troupe', operatingSystem: 'linux', architecture: info.labels['kubernetes.io/arch'], containerRuntimeVersion: 'crun', cgroupLayout: info.cgroupLayout },
           },
-        }, { timeout: 5000 });
-        this.logger.info({ node: this.nodeName }, 'node registered');
-        return;
-      } catch (err) {
-        if (attempt === 0) this.logger.info({ err: (err as Error).message }, 'node not registered yet (no control plane?); retrying');
-        await sleep(systemClock, Math.min(2000, 100 * 2 ** attempt)).catch(() => undefined);
-      }
-    }
+        }, { timeout: 5000 }),
+      {
+        stopped: () => this.stopped,
+        baseMs: 100,
+        capMs: 2000,
+        onRetry: (err, attempt) => attempt === 0 && this.logger.info({ err: (err as Error).message }, 'node not registered yet (no control plane?); retrying'),
+      },
+    );
+    if (!this.stopped) this.logger.info({ node: this.nodeName }, 'node registered');
   }
 
   /** Brings one pod here in line with the store's object (undefined: the store has none here). */
@@ -225,6 +228,8 @@ export class PodSync {
     if (ready && !cur.readySince) cur.readySince = now;
     if (!ready) cur.readySince = undefined;
     cur.startTime ??= now;
+    // the sandbox's address, read once it exists (it does not change for the pod's life)
+    cur.podIP ??= this.hooks.podIp?.(cur.uid);
     const since = cur.readySince ?? now;
     const pod = this.informer?.get(...(key.split('/') as [string, string]));
     const prevReady = (pod?.status?.conditions as { type: string; status: string; lastTransitionTime?: string }[] | undefined)?.find((c) => c.type === 'Ready');
@@ -238,7 +243,7 @@ export class PodSync {
         scheduledCondition(pod),
       ],
       hostIP: this.hooks.hostIp ?? '127.0.0.1',
-      ...(this.hooks.podIp?.(cur.uid) ? { podIP: this.hooks.podIp(cur.uid), podIPs: [{ ip: this.hooks.podIp(cur.uid) }] } : {}),
+      ...(cur.podIP ? { podIP: cur.podIP, podIPs: [{ ip: cur.podIP }] } : {}),
       startTime: (pod?.status?.startTime as string | undefined) ?? cur.startTime,
       containerStatuses: st.containerStatuses.map((c) => ({
         name: c.name,
@@ -265,8 +270,7 @@ export class PodSync {
           await this.res!.send(POD, ns, name, { type: 'status', uid: next.uid, status: next.status }, { timeout: 5000 });
           attempt = 0;
         } catch (err) {
-          const code = (err as { code?: string }).code;
-          if (code === 'TRP_ERR_NOT_FOUND' || code === 'TRP_ERR_CONFLICT') continue;
+          if (isGoneOrConflict(err)) continue;
           // the control plane is away (restarting, failing over): the newest status goes again
           this.logger.debug({ err, pod: key }, 'pod status not reported; retrying');
           if (!this.pendingStatus.has(key)) this.pendingStatus.set(key, next);
@@ -279,17 +283,13 @@ export class PodSync {
   }
 
   private async finalize(ns: string, name: string, uid: string): Promise<void> {
-    for (let attempt = 0; !this.stopped; attempt++) {
-      try {
-        await this.res!.send(POD, ns, name, { type: 'finalize', uid }, { timeout: 5000 });
-        return;
-      } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code === 'TRP_ERR_NOT_FOUND' || code === 'TRP_ERR_CONFLICT') return;
-        if (attempt === 0) this.logger.warn({ err, pod: `${ns}/${name}` }, 'pod not finalized yet; retrying');
-        await sleep(systemClock, backoff(attempt, 100, 5000)).catch(() => undefined);
-      }
-    }
+    await untilAnswered(() => this.res!.send(POD, ns, name, { type: 'finalize', uid }, { timeout: 5000 }), {
+      stopped: () => this.stopped,
+      baseMs: 100,
+      capMs: 5000,
+      retry: (err) => !isGoneOrConflict(err),
+      onRetry: (err, attempt) => attempt === 0 && this.logger.warn({ err, pod: `${ns}/${name}` }, 'pod not finalized yet; retrying'),
+    }).catch(() => undefined); // gone already, or finalized by someone else: done either way
   }
 
   async stop(): Promise<void> {
