@@ -39,7 +39,7 @@ export class DeploymentController {
   constructor(
     private readonly res: Resources,
     private readonly deployments: Informer,
-    private readonly rss: Informer,
+    rss: Informer,
     private readonly recorder: EventRecorder,
     private readonly logger: Logger,
   ) {
@@ -122,19 +122,22 @@ export class DeploymentController {
     const minAvailable = replicas - maxUnavailable;
     // A ReplicaSet's status may lag its spec: once scaled down to N it will have at most N pods,
     // whatever its last status said. Counting more would scale down twice for the same pods.
-    const availableOf = (rs: KObject) => Math.min(rs.status?.availableReplicas ?? 0, rs.spec.replicas ?? 0);
+    // `scaled` holds what this step has already scaled each old one to (cached objects stay as read).
+    const scaled = new Map<KObject, number>();
+    const specOf = (rs: KObject) => scaled.get(rs) ?? rs.spec.replicas ?? 0;
+    const availableOf = (rs: KObject) => Math.min(rs.status?.availableReplicas ?? 0, specOf(rs));
     const newUnavailable = Math.max(0, newSpec - availableOf(newRs));
     let budget = specTotal - minAvailable - newUnavailable;
     // first the old pods that are not available anyway
     const sorted = [...olds].sort((a, b) => revisionOf(a) - revisionOf(b));
     for (const rs of sorted) {
       if (budget <= 0) break;
-      const spec = rs.spec.replicas ?? 0;
+      const spec = specOf(rs);
       const unhealthy = Math.max(0, spec - availableOf(rs));
       const cut = Math.min(unhealthy, budget, spec);
       if (cut > 0) {
         await this.scale(d, rs, spec - cut);
-        rs.spec = { ...rs.spec, replicas: spec - cut };
+        scaled.set(rs, spec - cut);
         budget -= cut;
       }
     }
@@ -142,10 +145,10 @@ export class DeploymentController {
     let down = available - minAvailable;
     for (const rs of sorted) {
       if (down <= 0) break;
-      const spec = rs.spec.replicas ?? 0;
+      const spec = specOf(rs);
       const cut = Math.min(spec, down);
       if (cut > 0) {
-        await this.scale(d, rs, spec - cut);
+        await this.scale(d, rs, spec - cut, spec);
         down -= cut;
       }
     }
@@ -182,8 +185,7 @@ export class DeploymentController {
     }
   }
 
-  private async scale(d: KObject, rs: KObject, replicas: number): Promise<void> {
-    const from = rs.spec.replicas ?? 0;
+  private async scale(d: KObject, rs: KObject, replicas: number, from: number = rs.spec.replicas ?? 0): Promise<void> {
     if (from === replicas) return;
     await this.patchRs(rs, { spec: { replicas }, metadata: { annotations: { 'deployment.kubernetes.io/desired-replicas': String(d.spec.replicas) } } });
     this.recorder.record(d, 'Normal', 'ScalingReplicaSet', `Scaled ${replicas > from ? 'up' : 'down'} replica set ${rs.metadata.name} from ${from} to ${replicas}`);

@@ -16,6 +16,8 @@ import { kindOf } from './resource-machine.js';
 export class GarbageCollector {
   readonly queue: WorkQueue;
   private readonly byKind: Map<string, Informer>;
+  /** Owner uid → keys of the objects it controls, kept from the informers' events. */
+  private readonly byOwner = new Map<string, Set<string>>();
 
   constructor(
     private readonly res: Resources,
@@ -26,10 +28,11 @@ export class GarbageCollector {
     this.byKind = new Map(informers.map((i) => [i.info.kind, i]));
     this.queue = new WorkQueue((key) => this.collect(key), { concurrency: 8, onError: (key, err) => this.logger.warn({ err, object: key }, 'garbage collection failed; retrying') });
     for (const inf of informers) {
-      inf.on((type, obj) => {
+      inf.on((type, obj, old) => {
+        this.index(type, obj, old);
         if (type === 'delete') {
           // its dependents may now be orphans
-          for (const dep of this.dependents(obj)) this.queue.add(this.key(dep));
+          for (const dep of this.byOwner.get(obj.metadata.uid!) ?? []) this.queue.add(dep);
           if (obj.kind === 'Namespace') for (const o of this.inNamespace(obj.metadata.name)) this.queue.add(this.key(o));
         } else if (controllerRef(obj) || (obj.metadata.namespace && !this.namespaceExists(obj.metadata.namespace))) {
           this.queue.add(this.key(obj));
@@ -47,8 +50,21 @@ export class GarbageCollector {
     return `${obj.kind}|${objectKey(obj)}`;
   }
 
-  private *dependents(owner: KObject): Iterable<KObject> {
-    for (const inf of this.byKind.values()) for (const o of inf.list()) if (controllerRef(o)?.uid === owner.metadata.uid) yield o;
+  private index(type: 'add' | 'update' | 'delete', obj: KObject, old?: KObject): void {
+    const key = this.key(obj);
+    const before = old ? controllerRef(old)?.uid : undefined;
+    const after = type === 'delete' ? undefined : controllerRef(obj)?.uid;
+    const drop = type === 'delete' ? controllerRef(obj)?.uid : before;
+    if (drop && drop !== after) {
+      const set = this.byOwner.get(drop);
+      set?.delete(key);
+      if (set?.size === 0) this.byOwner.delete(drop);
+    }
+    if (after) {
+      const set = this.byOwner.get(after) ?? new Set<string>();
+      set.add(key);
+      this.byOwner.set(after, set);
+    }
   }
 
   private *inNamespace(ns: string): Iterable<KObject> {
