@@ -108,6 +108,11 @@ export class ControlPlane {
     const ipam = new NodeIpam(res, nodes, this.logger, this.opts.clusterCidr);
     this.scheduler = sched;
     this.queues = [rsc.queue, dc.queue, sched.queue, gc.queue, ipam.queue, svc.queue];
+    // what every node needs to know of the cluster's network (its agents read it)
+    await this.kv.put(
+      'config.network',
+      packValue({ clusterCIDR: this.opts.clusterCidr ?? '10.244.0.0/16', serviceCIDR: this.opts.serviceCidr ?? '10.96.0.0/16', clusterDomain: 'cluster.local' }),
+    );
     for (const i of this.informers) await i.start();
     if (!namespaces.get(undefined, 'default')) {
       await res.send(kindInfo('Namespace')!, undefined, 'default', { type: 'apply', object: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } } satisfies KObject });

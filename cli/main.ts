@@ -19,11 +19,13 @@ import { ControlPlane, parseCidr } from '../actors/index.js';
 const USAGE = `troupe — a container orchestrator built as an actor system
 
 Usage:
-  troupe up [--data-dir DIR] [--port N] [--cluster NAME] [--server URL] [--node-name NAME] [--no-agent] [--cluster-cidr CIDR]
+  troupe up [--data-dir DIR] [--port N] [--cluster NAME] [--server URL] [--node-name NAME] [--no-agent]
+            [--cluster-cidr CIDR] [--service-cidr CIDR] [--node-ip IP]
                                    bring up the one-node cluster (embedded nats-server, store, node agent)
-  troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--backoff-base MS] [--backoff-cap MS]
+  troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--node-ip IP] [--no-service-proxy]
+               [--drain MS] [--backoff-base MS] [--backoff-cap MS]
                                    run a node agent (runs pods with crun)
-  troupe controller [--server URL] [--cluster-cidr CIDR]
+  troupe controller [--server URL] [--cluster-cidr CIDR] [--service-cidr CIDR]
                                    run the control plane (a standby takes over if the leader dies)
   troupe apply -f FILE|DIR|- [-n NS]
                                    create or update objects from manifests (all or nothing)
@@ -134,6 +136,8 @@ async function cmdUp(args: string[]): Promise<number> {
       'node-name': { type: 'string' },
       'no-agent': { type: 'boolean' },
       'cluster-cidr': { type: 'string' },
+      'service-cidr': { type: 'string' },
+      'node-ip': { type: 'string' },
     },
   });
   const level = values['log-level'] ?? 'info';
@@ -148,7 +152,9 @@ async function cmdUp(args: string[]): Promise<number> {
   const dataDir = values['data-dir'] ?? defaultDataDir();
   const cluster = values.cluster ?? 'default';
   const clusterCidr = cidrFlag(values['cluster-cidr']);
-  const c = await up({ dataDir, port, cluster, logger, server: values.server, nodeName: values['no-agent'] ? null : values['node-name'], clusterCidr });
+  const serviceCidr = serviceCidrFlag(values['service-cidr']);
+  const nodeIp = ipFlag('node-ip', values['node-ip']);
+  const c = await up({ dataDir, port, cluster, logger, server: values.server, nodeName: values['no-agent'] ? null : values['node-name'], clusterCidr, serviceCidr, nodeIp });
   process.stdout.write(`troupe is up: cluster "${cluster}" on ${c.url} (data in ${dataDir})\n` + `  the CLI on this machine finds it through ${join(process.env.TROUPE_HOME ?? join(homedir(), '.troupe'), 'context.json')}\n`);
   let stopping = false;
   const stop = (signal: string) => {
@@ -186,13 +192,17 @@ async function cmdAgent(args: string[]): Promise<number> {
       'backoff-base': { type: 'string' },
       'backoff-cap': { type: 'string' },
       'stats-interval': { type: 'string' },
+      'node-ip': { type: 'string' },
+      'no-service-proxy': { type: 'boolean' },
+      drain: { type: 'string' },
     },
   });
   const level = values['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
   const nodeName = values['node-name'];
   if (!nodeName || !isDns1123Label(nodeName)) throw new UsageError(`--node-name: expected a DNS-1123 label, got ${JSON.stringify(nodeName ?? '')}`);
-  const ms = (flag: 'backoff-base' | 'backoff-cap' | 'stats-interval') => {
+  const nodeIp = ipFlag('node-ip', values['node-ip']);
+  const ms = (flag: 'backoff-base' | 'backoff-cap' | 'stats-interval' | 'drain') => {
     const v = values[flag];
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -207,7 +217,7 @@ async function cmdAgent(args: string[]): Promise<number> {
   const { server, cluster } = resolveServer(values.server);
   const dataDir = values['data-dir'] ?? join(defaultDataDir(), 'agents', nodeName);
   const bus = await Bus.connect({ servers: server, cluster, name: `agent-${nodeName}`, logger });
-  const agent = new Agent({ bus, nodeName, dataDir, logger, tuning, statsMs: ms('stats-interval') });
+  const agent = new Agent({ bus, nodeName, dataDir, logger, tuning, statsMs: ms('stats-interval'), nodeIp, serviceProxy: !values['no-service-proxy'], drainMs: ms('drain') });
   await agent.start();
   process.stdout.write(`troupe agent ${nodeName} is up (cluster "${cluster}" on ${server}, data in ${dataDir})\n`);
   await new Promise<void>((resolve) => {
@@ -242,7 +252,7 @@ async function cmdController(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
-    options: { server: { type: 'string' }, 'log-level': { type: 'string' }, 'not-ready-after': { type: 'string' }, 'lease-ms': { type: 'string' }, 'cluster-cidr': { type: 'string' } },
+    options: { server: { type: 'string' }, 'log-level': { type: 'string' }, 'not-ready-after': { type: 'string' }, 'lease-ms': { type: 'string' }, 'cluster-cidr': { type: 'string' }, 'service-cidr': { type: 'string' } },
   });
   const level = values['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
@@ -268,7 +278,7 @@ async function cmdController(args: string[]): Promise<number> {
   while (!stopping) {
     let cp: ControlPlane;
     try {
-      cp = await ControlPlane.start({ bus, logger, signal: ac.signal, leaseMs: num('lease-ms'), lifecycle: { notReadyAfterMs: num('not-ready-after') }, clusterCidr: cidrFlag(values['cluster-cidr']) });
+      cp = await ControlPlane.start({ bus, logger, signal: ac.signal, leaseMs: num('lease-ms'), lifecycle: { notReadyAfterMs: num('not-ready-after') }, clusterCidr: cidrFlag(values['cluster-cidr']), serviceCidr: serviceCidrFlag(values['service-cidr']) });
     } catch (err) {
       if (stopping) break;
       throw err;
@@ -283,6 +293,27 @@ async function cmdController(args: string[]): Promise<number> {
   }
   await bus.close();
   return 0;
+}
+
+/** --service-cidr: an IPv4 CIDR of /12 to /28. */
+function serviceCidrFlag(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  let bits: number;
+  try {
+    bits = parseCidr(v).bits;
+  } catch {
+    bits = NaN;
+  }
+  if (!(bits >= 12 && bits <= 28)) throw new UsageError(`--service-cidr: expected an IPv4 CIDR from /12 to /28, such as 10.96.0.0/16, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** An IPv4 address flag. */
+function ipFlag(flag: string, v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const parts = v.split('.');
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) throw new UsageError(`--${flag}: expected an IPv4 address such as 10.0.0.5, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 /** --cluster-cidr: an IPv4 CIDR with room for /24 node blocks. */

@@ -30,6 +30,10 @@ export interface UpOptions {
   nodeName?: string | null;
   /** The range pod addresses come from (default 10.244.0.0/16). */
   clusterCidr?: string;
+  /** The range Services' cluster IPs come from (default 10.96.0.0/16). */
+  serviceCidr?: string;
+  /** The node's InternalIP (default: this machine's first non-loopback IPv4 address). */
+  nodeIp?: string;
 }
 
 export interface Cluster {
@@ -66,7 +70,7 @@ export async function up(opts: UpOptions): Promise<Cluster> {
           waitReady: true,
           shutdown: 10_000,
           run: async (signal, ctx) => {
-            const cp = await ControlPlane.start({ bus: ctx.valueOf<Bus>('bus')!, logger: opts.logger, signal, clusterCidr: opts.clusterCidr, identity: `troupe-up:${hostname()}:${dataDir}` });
+            const cp = await ControlPlane.start({ bus: ctx.valueOf<Bus>('bus')!, logger: opts.logger, signal, clusterCidr: opts.clusterCidr, serviceCidr: opts.serviceCidr, identity: `troupe-up:${hostname()}:${dataDir}` });
             ctx.ready(cp);
             const onAbort = () => void cp.stop();
             signal.addEventListener('abort', onAbort, { once: true });
@@ -82,7 +86,7 @@ export async function up(opts: UpOptions): Promise<Cluster> {
                 waitReady: true,
                 shutdown: 20_000,
                 run: async (signal, ctx) => {
-                  const agent = new Agent({ bus: ctx.valueOf<Bus>('bus')!, nodeName: opts.nodeName ?? defaultNodeName(), dataDir: join(dataDir, 'node'), logger: opts.logger });
+                  const agent = new Agent({ bus: ctx.valueOf<Bus>('bus')!, nodeName: opts.nodeName ?? defaultNodeName(), dataDir: join(dataDir, 'node'), logger: opts.logger, nodeIp: opts.nodeIp });
                   await agent.start();
                   ctx.ready(agent);
                   await new Promise((r) => signal.addEventListener('abort', r, { once: true }));

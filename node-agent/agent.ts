@@ -16,7 +16,8 @@ import { ClusterImages } from './cluster-images.js';
 import type { Subscription } from '@nats-io/transport-node';
 import type { NodeTuning } from './pod-machine.js';
 import { PodSync } from './pod-sync.js';
-import { Cni } from './cni.js';
+import { Cni, bridgeName } from './cni.js';
+import { NodeNetwork, readNetworkConfig } from './node-network.js';
 
 export { heartbeatBody };
 
@@ -62,6 +63,14 @@ export interface AgentOptions {
   controlPlane?: boolean;
   /** Put pods on the pod network with CNI once the node has a pod CIDR (default true). */
   network?: boolean;
+  /** The node's InternalIP, on the link to the other nodes (default: the first non-loopback IPv4 address). */
+  nodeIp?: string;
+  /** Load-balance Services on this node with nftables (default true when `network` is). */
+  serviceProxy?: boolean;
+  /** Serve the cluster DNS on the pod gateway (default true when `network` is; a port for tests). */
+  dns?: boolean | { port: number };
+  /** How long a pod that left the endpoints keeps serving before it is stopped (ms, default 1000). */
+  drainMs?: number;
 }
 
 export class Agent {
@@ -79,12 +88,43 @@ export class Agent {
   private nodeSub?: Subscription;
   private seq = 0;
   private podSync?: PodSync;
+  /** The node's network (bridge, routes, Service load balancer, DNS), once it has a pod CIDR. */
+  net?: NodeNetwork;
 
   constructor(readonly opts: AgentOptions) {
     token(opts.nodeName, 'node name');
     this.scope = `node.${opts.nodeName}`;
     this.images = new ImageStore(join(opts.dataDir, 'images'));
     this.runtime = new ContainerRuntime({ dataDir: join(opts.dataDir, 'runtime'), node: opts.nodeName });
+  }
+
+  get nodeIp(): string {
+    return this.opts.nodeIp ?? hostAddress();
+  }
+
+  /** The pod network: CNI on the node's bridge, then routes, Service load balancing and DNS. */
+  private async startNetwork(podCidr: string, kv: KvStore): Promise<void> {
+    if (this.opts.network === false) return;
+    const config = await readNetworkConfig(kv);
+    const cni = new Cni({ node: this.opts.nodeName, podCidr, dataDir: join(this.opts.dataDir, 'cni'), routes: ['0.0.0.0/0'] });
+    try {
+      this.net = await NodeNetwork.start({
+        bus: this.opts.bus,
+        node: this.opts.nodeName,
+        podCidr,
+        bridge: bridgeName(this.opts.nodeName),
+        nodeIp: this.nodeIp,
+        config,
+        logger: (this.opts.logger ?? this.opts.bus.logger).child({ component: 'network' }),
+        serviceProxy: this.opts.serviceProxy,
+        dns: this.opts.dns,
+        drainMs: this.opts.drainMs,
+      });
+      if (this.net.dns) this.runtime.dns = { nameserver: this.net.gateway, domain: config.clusterDomain };
+    } catch (err) {
+      (this.opts.logger ?? this.opts.bus.logger).error({ err }, 'Services and DNS are not served on this node');
+    }
+    this.runtime.network = cni;
   }
 
   nodeInfo(): NodeInfo {
@@ -124,13 +164,12 @@ export class Agent {
     const adopted = await this.adopt();
     if (this.opts.controlPlane !== false) {
       this.podSync = new PodSync(bus, this.opts.nodeName, this.scope, (this.opts.logger ?? bus.logger).child({ component: 'pod-sync' }), {
-        onPodCidr: (podCidr) => {
-          if (this.opts.network !== false) this.runtime.network = new Cni({ node: this.opts.nodeName, podCidr, dataDir: join(this.opts.dataDir, 'cni') });
-        },
+        onPodCidr: (podCidr) => this.startNetwork(podCidr, kv),
         podIp: (uid) => this.runtime.sandboxIp(uid),
-        hostIp: hostAddress(),
+        hostIp: this.nodeIp,
+        beforeStop: (podIp, maxMs) => this.net?.drain(podIp, maxMs) ?? Promise.resolve(),
       });
-      await this.podSync.start(this.nodeInfo(), adopted);
+      await this.podSync.start({ ...this.nodeInfo(), nodeIp: this.nodeIp }, adopted);
     }
     const beat = () => {
       try {
@@ -212,6 +251,7 @@ export class Agent {
     await this.sweeping;
     this.nodeSub?.unsubscribe();
     await this.podSync?.stop();
+    await this.net?.stop();
     await this.host?.stop();
   }
 }

@@ -145,6 +145,8 @@ export class ContainerRuntime {
   private readonly sandboxes = new Map<string, Promise<{ pid: number }>>();
   /** The node's pod network, once the control plane has given the node a pod CIDR. */
   network?: Cni;
+  /** The cluster DNS pods use (their /etc/resolv.conf), once the node serves it. */
+  dns?: { nameserver: string; domain: string };
   /** Containers the agent itself sent SIGKILL to (so their 137 is not an OOM kill). */
   private readonly killedByUs = new Set<string>();
 
@@ -193,7 +195,7 @@ export class ContainerRuntime {
         join(d, 'meta.json'),
         JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name, podSpec: req.podSpec, restartCount: req.restartCount ?? 0 } satisfies ContainerMeta),
       ),
-      writeFile(join(d, 'resolv.conf'), `search ${req.namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n`),
+      writeFile(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns)),
       cg.create(limitsFor(req.container)),
     ]);
     const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
@@ -496,6 +498,12 @@ export class ContainerRuntime {
     }
     return out;
   }
+}
+
+/** A pod's /etc/resolv.conf: the node's cluster DNS and the Kubernetes search path. */
+export function resolvConf(namespace: string, dns: { nameserver: string; domain: string } | undefined): string {
+  const domain = dns?.domain ?? 'cluster.local';
+  return `${dns ? `nameserver ${dns.nameserver}\n` : ''}search ${namespace}.svc.${domain} svc.${domain} ${domain}\noptions ndots:5\n`;
 }
 
 /** Whether `pid` is a pod sandbox's sleeping process. */

@@ -56,7 +56,9 @@ export class PodSync {
     private readonly logger: Logger,
     private readonly hooks: {
       /** Called once the control plane has given the node its pod CIDR; pods start after it. */
-      onPodCidr?: (cidr: string) => void;
+      onPodCidr?: (cidr: string) => void | Promise<void>;
+      /** Before a pod being deleted is stopped (it leaves the Services' endpoints); at most `maxMs`. */
+      beforeStop?: (podIp: string | undefined, maxMs: number) => Promise<void>;
       /** A pod's address on the pod network. */
       podIp?: (uid: string) => string | undefined;
       hostIp?: string;
@@ -65,7 +67,7 @@ export class PodSync {
     if (!hooks.onPodCidr) this.networkReady = true;
   }
 
-  async start(info: NodeInfo, adopted: { namespace: string; pod: string; uid: string; managed: boolean }[]): Promise<void> {
+  async start(info: NodeInfo & { nodeIp?: string }, adopted: { namespace: string; pod: string; uid: string; managed: boolean }[]): Promise<void> {
     const kv = await KvStore.open(this.bus, this.bus.subjects.stateBucket);
     this.res = await Resources.open(this.bus);
     for (const p of adopted) if (p.managed) this.local.set(`${p.namespace}/${p.pod}`, { uid: p.uid, want: 'run', finalize: false });
@@ -95,7 +97,7 @@ export class PodSync {
       const cidr = node?.spec?.podCIDR as string | undefined;
       if (cidr) {
         try {
-          this.hooks.onPodCidr!(cidr);
+          await this.hooks.onPodCidr!(cidr);
           this.logger.info({ podCIDR: cidr }, 'pod network ready');
         } catch (err) {
           this.logger.error({ err }, 'pod network not set up; pods run without one');
@@ -113,7 +115,7 @@ export class PodSync {
   }
 
   /** Registers (or refreshes) the Node object; retried until a control plane answers. */
-  private async register(info: NodeInfo): Promise<void> {
+  private async register(info: NodeInfo & { nodeIp?: string }): Promise<void> {
     await untilAnswered(
       () =>
         this.res!.send(NODE, undefined, this.nodeName, {
@@ -123,7 +125,7 @@ export class PodSync {
           status: {
             capacity: info.capacity,
             allocatable: info.allocatable,
-            addresses: [{ type: 'Hostname', address: this.nodeName }],
+            addresses: [...(info.nodeIp ? [{ type: 'InternalIP', address: info.nodeIp }] : []), { type: 'Hostname', address: this.nodeName }],
             nodeInfo: { kubeletVersion: 'troupe', operatingSystem: 'linux', architecture: info.labels['kubernetes.io/arch'], containerRuntimeVersion: 'crun', cgroupLayout: info.cgroupLayout },
           },
         }, { timeout: 5000 }),
@@ -167,7 +169,7 @@ export class PodSync {
       cur.finalize = true;
       if (cur.want === 'run') {
         cur.want = 'delete';
-        this.command(ns, name, { type: 'delete' });
+        void this.drainThenDelete(ns, name, mine);
       }
       return;
     }
@@ -194,6 +196,21 @@ export class PodSync {
       };
       this.command(ns, name, { type: 'run', uid, spec });
     }
+  }
+
+  /**
+   * A pod being deleted leaves the Services' endpoints (and every node's load balancer) before
+   * its containers get SIGTERM, so no new request reaches a process that is stopping. The wait
+   * is bounded by half the pod's grace period (at most 10 s).
+   */
+  private async drainThenDelete(ns: string, name: string, pod: KObject): Promise<void> {
+    const grace = (pod.spec.terminationGracePeriodSeconds as number | undefined) ?? 30;
+    try {
+      await this.hooks.beforeStop?.(pod.status?.podIP as string | undefined, Math.min(10_000, grace * 500));
+    } catch (err) {
+      this.logger.warn({ err, pod: `${ns}/${name}` }, 'pod not drained before its stop');
+    }
+    if (!this.stopped) this.command(ns, name, { type: 'delete' });
   }
 
   private command(ns: string, name: string, body: Record<string, unknown>): void {

@@ -39,8 +39,9 @@ export function runCli(env: NodeJS.ProcessEnv, args: string[]): Promise<{ code: 
 }
 
 /** Starts `troupe agent` and resolves once it serves; SIGTERM when the test ends. */
-export async function startAgent(t: Teardown, url: string, node: string, dataDir: string, extra: string[] = []): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cli, 'agent', '--server', url, '--node-name', node, '--data-dir', dataDir, '--log-level', 'warn', ...extra], {
+export async function startAgent(t: Teardown, url: string, node: string, dataDir: string, extra: string[] = [], wrap: string[] = []): Promise<ChildProcess> {
+  const argv = [...wrap, process.execPath, cli, 'agent', '--server', url, '--node-name', node, '--data-dir', dataDir, '--log-level', 'warn', ...extra];
+  const child = spawn(argv[0]!, argv.slice(1), {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(async () => {
@@ -105,11 +106,13 @@ export async function waitNodeEmpty(dataDir: string, node: string): Promise<void
 
 /** Deletes a node's pod bridge (its veths go with their namespaces). */
 export async function removeBridge(node: string): Promise<void> {
-  const { bridgeName } = await import('../../node-agent/index.js');
+  const { bridgeName, removeServiceProxy } = await import('../../node-agent/index.js');
   const { execFileSync } = await import('node:child_process');
   try {
     execFileSync('ip', ['link', 'del', bridgeName(node)], { stdio: 'ignore' });
   } catch {
     // not there
   }
+  // the node's Service table and interface go too
+  await removeServiceProxy(node);
 }
