@@ -8,6 +8,7 @@ const benches: Record<string, () => Promise<Record<string, number>>> = {
   'pod-start': async () => (await import('./pod-start.js')).benchPodStart(),
   'apply-to-running': async () => (await import('./apply-to-running.js')).benchApplyToRunning(),
   'control-plane': async () => (await import('./control-plane.js')).benchControlPlane(),
+  service: async () => (await import('./service.js')).benchService(),
 };
 
 const name = process.argv[2];

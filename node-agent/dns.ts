@@ -122,7 +122,7 @@ export function encodeResponse(q: Pick<Query, 'id' | 'flags' | 'questionBytes'>,
   head.writeUInt16BE(q.id, 0);
   // QR, the query's opcode and RD, AA (authoritative), TC when cut short; RA clear (not recursive)
   head.writeUInt16BE(0x8000 | (q.flags & 0x7900) | 0x0400 | (truncated ? 0x0200 : 0) | (rcode & 0xf), 2);
-  head.writeUInt16BE(1, 4);
+  head.writeUInt16BE(q.questionBytes.length > 0 ? 1 : 0, 4);
   head.writeUInt16BE(recs.length, 6);
   return Buffer.concat([head, q.questionBytes, ...recs]);
 }

@@ -17,7 +17,8 @@ import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { Informer, KvStore, parseCidr, formatIp, type Bus } from '../actors/index.js';
-import { kindInfo, unpackValue, type KObject } from '../protocol/index.js';
+import { PROXY_SYNCED_TYPE, kindInfo, proxySyncedBody, unpackValue, type KObject } from '../protocol/index.js';
+import type { Subscription } from '@nats-io/transport-node';
 import { sleep, systemClock, type Logger } from '../supervisor/index.js';
 import { DnsServer, clusterLookup } from './dns.js';
 import { ServiceProxy, serviceRules, type ProxyConfig } from './service-proxy.js';
@@ -82,9 +83,16 @@ export interface NodeNetworkOptions {
   serviceProxy?: boolean;
   /** DNS on the gateway address (default true; port 53). */
   dns?: boolean | { port: number };
-  /** How long a pod leaving the endpoints keeps serving before it is stopped (default 1000 ms). */
+  /**
+   * After every node's load balancer has dropped a pod being deleted: how long it keeps
+   * serving the requests already sent to it before it is stopped (default 500 ms).
+   */
   drainMs?: number;
 }
+
+/** Load balancers not heard from for this long are not waited for. */
+const PROXY_STALE_MS = 5000;
+const PROXY_REPORT_MS = 2000;
 
 export class NodeNetwork {
   readonly gateway: string;
@@ -100,6 +108,12 @@ export class NodeNetwork {
   private readonly routes = new Map<string, string>();
   private readonly endpointWaiters = new Set<() => void>();
   private stopped = false;
+  /** Each node's load balancer: the store revision it has applied, and when it said so. */
+  private readonly proxies = new Map<string, { revision: number; at: number }>();
+  private readonly proxyWaiters = new Set<() => void>();
+  private proxySub?: Subscription;
+  private reportTimer?: NodeJS.Timeout;
+  private appliedRevision = 0;
 
   private constructor(
     readonly opts: NodeNetworkOptions,
@@ -137,6 +151,16 @@ export class NodeNetwork {
     this.endpoints = inf('Endpoints');
     this.nodes = inf('Node');
     this.namespaces = inf('Namespace');
+    if (this.proxy) {
+      if (!bus.codec.types.has(PROXY_SYNCED_TYPE)) bus.codec.types.register(PROXY_SYNCED_TYPE, proxySyncedBody);
+      this.proxySub = bus.subscribe<{ node: string; revision: number }>(bus.subjects.nodeProxyAll(), (env) => {
+        const prev = this.proxies.get(env.body.node);
+        this.proxies.set(env.body.node, { revision: Math.max(prev?.revision ?? 0, env.body.revision), at: Date.now() });
+        for (const w of [...this.proxyWaiters]) w();
+      }, { accept: [PROXY_SYNCED_TYPE] });
+      // said again now and then, so that a node that joins later knows who balances
+      this.reportTimer = setInterval(() => this.report(), PROXY_REPORT_MS);
+    }
     const changed = () => {
       this.queueResync();
       for (const w of [...this.endpointWaiters]) w();
@@ -176,7 +200,39 @@ export class NodeNetwork {
     this.resyncQueued = false;
     if (!this.proxy || this.stopped) return;
     const nodeIps = [...new Set([...this.nodes!.list()].map(internalIp).filter((a): a is string => !!a))].sort();
+    const revision = Math.max(this.endpoints!.revision, this.services!.revision);
     this.proxy.update(serviceRules(this.services!.list(), (ns, name) => this.endpoints!.get(ns, name)), nodeIps);
+    void this.proxy.synced().then(() => {
+      if (revision <= this.appliedRevision) return;
+      this.appliedRevision = revision;
+      this.report();
+    });
+  }
+
+  /** Tells every node the store revision this node's load balancer has applied. */
+  private report(): void {
+    if (this.stopped || this.appliedRevision === 0) return;
+    try {
+      this.opts.bus.publish(this.opts.bus.subjects.nodeProxy(this.opts.node), PROXY_SYNCED_TYPE, { node: this.opts.node, revision: this.appliedRevision });
+    } catch (err) {
+      this.opts.logger.debug({ err }, 'load balancer revision not reported');
+    }
+  }
+
+  /** Resolves once every load balancer heard from lately has applied `revision` (or at `deadline`). */
+  private async proxiesAt(revision: number, deadline: number): Promise<void> {
+    const behind = () => [...this.proxies.entries()].filter(([, p]) => p.revision < revision && Date.now() - p.at < PROXY_STALE_MS).map(([n]) => n);
+    while (!this.stopped && Date.now() < deadline && (this.appliedRevision < revision || behind().length > 0)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.proxyWaiters.delete(done);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.max(1, Math.min(100, deadline - Date.now())));
+        this.proxyWaiters.add(done);
+      });
+    }
   }
 
   /** Whether any Endpoints object offers this address as ready. */
@@ -186,9 +242,10 @@ export class NodeNetwork {
   }
 
   /**
-   * Before a pod is stopped: waits until no Endpoints offer its address and this node's load
-   * balancer has dropped it, then `drainMs` more for the other nodes' balancers and requests in
-   * flight. A pod that served no Service lately is not held. Bounded by `maxMs`.
+   * Before a pod is stopped: waits until no Endpoints offer its address and every node's load
+   * balancer (each reports the store revision it has applied) has dropped it, then `drainMs`
+   * more for the requests already sent to it. A pod that served no Service lately is not held.
+   * Bounded by `maxMs`.
    */
   async drain(podIp: string | undefined, maxMs: number): Promise<void> {
     if (!podIp || !this.proxy || this.stopped) return;
@@ -206,8 +263,8 @@ export class NodeNetwork {
       });
     }
     this.resync();
-    await this.proxy.synced();
-    const rest = Math.min(this.opts.drainMs ?? 1000, deadline - Date.now());
+    await this.proxiesAt(Math.max(this.endpoints!.revision, this.services!.revision), deadline);
+    const rest = Math.min(this.opts.drainMs ?? 500, deadline - Date.now());
     if (rest > 0) await sleep(systemClock, rest).catch(() => undefined);
   }
 
@@ -252,7 +309,9 @@ export class NodeNetwork {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const w of [...this.endpointWaiters]) w();
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    this.proxySub?.unsubscribe();
+    for (const w of [...this.endpointWaiters, ...this.proxyWaiters]) w();
     await Promise.all([this.services?.stop(), this.endpoints?.stop(), this.nodes?.stop(), this.namespaces?.stop()]);
     await this.routesRunning;
     await this.proxy?.stop();

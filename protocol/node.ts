@@ -10,3 +10,11 @@ export const heartbeatBody = s.object({
   seq: s.int({ min: 0 }),
   pods: s.int({ min: 0 }),
 });
+
+export const PROXY_SYNCED_TYPE = 'proxy-synced';
+
+/** A node's Service load balancer has applied the store up to `revision`. */
+export const proxySyncedBody = s.object({
+  node: s.string({ min: 1, max: 253 }),
+  revision: s.int({ min: 0 }),
+});

@@ -5,6 +5,7 @@
  *   troupe.<cluster>.cmd.<kind>.<namespace>.<name>   request/reply to one resource actor
  *   troupe.<cluster>.evt.<kind>.<namespace>.<name>   events an actor publishes on each transition
  *   troupe.<cluster>.node.<node>.cmd | .hb           commands to a node agent, its heartbeats
+ *   troupe.<cluster>.node.<node>.proxy               the store revision its load balancer has applied
  *
  * Names may be DNS-1123 subdomains, which contain '.', NATS's token separator; a '.' inside one
  * token is written '_' (not a DNS character, so the mapping is reversible).
@@ -52,6 +53,9 @@ export interface Subjects {
   nodeHbAll(): string;
   /** A node's container resource usage, published periodically. */
   nodeStats(node: string): string;
+  /** The store revision a node's Service load balancer has applied. */
+  nodeProxy(node: string): string;
+  nodeProxyAll(): string;
   /** Everything of one node: the scope to grant that node's credentials. */
   nodeScope(node: string): string;
   /** Kubernetes-style Events (reason, message, involvedObject) recorded in one namespace. */
@@ -115,6 +119,8 @@ export function subjects(cluster: string, scope = ''): Subjects {
     nodeHb: (node) => `${clusterRoot}.node.${token(node, 'node')}.hb`,
     nodeHbAll: () => `${clusterRoot}.node.*.hb`,
     nodeStats: (node) => `${clusterRoot}.node.${token(node, 'node')}.stats`,
+    nodeProxy: (node) => `${clusterRoot}.node.${token(node, 'node')}.proxy`,
+    nodeProxyAll: () => `${clusterRoot}.node.*.proxy`,
     nodeScope: (node) => `${clusterRoot}.node.${token(node, 'node')}.>`,
     recordedEvent: (namespace) => `${clusterRoot}.event.${token(namespace, 'namespace')}`,
     recordedEventFilter: (namespace) => `${clusterRoot}.event.${namespace ? token(namespace, 'namespace') : '*'}`,

@@ -43,7 +43,7 @@ t.test('ClusterIP, NodePort, DNS, affinity, readiness and graceful removal acros
     if (r.code !== 0) throw new Error(`troupe ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return r.stdout;
   };
-  for (const h of lab.hosts) await startAgent(t, nats.url, h.name, join(dir, h.name), ['--node-ip', h.ip, '--drain', '300'], ['nsenter', `--net=/run/netns/${h.netns}`]);
+  for (const h of lab.hosts) await startAgent(t, nats.url, h.name, join(dir, h.name), ['--node-ip', h.ip, '--drain', '200'], ['nsenter', `--net=/run/netns/${h.netns}`]);
   await promisify(execFile)('bash', [join(examples, 'build-myapp.sh')], { env });
 
   const kv = await KvStore.open(bus, bus.subjects.stateBucket);
