@@ -15,7 +15,7 @@
  *   of all three nodes (three NodeNetworks) have applied rules with (or without) that pod.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,7 +88,8 @@ export async function benchService(): Promise<Record<string, number>> {
   }
   sh('ip', ['link', 'set', 'lo', 'up']);
   // many short connections in a row: reuse TIME_WAIT ports (this namespace only)
-  sh('sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=1024 65000']);
+  writeFileSync('/proc/sys/net/ipv4/tcp_tw_reuse', '1\n');
+  writeFileSync('/proc/sys/net/ipv4/ip_local_port_range', '1024 65000\n');
   const dir = mkdtempSync(join(tmpdir(), 'troupe-bench-svc-'));
   const tag = `tbs${process.pid}`;
   const podNs = [1, 2, 3].map((i) => `${tag}-p${i}`);

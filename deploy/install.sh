@@ -10,6 +10,7 @@ declare -A NEED=(
   [containernetworking-plugins]=/usr/lib/cni/bridge
   [iproute2]=/usr/sbin/ip
   [iptables]=/usr/sbin/iptables
+  [nftables]=/usr/sbin/nft
   [busybox-static]=/bin/busybox
   [skopeo]=/usr/bin/skopeo
   [umoci]=/usr/bin/umoci

@@ -4,10 +4,13 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { alive, cli } from '../helpers/agent.js';
+import { alive, cli, removeBridge } from '../helpers/agent.js';
 import { natsPidUnder, startUp } from '../helpers/up.js';
 import { Bus, KvStore } from '../../index.js';
 import { tempDir, waitFor, type Teardown } from '../helpers/nats.js';
+
+// the node's network (bridge, Service table and interface) stays when an agent stops
+t.teardown(() => removeBridge('up-node'));
 
 
 

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { cli, removeBridge } from './agent.js';
+import { cli } from './agent.js';
 import type { Teardown } from './nats.js';
 
 /** The nats-server pid whose config lives under `dir` (found through /proc). */
@@ -28,13 +28,8 @@ export async function startUp(t: Teardown, dir: string, extra: string[] = [], no
     env: { ...process.env, TROUPE_HOME: join(dir, 'home') },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await new Promise((r) => child.once('exit', r));
-    }
-    // the node's network (bridge, Service table and interface) stays when an agent stops
-    await removeBridge(nodeName);
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   const out: string[] = [];
   const err: string[] = [];
