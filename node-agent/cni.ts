@@ -25,6 +25,25 @@ export interface CniResult {
   gateway?: string;
 }
 
+/** A hostPort, as CNI's portMappings capability names it. */
+export interface PortMapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: 'tcp' | 'udp' | 'sctp';
+  hostIP?: string;
+}
+
+/** The host ports a pod's containers ask for. */
+export function portMappingsOf(containers: { ports?: { containerPort: number; hostPort?: number; protocol?: string; hostIP?: string }[] }[]): PortMapping[] {
+  const out: PortMapping[] = [];
+  for (const c of containers) {
+    for (const p of c.ports ?? []) {
+      if (p.hostPort) out.push({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: (p.protocol ?? 'TCP').toLowerCase() as PortMapping['protocol'], ...(p.hostIP ? { hostIP: p.hostIP } : {}) });
+    }
+  }
+  return out;
+}
+
 export interface CniOptions {
   node: string;
   /** The node's pod CIDR, e.g. 10.244.1.0/24. */
@@ -72,9 +91,22 @@ export class Cni {
     };
   }
 
-  private async call(command: 'ADD' | 'DEL' | 'CHECK', containerId: string, netns: string): Promise<string> {
-    const r = await execa(join(CNI_PATH, 'bridge'), [], {
-      input: JSON.stringify(this.config()),
+  /** The portmap plugin's configuration, chained after the bridge (hostPort). */
+  portmapConfig(portMappings: PortMapping[], prevResult?: unknown): Record<string, unknown> {
+    return {
+      cniVersion: '1.0.0',
+      name: this.network,
+      type: 'portmap',
+      capabilities: { portMappings: true },
+      snat: true,
+      runtimeConfig: { portMappings },
+      ...(prevResult ? { prevResult } : {}),
+    };
+  }
+
+  private async call(command: 'ADD' | 'DEL' | 'CHECK', containerId: string, netns: string, plugin: 'bridge' | 'portmap' = 'bridge', conf: Record<string, unknown> = this.config()): Promise<string> {
+    const r = await execa(join(CNI_PATH, plugin), [], {
+      input: JSON.stringify(conf),
       env: { CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH, PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
       extendEnv: false,
       reject: false,
@@ -93,17 +125,32 @@ export class Cni {
     return r.stdout;
   }
 
-  /** Puts the pod's network namespace on the node's bridge; returns its address. */
-  async add(containerId: string, netns: string): Promise<CniResult> {
-    const out = JSON.parse(await this.call('ADD', containerId, netns)) as { ips?: { address: string; gateway?: string }[] };
+  /**
+   * Puts the pod's network namespace on the node's bridge, then (a chain, as the CNI spec runs
+   * one) publishes its host ports with portmap; returns its address.
+   */
+  async add(containerId: string, netns: string, portMappings: PortMapping[] = []): Promise<CniResult> {
+    const raw = await this.call('ADD', containerId, netns);
+    const out = JSON.parse(raw) as { ips?: { address: string; gateway?: string }[] };
     const first = out.ips?.[0];
     if (!first) throw new RuntimeError(`CNI ADD for ${containerId} gave no address`, { containerId });
+    if (portMappings.length > 0) {
+      try {
+        await this.call('ADD', containerId, netns, 'portmap', this.portmapConfig(portMappings, out));
+      } catch (err) {
+        await this.call('DEL', containerId, netns).catch(() => undefined);
+        throw err;
+      }
+    }
     return { ip: first.address.split('/')[0]!, cidr: first.address, gateway: first.gateway };
   }
 
-  /** Takes the pod off the bridge and gives its address back (idempotent, as the spec asks). */
-  async del(containerId: string, netns: string): Promise<void> {
+  /** Unpublishes the host ports, takes the pod off the bridge, gives its address back (idempotent). */
+  async del(containerId: string, netns: string, portMappings: PortMapping[] = []): Promise<void> {
+    let failed: unknown;
+    if (portMappings.length > 0) await this.call('DEL', containerId, netns, 'portmap', this.portmapConfig(portMappings)).catch((err) => (failed = err));
     await this.call('DEL', containerId, netns);
+    if (failed) throw failed;
   }
 
   /** Addresses host-local holds now (for tests and leak checks). */

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import type { Container } from '../protocol/index.js';
 import { ContainerCgroup, detectCgroups, sweepNodeCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
 import { Crun } from './crun.js';
-import type { Cni } from './cni.js';
+import type { Cni, PortMapping } from './cni.js';
 import { RuntimeError } from './errors.js';
 import type { ImageRuntimeConfig } from './image-config.js';
 import { buildSpec, limitsFor } from './oci-spec.js';
@@ -398,7 +398,7 @@ export class ContainerRuntime {
    * or crun: `unshare --net --ipc --uts` sets the hostname, brings loopback up and sleeps. Its pid
    * is kept in `sandboxes/<pod uid>.pid`, so a restarted agent finds it again.
    */
-  ensureSandbox(podUid: string, podName: string, _namespace: string): Promise<{ pid: number }> {
+  ensureSandbox(podUid: string, podName: string, _namespace: string, portMappings: PortMapping[] = []): Promise<{ pid: number }> {
     let p = this.sandboxes.get(podUid);
     if (!p) {
       p = (async () => {
@@ -423,7 +423,9 @@ export class ContainerRuntime {
         if (this.network) {
           // on the node's pod network: an address of the node's pod CIDR (CNI bridge + host-local)
           try {
-            const r = await this.network.add(podUid, `/proc/${pid}/ns/net`);
+            // the host ports go beside the pid: their removal needs them, even after a restart
+            if (portMappings.length > 0) await writeFile(this.sandboxPortsFile(podUid), JSON.stringify(portMappings));
+            const r = await this.network.add(podUid, `/proc/${pid}/ns/net`, portMappings);
             await writeFile(this.sandboxIpFile(podUid), `${r.ip}\n`);
           } catch (err) {
             process.kill(pid, 'SIGKILL');
@@ -441,6 +443,10 @@ export class ContainerRuntime {
 
   private sandboxPidFile(podUid: string): string {
     return join(this.opts.dataDir, 'sandboxes', `${podUid}.pid`);
+  }
+
+  private sandboxPortsFile(podUid: string): string {
+    return join(this.opts.dataDir, 'sandboxes', `${podUid}.ports`);
   }
 
   private sandboxIpFile(podUid: string): string {
@@ -462,8 +468,10 @@ export class ContainerRuntime {
     if (existsSync(ipFile)) {
       // the address goes back even when the sandbox process is gone (an empty netns path)
       const netns = pid > 0 && isSandbox(pid) ? `/proc/${pid}/ns/net` : '';
-      if (this.network) await this.network.del(podUid, netns);
+      const ports = readIf(this.sandboxPortsFile(podUid));
+      if (this.network) await this.network.del(podUid, netns, ports ? (JSON.parse(ports) as PortMapping[]) : []);
       await rm(ipFile, { force: true });
+      await rm(this.sandboxPortsFile(podUid), { force: true });
     }
     if (pid > 0 && isSandbox(pid)) {
       try {
@@ -479,7 +487,7 @@ export class ContainerRuntime {
   /** Removes the cgroups of pods that have no container or sandbox here any more. */
   async sweepCgroups(): Promise<string[]> {
     const keep = new Set((await this.containers()).map((c) => c.podUid));
-    for (const f of await readdir(join(this.opts.dataDir, 'sandboxes')).catch(() => [] as string[])) keep.add(f.replace(/\.(pid|ip)$/, ''));
+    for (const f of await readdir(join(this.opts.dataDir, 'sandboxes')).catch(() => [] as string[])) keep.add(f.replace(/\.(pid|ip|ports)$/, ''));
     for (const uid of this.sandboxes.keys()) keep.add(uid);
     return sweepNodeCgroups(this.cgroups, this.opts.node, keep);
   }

@@ -2,6 +2,7 @@
  * The pod actor kind on a node: the pod machine with its container effects bound to this node's
  * image store and crun runtime.
  */
+import { portMappingsOf } from './cni.js';
 import { fromCallback, fromPromise } from 'xstate';
 import { netProbe, runProbes, type ProbeExecutor } from './probes.js';
 import { defineKind, Persist } from '../actors/index.js';
@@ -44,7 +45,7 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
       }),
       runContainer: fromPromise<{ startedAt: string; pid: number }, { ctx: ContainerContext }>(async ({ input }) => {
         const c = input.ctx;
-        const sandbox = runtime.ensureSandbox(c.podUid, c.podName, c.namespace);
+        const sandbox = runtime.ensureSandbox(c.podUid, c.podName, c.namespace, portMappingsOf(((c.podSpec as { containers?: Parameters<typeof portMappingsOf>[0] } | undefined)?.containers) ?? []));
         starting.set(key(c), sandbox.catch(() => undefined));
         const { pid: sandboxPid } = await sandbox;
         const run = runtime.run({

@@ -117,6 +117,17 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: hostport}
+spec:
+  nodeSelector: {kubernetes.io/hostname: ${h2.name}}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: myapp:1.0
+    ports: [{containerPort: 8080, hostPort: 8088}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: client}
 spec:
   nodeSelector: {kubernetes.io/hostname: ${h1.name}}
@@ -167,6 +178,12 @@ spec:
   reachesAll(await fromHost(h1, `http://${h1.ip}:${nodePort}/`), 'to host 1 node port (pods elsewhere)');
   reachesAll(await fromHost(h2, `http://${h2.ip}:${nodePort}/`), 'to host 2 node port');
   reachesAll(await fromPod('client', `http://${h2.ip}:${nodePort}/`), 'from the pod to host 2 node port');
+
+  // hostPort (CNI portmap, chained after the bridge): the node's address and port reach the pod
+  await waitFor(() => [...pods.list()].some((p) => p.metadata.name === 'hostport' && p.status?.phase === 'Running'), 'the hostPort pod running', 30_000);
+  const viaHostPort = await fromHost(h1, `http://${h2.ip}:8088/`, 10);
+  t.same([...viaHostPort.entries()], [['hello from hostport', 10]], "host 1 reaches the pod through host 2's port 8088");
+  t.match((await h2.exec(['iptables', '-t', 'nat', '-S'])).stdout, /--dport 8088/, "portmap's rule is on host 2 while the pod runs");
 
   // DNS: A records, headless → pod IPs, unknown → NXDOMAIN, outside the cluster → refused
   const ns = await troupe('exec', 'client', '--', 'nslookup', 'web-headless.default.svc.cluster.local');
@@ -227,7 +244,7 @@ spec:
   // everything deleted: endpoints, rules, addresses and IPAM allocations go
   await troupe('delete', 'svc', 'web', 'sticky', 'web-headless');
   await troupe('delete', 'deploy', 'web');
-  await troupe('delete', 'pod', 'client');
+  await troupe('delete', 'pod', 'client', 'hostport');
   await waitFor(() => [...pods.list()].length === 0, 'no pod left', 60_000);
   for (const h of lab.hosts) {
     await waitFor(async () => !(await h.exec(['ip', '-4', 'addr', 'show', 'dev', serviceInterface(h.name)])).stdout.includes('inet '), `${h.name}: no cluster IP left on its service interface`);
@@ -235,6 +252,7 @@ spec:
     t.notMatch(table, /chain (svc|sep|np)-/, `${h.name}: no service chain left`);
     t.notMatch(table, /set aff-/, `${h.name}: no affinity set left`);
     t.same(readdirSafe(join(dir, h.name, 'cni', `troupe-${h.name}`)).filter((f) => /^\d+\./.test(f)), [], `${h.name}: every pod address given back`);
+    t.notMatch((await h.exec(['iptables', '-t', 'nat', '-S'])).stdout, /8088/, `${h.name}: no host port rule left`);
   }
   // the lab goes (agents, namespaces with their bridges, routes and tables, the veth)
   await lab.destroy();
