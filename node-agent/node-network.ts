@@ -13,6 +13,7 @@
  *
  * A pod being deleted leaves the load balancers before it is stopped (`drain`).
  */
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
@@ -53,7 +54,13 @@ async function ip(args: string[]): Promise<void> {
   if (r.exitCode !== 0) throw new RuntimeError(`ip ${args.join(' ')} failed: ${r.stderr.trim()}`, { args });
 }
 
-/** The pod bridge with the gateway address, up (idempotent). */
+/** A locally administered unicast MAC for a bridge, stable for its name. */
+export function bridgeMac(bridge: string): string {
+  const h = createHash('sha256').update(bridge).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+/** The pod bridge with the gateway address and a fixed MAC, up (idempotent). */
 export async function ensureBridge(bridge: string, podCidr: string): Promise<string> {
   const { base, bits } = parseCidr(podCidr);
   const gateway = formatIp(base + 1);
@@ -66,6 +73,11 @@ export async function ensureBridge(bridge: string, podCidr: string): Promise<str
     const r = await execa('ip', ['addr', 'add', `${gateway}/${bits}`, 'dev', bridge], { reject: false });
     if (r.exitCode !== 0 && !/exists/i.test(r.stderr)) throw new RuntimeError(`gateway ${gateway} not set on ${bridge}: ${r.stderr.trim()}`, { bridge });
   }
+  // a fixed MAC: a bridge left to itself takes its lowest port's, which changes as pods come and
+  // go, and every pod's ARP entry for the gateway goes stale (seconds of lost packets)
+  const mac = bridgeMac(bridge);
+  const link = await execa('ip', ['-j', 'link', 'show', 'dev', bridge], { reject: false });
+  if (!link.stdout.includes(`"address":"${mac}"`)) await ip(['link', 'set', 'dev', bridge, 'address', mac]);
   await ip(['link', 'set', bridge, 'up']);
   return gateway;
 }
@@ -262,8 +274,16 @@ export class NodeNetwork {
         this.endpointWaiters.add(done);
       });
     }
+    const began = Date.now();
     this.resync();
-    await this.proxiesAt(Math.max(this.endpoints!.revision, this.services!.revision), deadline);
+    const revision = Math.max(this.endpoints!.revision, this.services!.revision);
+    await this.proxiesAt(revision, deadline);
+    if (Date.now() >= deadline) {
+      const behind = [...this.proxies.entries()].filter(([, p]) => p.revision < revision).map(([n, p]) => `${n}@${p.revision}`);
+      this.opts.logger.warn({ podIP: podIp, revision, behind, self: this.appliedRevision, offered: this.offered(podIp) }, 'pod stopped before every load balancer dropped it (drain deadline)');
+    } else {
+      this.opts.logger.debug({ podIP: podIp, revision, waitedMs: Date.now() - began }, 'every load balancer dropped the pod');
+    }
     const rest = Math.min(this.opts.drainMs ?? 500, deadline - Date.now());
     if (rest > 0) await sleep(systemClock, rest).catch(() => undefined);
   }

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { Bus, ControlPlane, Informer, KvStore, startNatsServer } from '../../actors/index.js';
-import { proxyTable, serviceInterface } from '../../node-agent/index.js';
+import { bridgeName, proxyTable, serviceInterface } from '../../node-agent/index.js';
 import { kindInfo, type KObject } from '../../protocol/index.js';
 import { runCli, startAgent } from '../helpers/agent.js';
 import { quiet } from '../helpers/cluster.js';
@@ -167,6 +167,10 @@ spec:
     t.equal([...m.values()].reduce((a, b) => a + b, 0), 60, `${what}: 60 answers`);
   };
 
+  // the pod bridge keeps one MAC while pods come and go (pods' ARP entries for their gateway stay good)
+  const bridgeMacOf = async (h: typeof h1) => (JSON.parse((await h.exec(['ip', '-j', 'link', 'show', 'dev', bridgeName(h.name)])).stdout) as { address: string }[])[0]!.address;
+  const macBefore = await bridgeMacOf(h2);
+
   // the cluster IP is bound on each node's service interface
   for (const h of lab.hosts) t.match((await h.exec(['ip', '-4', 'addr', 'show', 'dev', serviceInterface(h.name)])).stdout, `inet ${clusterIP}/32`, `${h.name} holds the cluster IP locally`);
 
@@ -216,7 +220,7 @@ spec:
   // under a steady request loop: scale 3 → 1, then a rolling update; no request fails
   const steady = async (change: () => Promise<void>, what: string) => {
     await troupe('exec', 'client', '--', 'rm', '-f', '/tmp/stop');
-    const loopRun = runCli(env, ['exec', 'client', '--', 'sh', '-c', `ok=0; bad=0; while [ ! -f /tmp/stop ]; do if timeout 5 wget -q -O /dev/null http://${clusterIP}/; then ok=$((ok+1)); else bad=$((bad+1)); fi; done; echo "ok=$ok bad=$bad"`]);
+    const loopRun = runCli(env, ['exec', 'client', '--', 'sh', '-c', `ok=0; bad=0; while [ ! -f /tmp/stop ]; do if timeout 5 wget -q -O /dev/null http://${clusterIP}/; then ok=$((ok+1)); else bad=$((bad+1)); echo "failed after $ok at $(date +%T)"; fi; done; echo "ok=$ok bad=$bad"`]);
     await change();
     await troupe('exec', 'client', '--', 'touch', '/tmp/stop');
     const r = await loopRun;
@@ -240,6 +244,8 @@ spec:
       60_000,
     );
   }, 'rolling update');
+
+  t.equal(await bridgeMacOf(h2), macBefore, "host 2's bridge has the same MAC after pods came and went");
 
   // everything deleted: endpoints, rules, addresses and IPAM allocations go
   await troupe('delete', 'svc', 'web', 'sticky', 'web-headless');
