@@ -260,7 +260,7 @@ export class Agent {
 /** This machine's first external IPv4 address (the node's InternalIP), or loopback. */
 export function hostAddress(): string {
   for (const [name, list] of Object.entries(networkInterfaces())) {
-    if (/^(tb-|veth|troupe)/.test(name)) continue; // pod bridges and their links are not the node
+    if (/^(tb-|ts-|veth|troupe)/.test(name)) continue; // pod bridges, their links and the service interface are not the node
     for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   }
   return '127.0.0.1';
