@@ -44,6 +44,6 @@ export { DeploymentController, REVISION, HASH_LABEL, revisionOf, resolveIntOrPer
 export { ReplicaSetController } from './replicaset-controller.js';
 export { GarbageCollector } from './garbage-collector.js';
 export { controllerRef, isActive, isReady, availability, podRequests, condition } from './pod-util.js';
-export { NodeIpam, parseCidr, formatIp } from './node-ipam.js';
+export { NodeIpam, parseCidr, formatIp, ipNumber, inCidr } from './node-ipam.js';
 export { ServiceController, namedPort, NODE_PORT_MIN, NODE_PORT_MAX } from './service-controller.js';
 export type { Admission } from './resource-machine.js';

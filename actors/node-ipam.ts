@@ -3,7 +3,7 @@
  * CIDR (default 10.244.0.0/16 cut in /24s: 10.244.N.0/24), as kube-controller-manager's
  * node IPAM does. A block stays with its node until the Node object goes.
  */
-import { ValidationError, type KObject } from '../protocol/index.js';
+import { ValidationError, isIPv4, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import { objectKey, type Informer } from './informer.js';
 import type { Resources } from './resources.js';
@@ -12,15 +12,27 @@ import { WorkQueue } from './work-queue.js';
 
 const NODE = kindOf('node');
 
+/** An IPv4 address as a 32-bit number. */
+export function ipNumber(ip: string): number {
+  return ip.split('.').reduce((n, p) => ((n << 8) | Number(p)) >>> 0, 0);
+}
+
+function maskOf(bits: number): number {
+  return bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+}
+
 /** Parses "a.b.c.d/n" into a 32-bit base and prefix length; throws a ValidationError if malformed. */
 export function parseCidr(cidr: string): { base: number; bits: number } {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
-  const parts = m ? m.slice(1, 5).map(Number) : [];
-  const bits = m ? Number(m[5]) : NaN;
-  if (!m || parts.some((p) => p > 255) || bits > 32) throw new ValidationError(`${JSON.stringify(cidr)}: expected an IPv4 CIDR such as 10.244.0.0/16`);
-  const base = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  return { base: (base & mask) >>> 0, bits };
+  const [addr = '', prefix = ''] = cidr.split('/');
+  const bits = /^\d{1,2}$/.test(prefix) ? Number(prefix) : NaN;
+  if (cidr.split('/').length !== 2 || !isIPv4(addr) || !(bits <= 32)) throw new ValidationError(`${JSON.stringify(cidr)}: expected an IPv4 CIDR such as 10.244.0.0/16`);
+  return { base: (ipNumber(addr) & maskOf(bits)) >>> 0, bits };
+}
+
+/** Whether an IPv4 address lies in a CIDR. */
+export function inCidr(ip: string, cidr: string): boolean {
+  const { base, bits } = parseCidr(cidr);
+  return ((ipNumber(ip) & maskOf(bits)) >>> 0) === base;
 }
 
 export function formatIp(n: number): string {

@@ -9,7 +9,7 @@
 import { matchesSelector, stableJson, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import { objectKey, type Informer } from './informer.js';
-import { formatIp, parseCidr } from './node-ipam.js';
+import { formatIp, ipNumber, parseCidr } from './node-ipam.js';
 import { isReady } from './pod-util.js';
 import type { Resources } from './resources.js';
 import { kindOf, type Admission } from './resource-machine.js';
@@ -19,10 +19,6 @@ const SERVICE = kindOf('service');
 const ENDPOINTS = kindOf('endpoints');
 export const NODE_PORT_MIN = 30000;
 export const NODE_PORT_MAX = 32767;
-
-function ipNumber(ip: string): number {
-  return ip.split('.').reduce((n, p) => ((n << 8) | Number(p)) >>> 0, 0);
-}
 
 interface ServicePort {
   name?: string;
@@ -210,4 +206,3 @@ export function namedPort(pod: KObject, name: string): number | undefined {
   return undefined;
 }
 
-export { ipNumber };

@@ -10,7 +10,7 @@ import { createLogger, findProgram, isLogLevel, LOG_LEVELS } from '../supervisor
 import { resolveServer } from './context.js';
 import { exec as podExec, logs as podLogs } from './pod-commands.js';
 import { Bus } from '../actors/index.js';
-import { isDns1123Label } from '../protocol/index.js';
+import { isDns1123Label, isIPv4 } from '../protocol/index.js';
 import { VERSION } from './version.js';
 import { UsageError, cmdApply, cmdCreateNamespace, cmdExpose, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
 import { cmdRollout } from './rollout.js';
@@ -151,7 +151,7 @@ async function cmdUp(args: string[]): Promise<number> {
   const logger = createLogger({ level });
   const dataDir = values['data-dir'] ?? defaultDataDir();
   const cluster = values.cluster ?? 'default';
-  const clusterCidr = cidrFlag(values['cluster-cidr']);
+  const clusterCidr = clusterCidrFlag(values['cluster-cidr']);
   const serviceCidr = serviceCidrFlag(values['service-cidr']);
   const nodeIp = ipFlag('node-ip', values['node-ip']);
   const c = await up({ dataDir, port, cluster, logger, server: values.server, nodeName: values['no-agent'] ? null : values['node-name'], clusterCidr, serviceCidr, nodeIp });
@@ -263,6 +263,8 @@ async function cmdController(args: string[]): Promise<number> {
     if (!Number.isInteger(n) || n < 100) throw new UsageError(`--${flag}: expected milliseconds ≥ 100, got ${JSON.stringify(v)}`);
     return n;
   };
+  const clusterCidr = clusterCidrFlag(values['cluster-cidr']);
+  const serviceCidr = serviceCidrFlag(values['service-cidr']);
   const logger = createLogger({ level });
   const { server, cluster } = resolveServer(values.server);
   const bus = await Bus.connect({ servers: server, cluster, name: 'troupe-controller', logger });
@@ -278,7 +280,7 @@ async function cmdController(args: string[]): Promise<number> {
   while (!stopping) {
     let cp: ControlPlane;
     try {
-      cp = await ControlPlane.start({ bus, logger, signal: ac.signal, leaseMs: num('lease-ms'), lifecycle: { notReadyAfterMs: num('not-ready-after') }, clusterCidr: cidrFlag(values['cluster-cidr']), serviceCidr: serviceCidrFlag(values['service-cidr']) });
+      cp = await ControlPlane.start({ bus, logger, signal: ac.signal, leaseMs: num('lease-ms'), lifecycle: { notReadyAfterMs: num('not-ready-after') }, clusterCidr, serviceCidr });
     } catch (err) {
       if (stopping) break;
       throw err;
@@ -295,8 +297,8 @@ async function cmdController(args: string[]): Promise<number> {
   return 0;
 }
 
-/** --service-cidr: an IPv4 CIDR of /12 to /28. */
-function serviceCidrFlag(v: string | undefined): string | undefined {
+/** An IPv4 CIDR flag whose prefix length lies in [min, max]. */
+function cidrFlag(flag: string, v: string | undefined, min: number, max: number, expected: string): string | undefined {
   if (v === undefined) return undefined;
   let bits: number;
   try {
@@ -304,28 +306,23 @@ function serviceCidrFlag(v: string | undefined): string | undefined {
   } catch {
     bits = NaN;
   }
-  if (!(bits >= 12 && bits <= 28)) throw new UsageError(`--service-cidr: expected an IPv4 CIDR from /12 to /28, such as 10.96.0.0/16, got ${JSON.stringify(v)}`);
+  if (!(bits >= min && bits <= max)) throw new UsageError(`--${flag}: expected an IPv4 CIDR ${expected}, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/** --cluster-cidr: room for /24 node blocks. */
+function clusterCidrFlag(v: string | undefined): string | undefined {
+  return cidrFlag('cluster-cidr', v, 0, 23, 'of /23 or larger, such as 10.244.0.0/16');
+}
+
+/** --service-cidr: /12 to /28. */
+function serviceCidrFlag(v: string | undefined): string | undefined {
+  return cidrFlag('service-cidr', v, 12, 28, 'from /12 to /28, such as 10.96.0.0/16');
 }
 
 /** An IPv4 address flag. */
 function ipFlag(flag: string, v: string | undefined): string | undefined {
-  if (v === undefined) return undefined;
-  const parts = v.split('.');
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) throw new UsageError(`--${flag}: expected an IPv4 address such as 10.0.0.5, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** --cluster-cidr: an IPv4 CIDR with room for /24 node blocks. */
-function cidrFlag(v: string | undefined): string | undefined {
-  if (v === undefined) return undefined;
-  let bits: number;
-  try {
-    bits = parseCidr(v).bits;
-  } catch {
-    bits = NaN;
-  }
-  if (!(bits <= 23)) throw new UsageError(`--cluster-cidr: expected an IPv4 CIDR of /23 or larger, such as 10.244.0.0/16, got ${JSON.stringify(v)}`);
+  if (v !== undefined && !isIPv4(v)) throw new UsageError(`--${flag}: expected an IPv4 address such as 10.0.0.5, got ${JSON.stringify(v)}`);
   return v;
 }
 

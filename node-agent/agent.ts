@@ -69,7 +69,7 @@ export interface AgentOptions {
   serviceProxy?: boolean;
   /** Serve the cluster DNS on the pod gateway (default true when `network` is; a port for tests). */
   dns?: boolean | { port: number };
-  /** How long a pod that left the endpoints keeps serving before it is stopped (ms, default 1000). */
+  /** How long a pod that left every load balancer keeps serving before it is stopped (ms, default 500). */
   drainMs?: number;
 }
 
@@ -116,6 +116,7 @@ export class Agent {
         nodeIp: this.nodeIp,
         config,
         logger: (this.opts.logger ?? this.opts.bus.logger).child({ component: 'network' }),
+        services: this.podSync?.serviceInformer,
         serviceProxy: this.opts.serviceProxy,
         dns: this.opts.dns,
         drainMs: this.opts.drainMs,

@@ -15,6 +15,7 @@
  * 512 bytes of EDNS0 buffer when the client offers one) with TC set, and the client asks again over TCP.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import type { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:net';
 import type { Logger } from '../supervisor/index.js';
 
@@ -190,22 +191,30 @@ export function clusterLookup(
   };
 }
 
+/** Resolves once `listen` calls back; rejects with the socket's error if it comes first. */
+function whenListening(socket: EventEmitter, listen: (ready: () => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    listen(() => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 /** Serves `lookup` on address:port over UDP and TCP. */
 export class DnsServer {
   private udp?: Socket;
   private tcp?: Server;
-  readonly address: string;
   port = 0;
 
   constructor(
-    address: string,
+    readonly address: string,
     private readonly lookup: Lookup,
     private readonly domain: string,
     private readonly logger?: Logger,
     private readonly wantPort = 53,
-  ) {
-    this.address = address;
-  }
+  ) {}
 
   async start(): Promise<void> {
     const udp = createSocket({ type: 'udp4', reuseAddr: false });
@@ -218,13 +227,7 @@ export class DnsServer {
       }
     });
     udp.on('error', (err) => this.logger?.warn({ err }, 'dns socket error'));
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(this.wantPort, this.address, () => {
-        udp.off('error', reject);
-        resolve();
-      });
-    });
+    await whenListening(udp, (ready) => udp.bind(this.wantPort, this.address, ready));
     this.udp = udp;
     this.port = udp.address().port;
     const tcp = createServer((sock) => {
@@ -245,13 +248,7 @@ export class DnsServer {
         }
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen(this.port, this.address, () => {
-        tcp.off('error', reject);
-        resolve();
-      });
-    });
+    await whenListening(tcp, (ready) => tcp.listen(this.port, this.address, ready));
     this.tcp = tcp;
   }
 

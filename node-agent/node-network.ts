@@ -17,12 +17,12 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
-import { Informer, KvStore, parseCidr, formatIp, type Bus } from '../actors/index.js';
+import { Informer, KvStore, formatIp, inCidr, parseCidr, type Bus } from '../actors/index.js';
 import { PROXY_SYNCED_TYPE, kindInfo, proxySyncedBody, unpackValue, type KObject } from '../protocol/index.js';
 import type { Subscription } from '@nats-io/transport-node';
 import { sleep, systemClock, type Logger } from '../supervisor/index.js';
 import { DnsServer, clusterLookup } from './dns.js';
-import { ServiceProxy, serviceRules, type ProxyConfig } from './service-proxy.js';
+import { ServiceProxy, run, serviceRules, type ProxyConfig } from './service-proxy.js';
 import { RuntimeError } from './errors.js';
 
 export const NETWORK_CONFIG_KEY = 'config.network';
@@ -40,18 +40,6 @@ export const DEFAULT_NETWORK: NetworkConfig = { clusterCIDR: '10.244.0.0/16', se
 export async function readNetworkConfig(kv: KvStore): Promise<NetworkConfig> {
   const e = await kv.get(NETWORK_CONFIG_KEY).catch(() => undefined);
   return e ? { ...DEFAULT_NETWORK, ...unpackValue<Partial<NetworkConfig>>(e.value, NETWORK_CONFIG_KEY) } : DEFAULT_NETWORK;
-}
-
-function inCidr(ip: string, cidr: string): boolean {
-  const { base, bits } = parseCidr(cidr);
-  const n = ip.split('.').reduce((a, p) => ((a << 8) | Number(p)) >>> 0, 0);
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  return ((n & mask) >>> 0) === base;
-}
-
-async function ip(args: string[]): Promise<void> {
-  const r = await execa('ip', args, { reject: false });
-  if (r.exitCode !== 0) throw new RuntimeError(`ip ${args.join(' ')} failed: ${r.stderr.trim()}`, { args });
 }
 
 /** A locally administered unicast MAC for a bridge, stable for its name. */
@@ -77,8 +65,8 @@ export async function ensureBridge(bridge: string, podCidr: string): Promise<str
   // go, and every pod's ARP entry for the gateway goes stale (seconds of lost packets)
   const mac = bridgeMac(bridge);
   const link = await execa('ip', ['-j', 'link', 'show', 'dev', bridge], { reject: false });
-  if (!link.stdout.includes(`"address":"${mac}"`)) await ip(['link', 'set', 'dev', bridge, 'address', mac]);
-  await ip(['link', 'set', bridge, 'up']);
+  if (!link.stdout.includes(`"address":"${mac}"`)) await run('ip', ['link', 'set', 'dev', bridge, 'address', mac]);
+  await run('ip', ['link', 'set', bridge, 'up']);
   return gateway;
 }
 
@@ -93,6 +81,8 @@ export interface NodeNetworkOptions {
   logger: Logger;
   /** Load balancing for Services (default true). */
   serviceProxy?: boolean;
+  /** A started Service informer to share (its owner stops it); else the network has its own. */
+  services?: Informer;
   /** DNS on the gateway address (default true; port 53). */
   dns?: boolean | { port: number };
   /**
@@ -159,7 +149,7 @@ export class NodeNetwork {
     }
     const kv = await KvStore.open(bus, bus.subjects.stateBucket);
     const inf = (kind: string) => new Informer(bus, kv, kindInfo(kind)!, logger);
-    this.services = inf('Service');
+    this.services = this.opts.services ?? inf('Service');
     this.endpoints = inf('Endpoints');
     this.nodes = inf('Node');
     this.namespaces = inf('Namespace');
@@ -183,7 +173,7 @@ export class NodeNetwork {
       this.syncRoutes();
       this.queueResync();
     });
-    await Promise.all([this.services.start(), this.endpoints.start(), this.nodes.start(), this.namespaces.start()]);
+    await Promise.all([this.opts.services ? undefined : this.services.start(), this.endpoints.start(), this.nodes.start(), this.namespaces.start()]);
     this.resync();
     this.syncRoutes();
     if (this.opts.dns !== false) {
@@ -212,12 +202,31 @@ export class NodeNetwork {
     this.resyncQueued = false;
     if (!this.proxy || this.stopped) return;
     const nodeIps = [...new Set([...this.nodes!.list()].map(internalIp).filter((a): a is string => !!a))].sort();
-    const revision = Math.max(this.endpoints!.revision, this.services!.revision);
+    const revision = this.storeRevision();
     this.proxy.update(serviceRules(this.services!.list(), (ns, name) => this.endpoints!.get(ns, name)), nodeIps);
-    void this.proxy.synced().then(() => {
-      if (revision <= this.appliedRevision) return;
+    // only rules really in place are reported: a drain elsewhere trusts this
+    void this.proxy.synced().then((ok) => {
+      if (!ok || revision <= this.appliedRevision) return;
       this.appliedRevision = revision;
       this.report();
+    });
+  }
+
+  /** The store revision of the Services and Endpoints this node has seen. */
+  private storeRevision(): number {
+    return Math.max(this.endpoints!.revision, this.services!.revision);
+  }
+
+  /** Resolves at the next wake-up of `waiters`, or after `ms`. */
+  private nextWake(waiters: Set<() => void>, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        waiters.delete(done);
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(1, ms));
+      waiters.add(done);
     });
   }
 
@@ -231,20 +240,17 @@ export class NodeNetwork {
     }
   }
 
-  /** Resolves once every load balancer heard from lately has applied `revision` (or at `deadline`). */
-  private async proxiesAt(revision: number, deadline: number): Promise<void> {
-    const behind = () => [...this.proxies.entries()].filter(([, p]) => p.revision < revision && Date.now() - p.at < PROXY_STALE_MS).map(([n]) => n);
-    while (!this.stopped && Date.now() < deadline && (this.appliedRevision < revision || behind().length > 0)) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          this.proxyWaiters.delete(done);
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(done, Math.max(1, Math.min(100, deadline - Date.now())));
-        this.proxyWaiters.add(done);
-      });
-    }
+  /**
+   * Waits until every load balancer heard from lately (this node's too) has applied `revision`,
+   * or `deadline`; returns those still behind then (`node@revision`).
+   */
+  private async proxiesAt(revision: number, deadline: number): Promise<string[]> {
+    const behind = () => [
+      ...(this.appliedRevision < revision ? [`${this.opts.node}@${this.appliedRevision}`] : []),
+      ...[...this.proxies.entries()].filter(([n, p]) => n !== this.opts.node && p.revision < revision && Date.now() - p.at < PROXY_STALE_MS).map(([n, p]) => `${n}@${p.revision}`),
+    ];
+    while (!this.stopped && Date.now() < deadline && behind().length > 0) await this.nextWake(this.proxyWaiters, Math.min(100, deadline - Date.now()));
+    return behind();
   }
 
   /** Whether any Endpoints object offers this address as ready. */
@@ -263,24 +269,13 @@ export class NodeNetwork {
     if (!podIp || !this.proxy || this.stopped) return;
     if (!this.offered(podIp) && !this.proxy.servedRecently(podIp, 30_000)) return;
     const deadline = Date.now() + maxMs;
-    while (this.offered(podIp) && Date.now() < deadline && !this.stopped) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          this.endpointWaiters.delete(done);
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(done, Math.max(1, deadline - Date.now()));
-        this.endpointWaiters.add(done);
-      });
-    }
+    while (this.offered(podIp) && Date.now() < deadline && !this.stopped) await this.nextWake(this.endpointWaiters, deadline - Date.now());
     const began = Date.now();
     this.resync();
-    const revision = Math.max(this.endpoints!.revision, this.services!.revision);
-    await this.proxiesAt(revision, deadline);
-    if (Date.now() >= deadline) {
-      const behind = [...this.proxies.entries()].filter(([, p]) => p.revision < revision).map(([n, p]) => `${n}@${p.revision}`);
-      this.opts.logger.warn({ podIP: podIp, revision, behind, self: this.appliedRevision, offered: this.offered(podIp) }, 'pod stopped before every load balancer dropped it (drain deadline)');
+    const revision = this.storeRevision();
+    const behind = await this.proxiesAt(revision, deadline);
+    if (behind.length > 0 && !this.stopped) {
+      this.opts.logger.warn({ podIP: podIp, revision, behind, offered: this.offered(podIp) }, 'pod stopped before every load balancer dropped it (drain deadline)');
     } else {
       this.opts.logger.debug({ podIP: podIp, revision, waitedMs: Date.now() - began }, 'every load balancer dropped the pod');
     }
@@ -322,17 +317,12 @@ export class NodeNetwork {
       .finally(() => (this.routesRunning = undefined));
   }
 
-  /** Routes this network added (for tests). */
-  routeTable(): Map<string, string> {
-    return new Map(this.routes);
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.reportTimer) clearInterval(this.reportTimer);
     this.proxySub?.unsubscribe();
     for (const w of [...this.endpointWaiters, ...this.proxyWaiters]) w();
-    await Promise.all([this.services?.stop(), this.endpoints?.stop(), this.nodes?.stop(), this.namespaces?.stop()]);
+    await Promise.all([this.opts.services ? undefined : this.services?.stop(), this.endpoints?.stop(), this.nodes?.stop(), this.namespaces?.stop()]);
     await this.routesRunning;
     await this.proxy?.stop();
     await this.dns?.stop();

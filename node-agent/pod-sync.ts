@@ -67,6 +67,11 @@ export class PodSync {
     if (!hooks.onPodCidr) this.networkReady = true;
   }
 
+  /** The Services informer (started by `start`), for others on this node to share. */
+  get serviceInformer(): Informer | undefined {
+    return this.services;
+  }
+
   async start(info: NodeInfo & { nodeIp?: string }, adopted: { namespace: string; pod: string; uid: string; managed: boolean }[]): Promise<void> {
     const kv = await KvStore.open(this.bus, this.bus.subjects.stateBucket);
     this.res = await Resources.open(this.bus);

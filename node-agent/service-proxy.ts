@@ -194,7 +194,8 @@ export function buildRuleset(table: string, cfg: ProxyConfig, rules: ServicePort
   return { script: `${[...decls, ...lines].join('\n')}\n`, chains, sets };
 }
 
-async function run(cmd: string, args: string[], input?: string): Promise<string> {
+/** Runs a command; a non-zero exit is a RuntimeError with its output. */
+export async function run(cmd: string, args: string[], input?: string): Promise<string> {
   const r = await execa(cmd, args, { input, reject: false, timeout: 15_000 });
   if (r.exitCode !== 0) throw new RuntimeError(`${cmd} ${args.join(' ')} failed: ${(r.stderr || r.stdout || `exit ${r.exitCode}`).trim().slice(0, 2000)}`, { cmd, args });
   return r.stdout;
@@ -251,7 +252,9 @@ export class ServiceProxy {
   private running?: Promise<void>;
   private generation = 0;
   private applied = 0;
-  private readonly waiters: { generation: number; resolve: () => void }[] = [];
+  /** Whether the last sync tried was applied. */
+  private ok = true;
+  private readonly waiters: { generation: number; resolve: (ok: boolean) => void }[] = [];
   /** Endpoint addresses in the rules, and when they were last there. */
   private readonly served = new Map<string, number>();
   /** Called after each applied sync, with the rules it applied. */
@@ -269,9 +272,12 @@ export class ServiceProxy {
     if (!this.running) this.running = this.loop();
   }
 
-  /** Resolves once every update asked for so far is applied (or failed and was logged). */
-  synced(): Promise<void> {
-    if (this.applied >= this.generation) return Promise.resolve();
+  /**
+   * Resolves once every update asked for so far has been tried: true when the rules in place
+   * now are those of the last update, false when applying them failed (logged).
+   */
+  synced(): Promise<boolean> {
+    if (this.applied >= this.generation) return Promise.resolve(this.ok);
     return new Promise((resolve) => this.waiters.push({ generation: this.generation, resolve }));
   }
 
@@ -293,14 +299,16 @@ export class ServiceProxy {
           for (const r of rules) for (const e of r.endpoints) this.served.set(e.ip, now);
           for (const [ip, at] of this.served) if (now - at > 60_000) this.served.delete(ip);
           this.onApplied?.(rules);
+          this.ok = true;
         } catch (err) {
+          this.ok = false;
           this.opts.logger.error({ err }, 'service rules not applied; rebuilding the table on the next sync');
           this.existing = undefined;
           this.bound = undefined;
         }
         this.applied = generation;
         for (let i = this.waiters.length - 1; i >= 0; i--) {
-          if (this.waiters[i]!.generation <= generation) this.waiters.splice(i, 1)[0]!.resolve();
+          if (this.waiters[i]!.generation <= generation) this.waiters.splice(i, 1)[0]!.resolve(this.ok);
         }
       }
     } finally {

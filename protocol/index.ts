@@ -33,7 +33,7 @@ export type { CommandBody, ErrorBody, EventBody } from './messages.js';
 export { PROTOCOL_MAJOR, PROTOCOL_MINOR, PROTOCOL_VERSION, checkVersion, formatVersion } from './version.js';
 export { subjects, token, untoken } from './subjects.js';
 export type { Subjects, ResourceKey } from './subjects.js';
-export { labelName, subdomainName, isDns1123Label, isDns1123Subdomain, DNS1123_LABEL, DNS1123_SUBDOMAIN } from './names.js';
+export { labelName, subdomainName, isDns1123Label, isDns1123Subdomain, isIPv4, DNS1123_LABEL, DNS1123_SUBDOMAIN } from './names.js';
 export { parseQuantity, milliCpu, bytes, quantity } from './quantity.js';
 export { container, securityContext, probe, portRef } from './container.js';
 export type { Container, SecurityContext, Probe } from './container.js';

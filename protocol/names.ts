@@ -10,6 +10,12 @@ export function isDns1123Label(name: string): boolean {
   return DNS1123_LABEL.test(name);
 }
 
+/** A dotted-quad IPv4 address ("10.96.0.10"). */
+export function isIPv4(text: string): boolean {
+  const parts = text.split('.');
+  return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255);
+}
+
 export function isDns1123Subdomain(name: string): boolean {
   return DNS1123_SUBDOMAIN.test(name) && name.split('.').every((l) => l.length <= 63);
 }

@@ -4,7 +4,7 @@
  * troupe does not support are rejected by these schemas with their path, never ignored.
  */
 import { container } from './container.js';
-import { labelName, subdomainName } from './names.js';
+import { isIPv4, labelName, subdomainName } from './names.js';
 import { describeValue, s, type Infer, type Schema } from './schema.js';
 
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
@@ -244,7 +244,7 @@ export const serviceSchema = s.object({
       selector: s.optional(s.record(labelValue, { key: labelKey, maxKeys: 64 })),
       ports: s.optional(s.array(servicePort, { max: 64 })),
       clusterIP: s.optional(
-        s.refine(s.string({ max: 64 }), (v) => (v === 'None' || v === '' || /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(v) && v.split('.').every((p) => Number(p) <= 255) ? undefined : `expected an IPv4 address or "None", got ${JSON.stringify(v)}`)),
+        s.refine(s.string({ max: 64 }), (v) => (v === 'None' || v === '' || isIPv4(v) ? undefined : `expected an IPv4 address or "None", got ${JSON.stringify(v)}`)),
       ),
       sessionAffinity: s.optional(s.oneOf(['None', 'ClientIP'] as const)),
     }),
