@@ -56,6 +56,10 @@ async function role(name: string, url: string): Promise<void> {
     const actors = Number(process.argv[6]);
     const subjects = Array.from({ length: actors }, (_, i) => bus.subjects.cmd('benchasync', 'load', `a${i}`));
     const bytes = bus.codec.encode(MessageType.Command, { type: 'inc', by: 1 }, { from: bus.from });
+    // connected and ready: the clock starts when the bench says go (a line on stdin), so that the
+    // figure is the host's handling, not this process's start-up
+    process.stdout.write('ready\n');
+    await new Promise((r) => createInterface({ input: process.stdin }).once('line', r));
     for (let i = 0; i < n; i++) {
       bus.nc.publish(subjects[i % actors]!, bytes);
       if (i % 5000 === 4999) await bus.nc.flush();
@@ -69,7 +73,7 @@ async function role(name: string, url: string): Promise<void> {
 }
 
 function spawnRole(name: string, url: string, ...args: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [self, '--role', name, url, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [self, '--role', name, url, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => l === 'ready' && resolve(child));
     child.once('exit', (c) => (c === 0 ? resolve(child) : reject(new Error(`${name} exited ${c}`))));
@@ -117,8 +121,10 @@ export async function benchBus(): Promise<Record<string, number>> {
     await Promise.all(Array.from({ length: 100 }, (_, i) => bus.request(bus.subjects.cmd('benchasync', 'load', `a${i}`), MessageType.Command, { type: 'get' })));
     const before = (await bus.request<{ commands: number }>('bench.stats', MessageType.Command, { type: 'stats' })).body.commands;
     const total = 200_000;
+    const pub = await spawnRole('publisher', srv.url, String(total), '100');
+    const pubDone = new Promise((r) => pub.once('exit', r));
     const t0 = process.hrtime.bigint();
-    const pub = spawnRole('publisher', srv.url, String(total), '100');
+    pub.stdin!.write('go\n');
     let handled = 0;
     for (;;) {
       handled = (await bus.request<{ commands: number }>('bench.stats', MessageType.Command, { type: 'stats' })).body.commands - before;
@@ -127,7 +133,7 @@ export async function benchBus(): Promise<Record<string, number>> {
       await new Promise((r) => setTimeout(r, 5));
     }
     const eventsSec = Number(process.hrtime.bigint() - t0) / 1e9;
-    await pub;
+    await pubDone;
 
     // KV puts, 64 in flight
     const kv = await KvStore.open(bus, 'bench-kv');

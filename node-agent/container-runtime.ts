@@ -38,6 +38,11 @@ export interface RunRequest {
   restartCount?: number;
   /** The pod sandbox's process: the container joins its network, IPC and UTS namespaces. */
   sandboxPid?: number;
+  /**
+   * The same, still being made: the container's folder, files and cgroup are prepared meanwhile,
+   * and only its OCI config waits for the sandbox.
+   */
+  sandbox?: Promise<{ pid: number }>;
 }
 
 
@@ -75,35 +80,43 @@ export interface Exited {
 const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 9: 'SIGKILL', 15: 'SIGTERM', 6: 'SIGABRT', 11: 'SIGSEGV' };
 
 /**
- * One stream's logger: each line stamped with bash's $EPOCHREALTIME (no fork per line), the file
- * rotated to `.1` past LOGMAX bytes (one rotated file kept, as the kubelet's default).
+ * One stream's logger, a shell function run in a forked subshell (no exec): each line stamped with
+ * bash's $EPOCHREALTIME (no fork per line), the file rotated to `.1` past LOGMAX bytes (one rotated
+ * file kept, as the kubelet's default).
  */
 const LOGGER = [
-  'f="$1/$2.log"; max="$LOGMAX"; size=0',
-  '[ -e "$f" ] && size=$(stat -c %s "$f")',
-  'exec 3>>"$f"',
-  'while IFS= read -r line || [ -n "$line" ]; do',
-  '  printf "%s %s\\n" "$EPOCHREALTIME" "$line" >&3',
-  '  size=$(( size + ${#line} + 19 ))',
-  '  if [ "$size" -ge "$max" ]; then exec 3>&-; mv -f "$f" "$f.1"; exec 3>>"$f"; size=0; fi',
-  'done',
+  'log() {',
+  '  f="$D/$1.log"; max="$LOGMAX"; size=0',
+  '  [ -e "$f" ] && size=$(stat -c %s "$f")',
+  '  exec 5>>"$f"',
+  '  while IFS= read -r line || [ -n "$line" ]; do',
+  '    printf "%s %s\\n" "$EPOCHREALTIME" "$line" >&5',
+  '    size=$(( size + ${#line} + 19 ))',
+  '    if [ "$size" -ge "$max" ]; then exec 5>&-; mv -f "$f" "$f.1"; exec 5>>"$f"; size=0; fi',
+  '  done',
+  '}',
 ].join('\n');
 
+/**
+ * The shim: the two loggers first (process substitutions: pipes, no fifo files, no new bash), then
+ * the scratch tmpfs and the overlay rootfs, then crun in the foreground; its status goes to a file
+ * once both loggers have drained.
+ */
 function shimScript(unified: string | undefined): string {
   return [
     'D="$1"; LOWER="$2"; shift 2',
     'exec 2>>"$D/shim.log"',
+    LOGGER,
+    'exec 3> >(log stdout); L1=$!',
+    'exec 4> >(exec 3>&-; log stderr); L2=$!',
     unified ? `umount ${unified} 2>/dev/null || umount -l ${unified} 2>/dev/null || true` : ':',
     'mount -t tmpfs -o "mode=755,size=$SCRATCH" tmpfs "$D/scratch" && mkdir "$D/scratch/upper" "$D/scratch/work" || exit 90',
     'mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/scratch/upper,workdir=$D/scratch/work" "$D/rootfs" || exit 90',
-    'mkfifo "$D/stdout.fifo" "$D/stderr.fifo" || exit 90',
-    'bash -c "$LOGGER" logger "$D" stdout <"$D/stdout.fifo" & L1=$!',
-    'bash -c "$LOGGER" logger "$D" stderr <"$D/stderr.fifo" & L2=$!',
-    '"$@" </dev/null >"$D/stdout.fifo" 2>"$D/stderr.fifo"',
+    '"$@" </dev/null >&3 2>&4 3>&- 4>&-',
     'code=$?',
-    // the loggers end when the last writer is gone; then the status is written
+    // the loggers end when the last writer is gone (the container's processes and this shell)
+    'exec 3>&- 4>&-',
     'wait $L1 $L2',
-    'rm -f "$D/stdout.fifo" "$D/stderr.fifo"',
     'echo "$code" > "$D/exitcode.tmp" && mv "$D/exitcode.tmp" "$D/exitcode"',
   ].join('\n');
 }
@@ -198,6 +211,7 @@ export class ContainerRuntime {
       writeFile(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns)),
       cg.create(limitsFor(req.container)),
     ]);
+    const sandboxPid = req.sandboxPid ?? (req.sandbox ? (await req.sandbox).pid : undefined);
     const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
     const group = readIf(join(req.lowerDir, 'etc/group'));
     const spec = buildSpec({
@@ -208,7 +222,7 @@ export class ContainerRuntime {
       etcFiles: { hosts: join(d, 'hosts'), hostname: join(d, 'hostname'), resolvConf: join(d, 'resolv.conf') },
       cgroupsPath: cg.runtimePath,
       extraEnv: req.extraEnv,
-      ...(req.sandboxPid ? { joinNamespaces: { network: `/proc/${req.sandboxPid}/ns/net`, ipc: `/proc/${req.sandboxPid}/ns/ipc`, uts: `/proc/${req.sandboxPid}/ns/uts` } } : {}),
+      ...(sandboxPid ? { joinNamespaces: { network: `/proc/${sandboxPid}/ns/net`, ipc: `/proc/${sandboxPid}/ns/ipc`, uts: `/proc/${sandboxPid}/ns/uts` } } : {}),
       lookupUser: (name) => {
         const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
         return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
@@ -225,7 +239,7 @@ export class ContainerRuntime {
     const shim = spawn('unshare', ['-m', '--propagation', 'private', '--', '/bin/bash', '-c', shimScript(unified), 'troupe-shim', d, req.lowerDir, ...crunArgv], {
       detached: true,
       stdio: 'ignore',
-      env: { ...process.env, SCRATCH: req.scratchSize ?? '1g', LOGGER, LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024) },
+      env: { ...process.env, SCRATCH: req.scratchSize ?? '1g', LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024) },
     });
     // kept referenced: whoever awaits the exit keeps this process alive (an agent that stops and
     // leaves containers running for its successor exits explicitly)
@@ -406,18 +420,32 @@ export class ContainerRuntime {
         const known = Number(readIf(pidFile).trim());
         if (known > 0 && isSandbox(known)) return { pid: known };
         await mkdir(join(this.opts.dataDir, 'sandboxes'), { recursive: true });
-        const child = spawn('unshare', ['--net', '--ipc', '--uts', '--', '/bin/sh', '-c', 'hostname "$1" && ip link set lo up && exec sleep 2147483647', 'troupe-sandbox', podName], {
-          detached: true,
-          stdio: 'ignore',
-        });
-        child.unref();
+        // it says `ready` once the hostname is set and loopback is up, then becomes `sleep` with its
+        // output closed: no polling
+        const child = spawn(
+          'unshare',
+          ['--net', '--ipc', '--uts', '--', '/bin/sh', '-c', 'echo "$1" > /proc/sys/kernel/hostname && ip link set lo up && echo ready && exec sleep 2147483647 >/dev/null 2>&1', 'troupe-sandbox', podName],
+          { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+        );
         const pid = child.pid;
-        if (!pid) throw new RuntimeError(`pod sandbox for ${podName} could not be started`, { podUid });
-        // ready once the process has become `sleep` (hostname set, loopback up)
-        const deadline = Date.now() + 10_000;
-        while (!isSandbox(pid)) {
-          if (child.exitCode !== null || Date.now() > deadline) throw new RuntimeError(`pod sandbox for ${podName} did not start (exit ${child.exitCode})`, { podUid });
-          await new Promise((r) => setTimeout(r, 2));
+        let said = '';
+        child.stderr!.on('data', (b: Buffer) => (said += b.toString()).length > 4096 && (said = said.slice(-4096)));
+        const ready = await new Promise<boolean>((resolve) => {
+          const limit = setTimeout(() => resolve(false), 10_000);
+          let out = '';
+          child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+          // `ready`, then the end of its output: it is becoming `sleep`
+          child.stdout!.once('end', () => out.includes('ready') && (clearTimeout(limit), resolve(true)));
+          child.once('error', () => (clearTimeout(limit), resolve(false)));
+          child.once('exit', () => (clearTimeout(limit), resolve(false)));
+        });
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+        child.unref();
+        for (let i = 0; ready && pid && !isSandbox(pid) && i < 1000; i++) await new Promise((r) => setTimeout(r, 1));
+        if (!pid || !ready) {
+          if (pid && child.exitCode === null) child.kill('SIGKILL');
+          throw new RuntimeError(`pod sandbox for ${podName} did not start${child.exitCode !== null ? ` (exit ${child.exitCode})` : ''}${said.trim() ? `: ${said.trim()}` : ''}`, { podUid });
         }
         await writeFile(pidFile, `${pid}\n`);
         if (this.network) {

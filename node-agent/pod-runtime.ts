@@ -46,10 +46,9 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
       runContainer: fromPromise<{ startedAt: string; pid: number }, { ctx: ContainerContext }>(async ({ input }) => {
         const c = input.ctx;
         const sandbox = runtime.ensureSandbox(c.podUid, c.podName, c.namespace, portMappingsOf(((c.podSpec as { containers?: Parameters<typeof portMappingsOf>[0] } | undefined)?.containers) ?? []));
-        starting.set(key(c), sandbox.catch(() => undefined));
-        const { pid: sandboxPid } = await sandbox;
+        // the container is prepared while the sandbox comes up; its config waits for the sandbox
         const run = runtime.run({
-          sandboxPid,
+          sandbox,
           podUid: c.podUid,
           podName: c.podName,
           namespace: c.namespace,
