@@ -3,7 +3,7 @@
  * race use the expected-revision update and lose with a ConflictError.
  */
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
-import { DeliverPolicy, JetStreamApiError, JetStreamError, jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { DeliverPolicy, JetStreamApiError, JetStreamError, jetstream, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { errors as natsErrors } from '@nats-io/nats-core';
 import { ConflictError, TimeoutError, UnavailableError, toTroupeError, type TroupeError } from '../protocol/index.js';
 import type { Bus } from './bus.js';
@@ -63,6 +63,7 @@ export function kvError(err: unknown, what: string): TroupeError {
 }
 
 export class KvStore {
+  private jsm?: Promise<JetStreamManager>;
   private constructor(
     readonly bucket: string,
     private readonly kv: KV,
@@ -150,7 +151,8 @@ export class KvStore {
     const out: Entry[] = [];
     try {
       const prefix = `$KV.${this.bucket}.`;
-      const consumer = await this.js.consumers.get(`KV_${this.bucket}`, {
+      const stream = `KV_${this.bucket}`;
+      const consumer = await this.js.consumers.get(stream, {
         filter_subjects: prefix + filter,
         deliver_policy: DeliverPolicy.LastPerSubject,
       });
@@ -159,19 +161,46 @@ export class KvStore {
       // waiting for messages that no longer exist.
       let remaining = info.num_pending;
       const seen = new Map<string, { revision: number; entry?: Entry }>();
-      while (remaining > 0) {
+      let newest = 0;
+      let atTail = false;
+      while (remaining > 0 && !atTail) {
         const batch = await consumer.fetch({ max_messages: Math.min(remaining, 2000), expires: 2000 });
+        // A pending count can name a message that was replaced meanwhile, and a fetch would then
+        // wait out its expiry (2 s) for it. When nothing comes for a moment, the stream's newest
+        // message under the filter tells: if we have read up to it, there is nothing more.
+        let idle: NodeJS.Timeout | undefined;
+        const arm = () => {
+          clearTimeout(idle);
+          idle = setTimeout(() => {
+            this.newestSeq(stream, prefix + filter).then(
+              (tail) => {
+                if (tail <= newest) {
+                  atTail = true;
+                  batch.stop();
+                } else arm();
+              },
+              () => arm(),
+            );
+          }, 25);
+        };
+        arm();
         let got = 0;
-        for await (const m of batch) {
-          got++;
-          const op = m.headers?.get('KV-Operation');
-          const key = m.subject.slice(prefix.length);
-          // a key written or deleted again while we read appears again: its last message wins
-          if ((seen.get(key)?.revision ?? -1) < m.seq) {
-            seen.set(key, op === 'DEL' || op === 'PURGE' ? { revision: m.seq } : { revision: m.seq, entry: { key, value: m.data, revision: m.seq, created: new Date(Math.floor(m.info.timestampNanos / 1e6)) } });
+        try {
+          for await (const m of batch) {
+            arm();
+            got++;
+            const op = m.headers?.get('KV-Operation');
+            const key = m.subject.slice(prefix.length);
+            // a key written or deleted again while we read appears again: its last message wins
+            if ((seen.get(key)?.revision ?? -1) < m.seq) {
+              seen.set(key, op === 'DEL' || op === 'PURGE' ? { revision: m.seq } : { revision: m.seq, entry: { key, value: m.data, revision: m.seq, created: new Date(Math.floor(m.info.timestampNanos / 1e6)) } });
+            }
+            newest = Math.max(newest, m.seq);
+            remaining = m.info.pending;
+            if (remaining === 0) break;
           }
-          remaining = m.info.pending;
-          if (remaining === 0) break;
+        } finally {
+          clearTimeout(idle);
         }
         if (got === 0) break;
       }
@@ -180,6 +209,13 @@ export class KvStore {
     } catch (err) {
       throw kvError(err, `list ${filter}`);
     }
+  }
+
+  /** The stream sequence of the newest message under a subject filter (0: none). */
+  private async newestSeq(stream: string, subject: string): Promise<number> {
+    this.jsm ??= this.js.jetstreamManager();
+    const last = await (await this.jsm).streams.getMessage(stream, { last_by_subj: subject });
+    return last?.seq ?? 0;
   }
 
   /**

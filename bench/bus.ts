@@ -151,6 +151,36 @@ export async function benchBus(): Promise<Record<string, number>> {
     );
     const kvSec = Number(process.hrtime.bigint() - k0) / 1e9;
 
+    // listing 1,000 keys (what `get` and an informer's first list do), alone and while they are
+    // being rewritten, deleted and created again (as pods are replaced)
+    const timeLists = async (n: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const l0 = process.hrtime.bigint();
+        const got = await kv.list('pod.default.*');
+        out.push(Number(process.hrtime.bigint() - l0) / 1e6);
+        // eight writers each have at most one key deleted at a time
+        if (got.length < 992 || got.length > 1000) throw new Error(`a list returned ${got.length} of 1000 keys`);
+      }
+      return out;
+    };
+    const quietLists = await timeLists(30);
+    let churning = true;
+    let rewrites = 0;
+    const churn = Promise.all(
+      Array.from({ length: 8 }, async (_, w) => {
+        for (let n = w; churning; n += 8) {
+          const key = `pod.default.p${(n * 37) % 1000}`;
+          if (n % 3 === 0) await kv.delete(key);
+          await kv.put(key, value);
+          rewrites++;
+        }
+      }),
+    );
+    const busyLists = await timeLists(50);
+    churning = false;
+    await churn;
+
     await raw.close();
     await bus.close();
     const natsP50 = percentile(rawT, 50);
@@ -166,6 +196,10 @@ export async function benchBus(): Promise<Record<string, number>> {
       durableRatio: round2(percentile(durableT, 50) / natsP50),
       actorEventsPerSec: Math.round(total / eventsSec),
       kvPutsPerSec: Math.round(puts / kvSec),
+      kvList1000P50Ms: round1(percentile(quietLists, 50)),
+      kvList1000UnderWritesP50Ms: round1(percentile(busyLists, 50)),
+      kvList1000UnderWritesP99Ms: round1(percentile(busyLists, 99)),
+      kvRewritesDuringLists: rewrites,
     };
   } finally {
     for (const c of children) c.kill('SIGKILL');

@@ -185,20 +185,8 @@ export class ContainerRuntime {
   async run(req: RunRequest): Promise<Started> {
     const id = this.containerId(req.podUid, req.container.name);
     const d = this.dir(id);
-    // a restart keeps the previous instance's output (logs --previous)
-    const prev = join(this.opts.dataDir, 'containers', `.prev-${id}`);
-    await rm(prev, { recursive: true, force: true });
-    const logFiles = ['stdout.log', 'stdout.log.1', 'stderr.log', 'stderr.log.1'];
-    if (existsSync(join(d, 'stdout.log'))) {
-      await mkdir(prev, { recursive: true });
-      for (const f of logFiles) await rename(join(d, f), join(prev, f)).catch(() => undefined);
-    }
-    await rm(d, { recursive: true, force: true });
+    if (existsSync(d)) await this.clearForRestart(id, d);
     await mkdir(join(d, 'rootfs'), { recursive: true });
-    if (existsSync(prev)) {
-      for (const f of logFiles) await rename(join(prev, f), join(d, f.replace('.log', '.previous.log'))).catch(() => undefined);
-      await rm(prev, { recursive: true, force: true });
-    }
     const cg = this.cgroupOf(req.podUid, req.container.name);
     await Promise.all([
       mkdir(join(d, 'scratch')),
@@ -284,6 +272,23 @@ export class ContainerRuntime {
       throw new RuntimeError(exit.message ?? `container ${id} exited before it started`, { id, reason: exit.reason, exitCode: exit.exitCode });
     }
     throw new RuntimeError(`container ${id} did not start within 30 s`, { id });
+  }
+
+  /** A container run again: its folder starts afresh, keeping the last instance's output (logs --previous). */
+  private async clearForRestart(id: string, d: string): Promise<void> {
+    const prev = join(this.opts.dataDir, 'containers', `.prev-${id}`);
+    await rm(prev, { recursive: true, force: true });
+    const logFiles = ['stdout.log', 'stdout.log.1', 'stderr.log', 'stderr.log.1'];
+    if (existsSync(join(d, 'stdout.log'))) {
+      await mkdir(prev, { recursive: true });
+      for (const f of logFiles) await rename(join(d, f), join(prev, f)).catch(() => undefined);
+    }
+    await rm(d, { recursive: true, force: true });
+    if (existsSync(prev)) {
+      await mkdir(d, { recursive: true });
+      for (const f of logFiles) await rename(join(prev, f), join(d, f.replace('.log', '.previous.log'))).catch(() => undefined);
+      await rm(prev, { recursive: true, force: true });
+    }
   }
 
   /**

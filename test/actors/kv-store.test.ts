@@ -61,3 +61,48 @@ t.test('watch from a revision sees the later changes in order, then live ones', 
   );
   t.same([...seen[2]!.value], [7]);
 });
+
+t.test('a list while the keys are being written: every key once, each at least as new as when the list began', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const kv = await KvStore.open(bus, 'kvchurn');
+  const keys = Array.from({ length: 300 }, (_, i) => `pod.default.p${i}`);
+  for (const k of keys) await kv.put(k, b(0));
+  await kv.put('node.n1', b(1)); // outside the filter, newer than every pod
+  let writing = true;
+  let writes = 0;
+  const writer = (async () => {
+    // rewrites keys in a scattered order, and deletes and restores one, for as long as the lists run
+    for (let n = 0; writing; n++) {
+      const k = keys[(n * 37) % keys.length]!;
+      if (n % 50 === 7) {
+        await kv.delete('pod.default.p299');
+        await kv.put('pod.default.p299', b(2));
+      } else await kv.put(k, b(n & 255));
+      writes++;
+    }
+  })();
+  try {
+    for (let i = 0; i < 25; i++) {
+      const before = new Map((await kv.list('pod.default.*')).map((e) => [e.key, e.revision]));
+      const listed = await kv.list('pod.default.*');
+      const names = listed.map((e) => e.key);
+      // p299 may be caught between its delete and its restore
+      const expected = keys.filter((k) => k !== 'pod.default.p299' || names.includes(k));
+      if (names.length !== new Set(names).size || names.length !== expected.length || !expected.every((k) => names.includes(k))) {
+        t.fail(`list ${i}: ${names.length} entries, ${new Set(names).size} distinct, ${expected.length} expected`);
+        return;
+      }
+      const stale = listed.filter((e) => e.revision < (before.get(e.key) ?? 0));
+      if (stale.length > 0) {
+        t.fail(`list ${i}: ${stale.length} entries older than a list made before it (${stale[0]!.key})`);
+        return;
+      }
+    }
+    t.pass('25 lists under writes: each key once, none older than before');
+  } finally {
+    writing = false;
+    await writer;
+  }
+  t.ok(writes > 0, `the keys were rewritten while the lists ran (${writes} writes)`);
+});
