@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { RetentionPolicy, StorageType, DiscardPolicy, DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { s, type KObject } from '../protocol/index.js';
 import type { Bus } from './bus.js';
+import { StreamTail } from './stream-tail.js';
 import { ensureStream } from './event-stream.js';
 
 export const RECORDED_EVENT_TYPE = 'kevent';
@@ -132,16 +133,25 @@ export async function* recordedEvents(bus: Bus, opts: { namespace?: string; foll
     await messages.close();
     return;
   }
-  for await (const m of messages) {
-    let ev: RecordedEvent | undefined;
-    try {
-      ev = bus.codec.decode<RecordedEvent>(m.data).body;
-    } catch {
-      ev = undefined;
+  // without `follow`, the read ends at the stream's newest Event, even when a pending count names
+  // one that the stream's limits have discarded meanwhile
+  const tail = opts.follow ? undefined : new StreamTail(js, bus.subjects.recordedEventStream, bus.subjects.recordedEventFilter(opts.namespace), () => void messages.close());
+  tail?.arm();
+  try {
+    for await (const m of messages) {
+      tail?.seen(m.seq);
+      let ev: RecordedEvent | undefined;
+      try {
+        ev = bus.codec.decode<RecordedEvent>(m.data).body;
+      } catch {
+        ev = undefined;
+      }
+      if (ev) yield ev;
+      pending = m.info.pending;
+      if (!opts.follow && pending === 0) break;
     }
-    if (ev) yield ev;
-    pending = m.info.pending;
-    if (!opts.follow && pending === 0) break;
+  } finally {
+    tail?.stop();
+    await messages.close();
   }
-  await messages.close();
 }

@@ -5,6 +5,7 @@
 import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@nats-io/jetstream';
 import type { Envelope } from '../protocol/index.js';
 import type { Bus } from './bus.js';
+import { StreamTail } from './stream-tail.js';
 import { kvError } from './kv-store.js';
 
 export interface EventStreamOptions {
@@ -86,8 +87,13 @@ export async function* replayEvents<B = unknown>(bus: Bus, opts: ReplayOptions =
   const msgs = await consumer.consume();
   const stop = () => void msgs.close();
   opts.signal?.addEventListener('abort', stop, { once: true });
+  // a replay that follows nothing ends at the stream's newest message, even when a pending count
+  // names an event the stream's limits have discarded meanwhile
+  const tail = opts.follow ? undefined : new StreamTail(js, bus.subjects.eventStream, opts.filter ?? `${bus.subjects.root}.evt.>`, stop);
+  tail?.arm();
   try {
     for await (const m of msgs) {
+      tail?.seen(m.seq);
       try {
         yield { seq: m.seq, subject: m.subject, env: bus.codec.decode<B>(m.data) };
       } catch {
@@ -96,6 +102,7 @@ export async function* replayEvents<B = unknown>(bus: Bus, opts: ReplayOptions =
       if (!opts.follow && m.info.pending === 0) break;
     }
   } finally {
+    tail?.stop();
     opts.signal?.removeEventListener('abort', stop);
     await msgs.close();
   }

@@ -3,10 +3,11 @@
  * race use the expected-revision update and lose with a ConflictError.
  */
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
-import { DeliverPolicy, JetStreamApiError, JetStreamError, jetstream, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { DeliverPolicy, JetStreamApiError, JetStreamError, jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { errors as natsErrors } from '@nats-io/nats-core';
 import { ConflictError, TimeoutError, UnavailableError, toTroupeError, type TroupeError } from '../protocol/index.js';
 import type { Bus } from './bus.js';
+import { StreamTail } from './stream-tail.js';
 
 const WRONG_LAST_SEQUENCE = 10071;
 const WRONG_LAST_SEQUENCE_UNKNOWN = 10164;
@@ -63,7 +64,6 @@ export function kvError(err: unknown, what: string): TroupeError {
 }
 
 export class KvStore {
-  private jsm?: Promise<JetStreamManager>;
   private constructor(
     readonly bucket: string,
     private readonly kv: KV,
@@ -152,42 +152,33 @@ export class KvStore {
     try {
       const prefix = `$KV.${this.bucket}.`;
       const stream = `KV_${this.bucket}`;
+      // Every message under the filter, oldest first: with one revision kept per key that is the
+      // last value of each key. (Last-per-subject delivery could lose a key rewritten while the
+      // consumer was being made: nats-server then counted its new value as pending but never
+      // delivered it.)
       const consumer = await this.js.consumers.get(stream, {
         filter_subjects: prefix + filter,
-        deliver_policy: DeliverPolicy.LastPerSubject,
+        deliver_policy: DeliverPolicy.All,
       });
       const info = await consumer.info(true);
       // Fetch in bounded batches: entries replaced or deleted while we read must not leave us
       // waiting for messages that no longer exist.
       let remaining = info.num_pending;
       const seen = new Map<string, { revision: number; entry?: Entry }>();
-      let newest = 0;
       let atTail = false;
       while (remaining > 0 && !atTail) {
         const batch = await consumer.fetch({ max_messages: Math.min(remaining, 2000), expires: 2000 });
-        // A pending count can name a message that was replaced meanwhile, and a fetch would then
-        // wait out its expiry (2 s) for it. When nothing comes for a moment, the stream's newest
-        // message under the filter tells: if we have read up to it, there is nothing more.
-        let idle: NodeJS.Timeout | undefined;
-        const arm = () => {
-          clearTimeout(idle);
-          idle = setTimeout(() => {
-            this.newestSeq(stream, prefix + filter).then(
-              (tail) => {
-                if (tail <= newest) {
-                  atTail = true;
-                  batch.stop();
-                } else arm();
-              },
-              () => arm(),
-            );
-          }, 25);
-        };
-        arm();
+        // a pending count naming a value replaced meanwhile would make the fetch wait out its
+        // expiry (2 s) for it: the tail guard ends the batch once everything there is was read
+        const tail = new StreamTail(this.js, stream, prefix + filter, () => {
+          atTail = true;
+          batch.stop();
+        });
+        tail.arm();
         let got = 0;
         try {
           for await (const m of batch) {
-            arm();
+            tail.seen(m.seq);
             got++;
             const op = m.headers?.get('KV-Operation');
             const key = m.subject.slice(prefix.length);
@@ -195,12 +186,11 @@ export class KvStore {
             if ((seen.get(key)?.revision ?? -1) < m.seq) {
               seen.set(key, op === 'DEL' || op === 'PURGE' ? { revision: m.seq } : { revision: m.seq, entry: { key, value: m.data, revision: m.seq, created: new Date(Math.floor(m.info.timestampNanos / 1e6)) } });
             }
-            newest = Math.max(newest, m.seq);
             remaining = m.info.pending;
             if (remaining === 0) break;
           }
         } finally {
-          clearTimeout(idle);
+          tail.stop();
         }
         if (got === 0) break;
       }
@@ -209,13 +199,6 @@ export class KvStore {
     } catch (err) {
       throw kvError(err, `list ${filter}`);
     }
-  }
-
-  /** The stream sequence of the newest message under a subject filter (0: none). */
-  private async newestSeq(stream: string, subject: string): Promise<number> {
-    this.jsm ??= this.js.jetstreamManager();
-    const last = await (await this.jsm).streams.getMessage(stream, { last_by_subj: subject });
-    return last?.seq ?? 0;
   }
 
   /**

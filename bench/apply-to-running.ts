@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Bus, ControlPlane, Informer, KvStore, Resources, startNatsServer } from '../actors/index.js';
-import { ClusterImages, ImageStore, bridgeName } from '../node-agent/index.js';
+import { ClusterImages, ImageStore, bridgeName, removeServiceProxy } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { rawCrun } from './pod-start.js';
@@ -105,6 +105,8 @@ export async function benchApplyToRunning(n = 30): Promise<Record<string, number
     } catch {
       // no pod network was made
     }
+    // the agent leaves its node's network in place when it stops (its pods may outlive it)
+    await removeServiceProxy('bench');
   }
 }
 

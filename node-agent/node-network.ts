@@ -212,9 +212,14 @@ export class NodeNetwork {
     });
   }
 
-  /** The store revision of the Services and Endpoints this node has seen. */
+  /**
+   * How far this node has read the Endpoints: the store revision of the last one its informer
+   * took in. A drain compares nodes by it. (Not the Services' revision as well: that watch runs
+   * on its own, and a node whose Services were newer than the Endpoints change a drain waits for
+   * would have looked as if it had applied that change.)
+   */
   private storeRevision(): number {
-    return Math.max(this.endpoints!.revision, this.services!.revision);
+    return this.endpoints!.revision;
   }
 
   /** Resolves at the next wake-up of `waiters`, or after `ms`. */

@@ -59,5 +59,7 @@ t.test('kill -9 of an agent: its pods run on the other node within 5 s; back, it
 
   await res.send(kindInfo('Deployment')!, 'default', 'sleepers', { type: 'delete' });
   await waitNodeEmpty(dirB, 'fb');
+  // the node removes the containers, then tells the store: the objects go a moment later
+  await waitFor(async () => (await res.list(POD)).length === 0, 'no pod left in the store', 15_000);
   t.same(await res.list(POD), []);
 });
