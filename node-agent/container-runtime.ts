@@ -36,11 +36,10 @@ export interface RunRequest {
   /** Kept beside the container so that a restarted agent can take the pod back (adoption). */
   podSpec?: unknown;
   restartCount?: number;
-  /** The pod sandbox's process: the container joins its network, IPC and UTS namespaces. */
-  sandboxPid?: number;
   /**
-   * The same, still being made: the container's folder, files and cgroup are prepared meanwhile,
-   * and only its OCI config waits for the sandbox.
+   * The pod sandbox's process, which the container joins for its network, IPC and UTS namespaces.
+   * It may still be starting: the container's folder, files and cgroup are prepared meanwhile, and
+   * only its OCI config waits for the sandbox.
    */
   sandbox?: Promise<{ pid: number }>;
 }
@@ -199,7 +198,7 @@ export class ContainerRuntime {
       writeFile(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns)),
       cg.create(limitsFor(req.container)),
     ]);
-    const sandboxPid = req.sandboxPid ?? (req.sandbox ? (await req.sandbox).pid : undefined);
+    const sandboxPid = req.sandbox ? (await req.sandbox).pid : undefined;
     const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
     const group = readIf(join(req.lowerDir, 'etc/group'));
     const spec = buildSpec({
