@@ -124,22 +124,21 @@ export class EventRecorder {
 export async function* recordedEvents(bus: Bus, opts: { namespace?: string; follow?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<RecordedEvent> {
   registerRecordedEvents(bus);
   const js = jetstream(bus.nc);
-  const consumer = await js.consumers.get(bus.subjects.recordedEventStream, { filter_subjects: bus.subjects.recordedEventFilter(opts.namespace), deliver_policy: DeliverPolicy.All });
+  const filter = bus.subjects.recordedEventFilter(opts.namespace);
+  const consumer = await js.consumers.get(bus.subjects.recordedEventStream, { filter_subjects: filter, deliver_policy: DeliverPolicy.All });
+  // without `follow`, the read is the stream as it was when it began: it ends at the newest Event
+  // then, even when a pending count names one that the stream's limits have discarded meanwhile
+  const tail = opts.follow ? undefined : new StreamTail(js, bus.subjects.recordedEventStream, filter, () => void messages?.close());
+  if (tail && (await tail.fixEnd()) === 0) return;
   const info = await consumer.info(true);
+  let pending = info.num_pending;
+  if (pending === 0 && !opts.follow) return;
   const messages = await consumer.consume();
   opts.signal?.addEventListener('abort', () => void messages.close(), { once: true });
-  let pending = info.num_pending;
-  if (pending === 0 && !opts.follow) {
-    await messages.close();
-    return;
-  }
-  // without `follow`, the read ends at the stream's newest Event, even when a pending count names
-  // one that the stream's limits have discarded meanwhile
-  const tail = opts.follow ? undefined : new StreamTail(js, bus.subjects.recordedEventStream, bus.subjects.recordedEventFilter(opts.namespace), () => void messages.close());
   tail?.arm();
   try {
     for await (const m of messages) {
-      tail?.seen(m.seq);
+      const atEnd = tail?.seen(m.seq);
       let ev: RecordedEvent | undefined;
       try {
         ev = bus.codec.decode<RecordedEvent>(m.data).body;
@@ -148,7 +147,7 @@ export async function* recordedEvents(bus: Bus, opts: { namespace?: string; foll
       }
       if (ev) yield ev;
       pending = m.info.pending;
-      if (!opts.follow && pending === 0) break;
+      if (atEnd || (!opts.follow && pending === 0)) break;
     }
   } finally {
     tail?.stop();

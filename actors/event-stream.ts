@@ -72,34 +72,33 @@ export interface ReplayOptions {
 /** Replays recorded events (and optionally follows), decoded and validated. Undecodable records are skipped and counted. */
 export async function* replayEvents<B = unknown>(bus: Bus, opts: ReplayOptions = {}): AsyncGenerator<RecordedEvent<B>> {
   const js = jetstream(bus.nc);
+  const filter = opts.filter ?? `${bus.subjects.root}.evt.>`;
   const consumer = await js.consumers.get(bus.subjects.eventStream, {
-    filter_subjects: opts.filter ?? `${bus.subjects.root}.evt.>`,
+    filter_subjects: filter,
     ...(opts.fromSeq !== undefined
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.fromSeq }
       : opts.since
         ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: opts.since.toISOString() }
         : { deliver_policy: DeliverPolicy.All }),
   });
-  if (!opts.follow) {
-    const info = await consumer.info(true);
-    if (info.num_pending === 0) return;
-  }
+  // a replay that follows nothing is the stream as it was when it began: it ends at the newest
+  // message under the filter then, even when a pending count names an event the stream's limits
+  // have discarded meanwhile
+  const tail = opts.follow ? undefined : new StreamTail(js, bus.subjects.eventStream, filter, () => void msgs?.close());
+  if (tail && ((await tail.fixEnd()) === 0 || (await consumer.info(true)).num_pending === 0)) return;
   const msgs = await consumer.consume();
   const stop = () => void msgs.close();
   opts.signal?.addEventListener('abort', stop, { once: true });
-  // a replay that follows nothing ends at the stream's newest message, even when a pending count
-  // names an event the stream's limits have discarded meanwhile
-  const tail = opts.follow ? undefined : new StreamTail(js, bus.subjects.eventStream, opts.filter ?? `${bus.subjects.root}.evt.>`, stop);
   tail?.arm();
   try {
     for await (const m of msgs) {
-      tail?.seen(m.seq);
+      const atEnd = tail?.seen(m.seq);
       try {
         yield { seq: m.seq, subject: m.subject, env: bus.codec.decode<B>(m.data) };
       } catch {
         bus.metrics.inc('events_undecodable_total');
       }
-      if (!opts.follow && m.info.pending === 0) break;
+      if (atEnd || (!opts.follow && m.info.pending === 0)) break;
     }
   } finally {
     tail?.stop();

@@ -3,7 +3,7 @@
  * race use the expected-revision update and lose with a ConflictError.
  */
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
-import { DeliverPolicy, JetStreamApiError, JetStreamError, jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { DeliverPolicy, JetStreamApiError, JetStreamError, jetstream, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { errors as natsErrors } from '@nats-io/nats-core';
 import { ConflictError, TimeoutError, UnavailableError, toTroupeError, type TroupeError } from '../protocol/index.js';
 import type { Bus } from './bus.js';
@@ -69,6 +69,8 @@ export class KvStore {
     private readonly kv: KV,
     private readonly js: JetStreamClient,
   ) {}
+
+  private jsm?: Promise<JetStreamManager>;
 
   /** Opens a bucket, creating it when missing. */
   static async open(bus: Bus, bucket: string, opts: KvOpenOptions = {}): Promise<KvStore> {
@@ -156,29 +158,33 @@ export class KvStore {
       // last value of each key. (Last-per-subject delivery could lose a key rewritten while the
       // consumer was being made: nats-server then counted its new value as pending but never
       // delivered it.)
-      const consumer = await this.js.consumers.get(stream, {
-        filter_subjects: prefix + filter,
-        deliver_policy: DeliverPolicy.All,
-      });
-      const info = await consumer.info(true);
-      // Fetch in bounded batches: entries replaced or deleted while we read must not leave us
-      // waiting for messages that no longer exist.
-      let remaining = info.num_pending;
-      const seen = new Map<string, { revision: number; entry?: Entry }>();
+      //
+      // The read ends at a message with nothing pending after it: then it has seen the newest
+      // value of every key. Under writes that never pause, nothing is ever "not pending", so the
+      // read also ends at the newest message there was when it began (its fixed end), and then
+      // asks the stream which keys exist and reads the last value of any it did not see (a key
+      // rewritten while the read went on, whose earlier value went before the read got to it).
+      // A pending count naming a value replaced meanwhile does not hold the read either: the
+      // tail guard ends it at the newest message left.
       let atTail = false;
-      while (remaining > 0 && !atTail) {
-        const batch = await consumer.fetch({ max_messages: Math.min(remaining, 2000), expires: 2000 });
-        // a pending count naming a value replaced meanwhile would make the fetch wait out its
-        // expiry (2 s) for it: the tail guard ends the batch once everything there is was read
-        const tail = new StreamTail(this.js, stream, prefix + filter, () => {
-          atTail = true;
-          batch.stop();
-        });
-        tail.arm();
-        let got = 0;
-        try {
+      let complete = false;
+      let batch: ConsumerMessages | undefined;
+      const tail = new StreamTail(this.js, stream, prefix + filter, () => {
+        atTail = true;
+        batch?.stop();
+      });
+      const [end, consumer] = await Promise.all([
+        tail.fixEnd(),
+        this.js.consumers.get(stream, { filter_subjects: prefix + filter, deliver_policy: DeliverPolicy.All }),
+      ]);
+      const seen = new Map<string, { revision: number; entry?: Entry }>();
+      try {
+        if (end === 0) return out;
+        while (!atTail) {
+          batch = await consumer.fetch({ max_messages: 2000, expires: 2000 });
+          tail.arm();
+          let got = 0;
           for await (const m of batch) {
-            tail.seen(m.seq);
             got++;
             const op = m.headers?.get('KV-Operation');
             const key = m.subject.slice(prefix.length);
@@ -186,13 +192,25 @@ export class KvStore {
             if ((seen.get(key)?.revision ?? -1) < m.seq) {
               seen.set(key, op === 'DEL' || op === 'PURGE' ? { revision: m.seq } : { revision: m.seq, entry: { key, value: m.data, revision: m.seq, created: new Date(Math.floor(m.info.timestampNanos / 1e6)) } });
             }
-            remaining = m.info.pending;
-            if (remaining === 0) break;
+            complete = m.info.pending === 0;
+            if (tail.seen(m.seq) || complete) {
+              atTail = true;
+              break;
+            }
           }
-        } finally {
-          tail.stop();
+          if (got === 0) break;
         }
-        if (got === 0) break;
+      } finally {
+        tail.stop();
+      }
+      if (!complete) {
+        this.jsm ??= this.js.jetstreamManager(false);
+        const info = await (await this.jsm).streams.info(stream, { subjects_filter: prefix + filter });
+        const missed = Object.keys(info.state.subjects ?? {})
+          .map((subject) => subject.slice(prefix.length))
+          .filter((key) => !seen.has(key));
+        const entries = await Promise.all(missed.map((key) => this.get(key)));
+        for (const e of entries) if (e) seen.set(e.key, { revision: e.revision, entry: e });
       }
       for (const v of seen.values()) if (v.entry) out.push(v.entry);
       return out;

@@ -6,6 +6,10 @@
  * discarded by the stream's limits), and the read would then wait for it: a fetch until its expiry,
  * a consume for ever. The guard watches for a pause in delivery; after one, it asks the stream for
  * its newest message under the read's filter, and if the read has reached it, ends the read.
+ *
+ * A read that is a snapshot (a KV list, a replay that does not follow) fixes its end first
+ * (`fixEnd`): the newest message under the filter when the read began. Messages written after it do
+ * not hold the read, which would otherwise chase a stream that is written to without pause.
  */
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 
@@ -14,6 +18,7 @@ export class StreamTail {
   private newest = 0;
   private stopped = false;
   private jsm?: Promise<JetStreamManager>;
+  private end: number | undefined;
 
   constructor(
     private readonly js: JetStreamClient,
@@ -25,10 +30,24 @@ export class StreamTail {
     private readonly idleMs = 25,
   ) {}
 
-  /** A message was delivered: the read has reached `seq`. */
-  seen(seq: number): void {
+  /**
+   * Fixes the read's end at the newest message under the filter now; 0 when there is none (the
+   * read can then return at once).
+   */
+  async fixEnd(): Promise<number> {
+    this.end = await this.newestSeq();
+    return this.end;
+  }
+
+  /** A message was delivered: the read has reached `seq`. True when that is the read's fixed end. */
+  seen(seq: number): boolean {
     if (seq > this.newest) this.newest = seq;
+    if (this.end !== undefined && seq >= this.end) {
+      this.stop();
+      return true;
+    }
     this.arm();
+    return false;
   }
 
   /** Starts (or restarts) the wait for a pause. */
@@ -45,10 +64,10 @@ export class StreamTail {
 
   private async check(): Promise<void> {
     try {
-      this.jsm ??= this.js.jetstreamManager(false);
-      const last = await (await this.jsm).streams.getMessage(this.stream, { last_by_subj: this.subject });
+      const last = await this.newestSeq();
       if (this.stopped) return;
-      if ((last?.seq ?? 0) <= this.newest) {
+      // a fixed end whose message is gone (replaced, discarded) ends the read at the newest one left
+      if (Math.min(last, this.end ?? last) <= this.newest) {
         this.stop();
         this.atTail();
         return;
@@ -57,5 +76,11 @@ export class StreamTail {
       // asked again after the next pause
     }
     this.arm();
+  }
+
+  private async newestSeq(): Promise<number> {
+    this.jsm ??= this.js.jetstreamManager(false);
+    const last = await (await this.jsm).streams.getMessage(this.stream, { last_by_subj: this.subject });
+    return last?.seq ?? 0;
   }
 }

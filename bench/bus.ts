@@ -90,6 +90,8 @@ async function timeRequests(n: number, send: () => Promise<unknown>): Promise<nu
   return times;
 }
 
+const phase = (name: string) => process.stderr.write(`bus bench: ${name}\n`);
+
 export async function benchBus(): Promise<Record<string, number>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'troupe-bench-'));
   const srv = await startNatsServer({ dataDir });
@@ -103,6 +105,7 @@ export async function benchBus(): Promise<Record<string, number>> {
     const getCmd = bus.codec.encode(MessageType.Command, { type: 'get' }, { from: bus.from });
     const subject = bus.subjects.cmd('bench', 'default', 'lat');
     const N = 5000;
+    phase('request latency');
     // warm up both paths
     await timeRequests(1000, () => raw.request('raw.echo', getCmd, { timeout: 5000 }));
     await timeRequests(1000, () => bus.request(subject, MessageType.Command, { type: 'get' }));
@@ -113,9 +116,11 @@ export async function benchBus(): Promise<Record<string, number>> {
       rawT.push(...(await timeRequests(N / 5, () => raw.request('raw.echo', getCmd, { timeout: 5000 }))));
       actorT.push(...(await timeRequests(N / 5, () => bus.request(subject, MessageType.Command, { type: 'get' }))));
     }
+    phase('writes');
     const asyncT = await timeRequests(2000, () => bus.request(bus.subjects.cmd('benchasync', 'default', 'w'), MessageType.Command, { type: 'inc', by: 1 }));
     const durableT = await timeRequests(2000, () => bus.request(bus.subjects.cmd('bench', 'default', 'w'), MessageType.Command, { type: 'inc', by: 1 }));
 
+    phase('actor events');
     // throughput: another process publishes commands to 100 actors (started beforehand, so this
     // measures the steady state, not their first load); the host handles them
     await Promise.all(Array.from({ length: 100 }, (_, i) => bus.request(bus.subjects.cmd('benchasync', 'load', `a${i}`), MessageType.Command, { type: 'get' })));
@@ -135,6 +140,7 @@ export async function benchBus(): Promise<Record<string, number>> {
     const eventsSec = Number(process.hrtime.bigint() - t0) / 1e9;
     await pubDone;
 
+    phase('kv puts');
     // KV puts, 64 in flight
     const kv = await KvStore.open(bus, 'bench-kv');
     const value = bus.codec.encode(MessageType.Reply, { spec: { replicas: 3, image: 'myapp:1.0' } }, { from: bus.from });
@@ -164,6 +170,7 @@ export async function benchBus(): Promise<Record<string, number>> {
       }
       return out;
     };
+    phase('kv lists');
     const quietLists = await timeLists(30);
     let churning = true;
     let rewrites = 0;
@@ -177,6 +184,7 @@ export async function benchBus(): Promise<Record<string, number>> {
         }
       }),
     );
+    phase('kv lists under writes');
     const busyLists = await timeLists(50);
     churning = false;
     await churn;

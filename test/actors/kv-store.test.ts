@@ -106,3 +106,43 @@ t.test('a list while the keys are being written: every key once, each at least a
   }
   t.ok(writes > 0, `the keys were rewritten while the lists ran (${writes} writes)`);
 });
+
+t.test('a list ends while eight writers never pause: it is the bucket as it was when the list began', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const kv = await KvStore.open(bus, 'kvbusy');
+  const keys = Array.from({ length: 500 }, (_, i) => `pod.default.p${i}`);
+  await Promise.all(keys.map((k) => kv.put(k, b(0))));
+  let writing = true;
+  let writes = 0;
+  const writers = Promise.all(
+    Array.from({ length: 8 }, async (_, w) => {
+      for (let n = w; writing; n += 8) {
+        await kv.put(keys[(n * 37) % keys.length]!, b(n & 255));
+        writes++;
+      }
+    }),
+  );
+  try {
+    for (let i = 0; i < 20; i++) {
+      const startWrites = writes;
+      const listed = await Promise.race([
+        kv.list('pod.default.*'),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000).unref()),
+      ]);
+      if (!listed) {
+        t.fail(`list ${i} had not ended after 20 s (${writes - startWrites} writes meanwhile)`);
+        return;
+      }
+      if (listed.length !== keys.length || new Set(listed.map((e) => e.key)).size !== keys.length) {
+        t.fail(`list ${i}: ${listed.length} entries of ${keys.length}`);
+        return;
+      }
+    }
+    t.pass('20 lists ended under writes, each with every key once');
+  } finally {
+    writing = false;
+    await writers;
+  }
+  t.ok(writes > 0, `the keys were rewritten while the lists ran (${writes} writes)`);
+});
