@@ -26,6 +26,7 @@ import {
 } from '../protocol/index.js';
 import { backoff, silentLogger, type Logger } from '../supervisor/index.js';
 import { BusConnectError } from './errors.js';
+import { FastPublisher } from './fast-publish.js';
 import { Metrics, RateLimit } from './metrics.js';
 
 export interface BusOptions {
@@ -77,6 +78,7 @@ export class Bus extends EventEmitter {
   readonly logger: Logger;
   readonly requestTimeout: number;
   private readonly rejectLog = new RateLimit(20);
+  private readonly publisher: FastPublisher;
 
   private constructor(nc: NatsConnection, opts: BusOptions, id: string) {
     super();
@@ -87,6 +89,7 @@ export class Bus extends EventEmitter {
     this.from = `${opts.name ?? 'troupe'}/${id}`;
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'bus' });
     this.requestTimeout = opts.requestTimeout ?? 5000;
+    this.publisher = new FastPublisher(nc);
     void this.watchStatus();
   }
 
@@ -149,7 +152,7 @@ export class Bus extends EventEmitter {
 
   /** Encodes and publishes one message. */
   publish<B>(subject: string, type: string, body: B, cid?: string | null): void {
-    this.nc.publish(subject, this.codec.encode(type, body, { from: this.from, cid: cid ?? null }));
+    this.publisher.publish(subject, this.codec.encode(type, body, { from: this.from, cid: cid ?? null }));
   }
 
   /** Sends a request and waits for the reply; a typed error reply is thrown as its class. */
