@@ -98,8 +98,8 @@ const LOGGER = [
 
 /**
  * The shim: the two loggers first (process substitutions: pipes, no fifo files, no new bash), then
- * the scratch tmpfs and the overlay rootfs, then crun in the foreground; its status goes to a file
- * once both loggers have drained.
+ * the scratch tmpfs and the overlay rootfs, then, once the agent says `go` on its stdin (the bundle
+ * is complete), crun in the foreground; its status goes to a file once both loggers have drained.
  */
 function shimScript(unified: string | undefined): string {
   return [
@@ -111,6 +111,9 @@ function shimScript(unified: string | undefined): string {
     unified ? `umount ${unified} 2>/dev/null || umount -l ${unified} 2>/dev/null || true` : ':',
     'mount -t tmpfs -o "mode=755,size=$SCRATCH" tmpfs "$D/scratch" && mkdir "$D/scratch/upper" "$D/scratch/work" || exit 90',
     'mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/scratch/upper,workdir=$D/scratch/work" "$D/rootfs" || exit 90',
+    // everything above overlaps the agent's preparation; crun waits for its word that the
+    // bundle is complete (an agent gone before that: EOF, and no container)
+    'IFS= read -r go; exec 0</dev/null; [ "$go" = go ] || exit 91',
     '"$@" </dev/null >&3 2>&4 3>&- 4>&-',
     'code=$?',
     // the loggers end when the last writer is gone (the container's processes and this shell)
@@ -186,54 +189,64 @@ export class ContainerRuntime {
     const d = this.dir(id);
     if (existsSync(d)) await this.clearForRestart(id, d);
     await mkdir(join(d, 'rootfs'), { recursive: true });
-    const cg = this.cgroupOf(req.podUid, req.container.name);
-    await Promise.all([
-      mkdir(join(d, 'scratch')),
-      writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`),
-      writeFile(join(d, 'hostname'), `${req.podName}\n`),
-      writeFile(
-        join(d, 'meta.json'),
-        JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name, podSpec: req.podSpec, restartCount: req.restartCount ?? 0 } satisfies ContainerMeta),
-      ),
-      writeFile(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns)),
-      cg.create(limitsFor(req.container)),
-    ]);
-    const sandboxPid = req.sandbox ? (await req.sandbox).pid : undefined;
-    const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
-    const group = readIf(join(req.lowerDir, 'etc/group'));
-    const spec = buildSpec({
-      container: req.container,
-      image: req.image,
-      hostname: req.podName,
-      rootfs: join(d, 'rootfs'),
-      etcFiles: { hosts: join(d, 'hosts'), hostname: join(d, 'hostname'), resolvConf: join(d, 'resolv.conf') },
-      cgroupsPath: cg.runtimePath,
-      extraEnv: req.extraEnv,
-      ...(sandboxPid ? { joinNamespaces: { network: `/proc/${sandboxPid}/ns/net`, ipc: `/proc/${sandboxPid}/ns/ipc`, uts: `/proc/${sandboxPid}/ns/uts` } } : {}),
-      lookupUser: (name) => {
-        const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
-        return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
-      },
-      lookupGroup: (name) => {
-        const line = group.split('\n').find((l) => l.split(':')[0] === name);
-        return line ? Number(line.split(':')[2]) : undefined;
-      },
-    });
-    await writeFile(join(d, 'config.json'), JSON.stringify(spec));
-
+    await mkdir(join(d, 'scratch'));
+    // The shim starts first: its shell, loggers and mounts overlap the files, cgroup and sandbox below
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
     const unified = this.crun.prefix.length > 0 ? this.cgroups.unified : undefined;
     const shim = spawn('unshare', ['-m', '--propagation', 'private', '--', '/bin/bash', '-c', shimScript(unified), 'troupe-shim', d, req.lowerDir, ...crunArgv], {
       detached: true,
-      stdio: 'ignore',
+      stdio: ['pipe', 'ignore', 'ignore'],
       env: { ...process.env, SCRATCH: req.scratchSize ?? '1g', LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024) },
     });
+    // a shim that ended early (a failed mount) closes its end: that is seen as its exit, not here
+    shim.stdin!.on('error', () => undefined);
     // kept referenced: whoever awaits the exit keeps this process alive (an agent that stops and
     // leaves containers running for its successor exits explicitly)
     const shimDone = new Promise<void>((resolve) => {
       shim.once('exit', () => resolve());
       shim.once('error', () => resolve());
     });
+    try {
+      const cg = this.cgroupOf(req.podUid, req.container.name);
+      await Promise.all([
+        writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`),
+        writeFile(join(d, 'hostname'), `${req.podName}\n`),
+        writeFile(
+          join(d, 'meta.json'),
+          JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name, podSpec: req.podSpec, restartCount: req.restartCount ?? 0 } satisfies ContainerMeta),
+        ),
+        writeFile(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns)),
+        cg.create(limitsFor(req.container)),
+      ]);
+      const sandboxPid = req.sandbox ? (await req.sandbox).pid : undefined;
+      const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
+      const group = readIf(join(req.lowerDir, 'etc/group'));
+      const spec = buildSpec({
+        container: req.container,
+        image: req.image,
+        hostname: req.podName,
+        rootfs: join(d, 'rootfs'),
+        etcFiles: { hosts: join(d, 'hosts'), hostname: join(d, 'hostname'), resolvConf: join(d, 'resolv.conf') },
+        cgroupsPath: cg.runtimePath,
+        extraEnv: req.extraEnv,
+        ...(sandboxPid ? { joinNamespaces: { network: `/proc/${sandboxPid}/ns/net`, ipc: `/proc/${sandboxPid}/ns/ipc`, uts: `/proc/${sandboxPid}/ns/uts` } } : {}),
+        lookupUser: (name) => {
+          const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
+          return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
+        },
+        lookupGroup: (name) => {
+          const line = group.split('\n').find((l) => l.split(':')[0] === name);
+          return line ? Number(line.split(':')[2]) : undefined;
+        },
+      });
+      await writeFile(join(d, 'config.json'), JSON.stringify(spec));
+    } catch (err) {
+      // no word to the shim: it reads EOF and ends without a container
+      shim.stdin!.destroy();
+      await shimDone;
+      throw err;
+    }
+    shim.stdin!.end('go\n');
     this.exits.set(id, shimDone.then(() => this.collect(id, req.podUid, req.container.name)));
 
     // Running once crun has written the pid file (or failed): watched, not polled with backoff

@@ -149,6 +149,22 @@ t.test('a command that does not exist: ContainerCannotRun carrying crun’s mess
   await t.rejects(run(t, rt, img, { command: ['/no/such/program'] }), { name: 'RuntimeError', message: /\/no\/such\/program/ });
 });
 
+t.test('a sandbox that fails while the container is prepared: no container, and the shim is gone', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'nosandbox-node');
+  const podUid = `uid${++seq}`;
+  const c = { name: 'main', image: 'busybox:test', command: ['/bin/sleep', '60'] } as Container;
+  rt.track(podUid, c.name);
+  const sandbox = new Promise<{ pid: number }>((_r, reject) => setTimeout(() => reject(new Error('sandbox did not start')), 300));
+  await t.rejects(rt.run({ podUid, podName: 'pod-x', namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir, sandbox }), { message: 'sandbox did not start' });
+  t.same(await rt.crun.list(), [], 'crun never ran');
+  const id = rt.containerId(podUid, c.name);
+  const shims = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('troupe-shim') && l.includes(id));
+  t.same(shims, [], 'no shim left waiting');
+  const mounts = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
+  t.notOk(mounts.includes(rt.dir(id)), 'no mount of its folder');
+});
+
 t.test('after removal nothing is left: no crun container, mount, cgroup or folder', async (t) => {
   const img = await busyboxImage(t);
   const rt = testRuntime(t, img.dir, 'cleanup-node');
