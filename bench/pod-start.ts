@@ -9,13 +9,13 @@
  * - agentRssMb: the agent's resident memory, idle and with 100 pods.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { ActorClient, Bus, ImageStore, buildSpec, detectCgroups, namespacePrefix, requireProgram, startNatsServer, type EventBody, type PodStatus } from '../index.js';
+import { ActorClient, Bus, Crun, ImageStore, buildSpec, detectCgroups, sweepNodeCgroups, namespacePrefix, requireProgram, startNatsServer, type EventBody, type PodStatus } from '../index.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { percentile } from './stats.js';
 
@@ -63,6 +63,23 @@ export async function rawCrun(dir: string, lowerDir: string, n: number): Promise
   return r.stdout.trim().split('\n').map((us) => Number(us) / 1000);
 }
 
+/**
+ * A wait with a deadline that also ends on SIGINT/SIGTERM: a failed or interrupted run still
+ * reaches the bench's cleanup (its containers are real).
+ */
+let interrupted: Promise<never> | undefined;
+function guard<T>(p: Promise<T>, what: string, ms: number): Promise<T> {
+  interrupted ??= new Promise<never>((_r, reject) => {
+    const stop = (sig: string) => reject(new Error(`pod-start bench interrupted (${sig})`));
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  interrupted.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_r, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms / 1000} s`)), ms)));
+  return Promise.race([p, limit, interrupted]).finally(() => clearTimeout(timer));
+}
+
 export async function benchPodStart(): Promise<Record<string, number>> {
   const dir = mkdtempSync(join(tmpdir(), 'troupe-bench-pods-'));
   const srv = await startNatsServer({ dataDir: join(dir, 'nats') });
@@ -104,27 +121,27 @@ export async function benchPodStart(): Promise<Record<string, number>> {
     await pods.ready();
     const spec = { terminationGracePeriodSeconds: 0, containers: [{ name: 'c', image: 'busybox:bench', command: ['/bin/sleep', '3600'] }] };
     const start = (name: string): Promise<bigint> =>
-      new Promise((resolve) => {
+      new Promise((resolve, reject) => {
         running.set(name, resolve);
-        void pods.send('bench', name, { type: 'run', uid: name, spec });
+        pods.send('bench', name, { type: 'run', uid: name, spec }).catch(reject);
       });
 
     // one at a time
     const single: number[] = [];
     for (let i = 0; i < 30; i++) {
       const t0 = process.hrtime.bigint();
-      const t1 = await start(`s${i}`);
+      const t1 = await guard(start(`s${i}`), `pod s${i} Running`, 30_000);
       single.push(Number(t1 - t0) / 1e6);
-      await remove(`s${i}`);
+      await guard(remove(`s${i}`), `pod s${i} removed`, 60_000);
     }
     // 100 at once
     const t0 = process.hrtime.bigint();
-    const all = await Promise.all(Array.from({ length: 100 }, (_, i) => start(`m${i}`)));
+    const all = await guard(Promise.all(Array.from({ length: 100 }, (_, i) => start(`m${i}`))), '100 pods Running', 120_000);
     const last = all.reduce((a, b) => (b > a ? b : a));
     const burstSec = Number(last - t0) / 1e9;
     await new Promise((r) => setTimeout(r, 500));
     const busyRss = rssMb(apid);
-    await Promise.all(Array.from({ length: 100 }, (_, i) => remove(`m${i}`)));
+    await guard(Promise.all(Array.from({ length: 100 }, (_, i) => remove(`m${i}`))), '100 pods removed', 120_000);
     watch.abort();
     await bus.close();
 
@@ -145,11 +162,30 @@ export async function benchPodStart(): Promise<Record<string, number>> {
       await new Promise((r) => agent!.once('exit', r));
     }
     await srv.stop();
-    // the agent leaves containers running on SIGTERM (for adoption): the bench deleted them all first
+    // the agent leaves containers running on SIGTERM (for adoption): the bench deleted them all
+    // first, unless it failed on the way; then they are killed here (and the failure reported)
     const left = execFileSync('sh', ['-c', `ls ${join(dir, 'agent', 'runtime', 'containers')} 2>/dev/null | wc -l`], { encoding: 'utf8' }).trim();
+    if (left !== '0') await killLeftovers(join(dir, 'agent', 'runtime'));
     rmSync(dir, { recursive: true, force: true });
-    if (left !== '0') throw new Error(`${left} containers were left behind`);
+    if (left !== '0') throw new Error(`${left} containers were left behind (killed)`);
   }
 }
 
 const round = (x: number) => Math.round(x * 10) / 10;
+
+/** Kills what a failed run left: containers (their shims then end), sandboxes, then the node's cgroups. */
+async function killLeftovers(runtimeDir: string): Promise<void> {
+  const crun = new Crun(join(runtimeDir, 'crun'));
+  for (const c of await crun.list().catch(() => [])) await crun.kill(c.id, 'SIGKILL').catch(() => undefined);
+  const sandboxes = join(runtimeDir, 'sandboxes');
+  for (const f of existsSync(sandboxes) ? readdirSync(sandboxes) : []) {
+    const pid = f.endsWith('.pid') ? Number(readFileSync(join(sandboxes, f), 'utf8')) : 0;
+    try {
+      if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep')) process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  for (let i = 0; i < 100 && (await crun.list().catch(() => [])).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  await sweepNodeCgroups(detectCgroups(), 'bench', new Set()).catch(() => undefined);
+}

@@ -227,7 +227,9 @@ async function cmdAgent(args: string[]): Promise<number> {
   });
   await agent.stop();
   await bus.close();
-  return 0;
+  // the containers keep running for the next agent to adopt: their shims' handles must not hold
+  // this process (nor must a shim still waiting for its bundle)
+  process.exit(0);
 }
 
 /** Finds --server among a command's arguments, connects, runs, closes. */

@@ -193,6 +193,35 @@ t.test('kill -9 of the agent: running containers are adopted (no duplicate), exi
   await waitNodeEmpty(dir, 'n1');
 });
 
+t.test('SIGTERM: the agent exits though its containers run on, and the next agent adopts them', async (t) => {
+  const { nats, bus, dir } = await withNode(t);
+  const crun = new Crun(join(dir, 'runtime', 'crun'));
+  const first = await startAgent(t, nats.url, 'n1', dir);
+  const pods = new ActorClient(bus, 'pod', 'node.n1');
+  const status = async (name: string) => (await pods.send('default', name, { type: 'get' })) as unknown as PodStatus;
+  await pods.send('default', 'stayer', { type: 'run', uid: 'uid-stayer', spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 's', image: 'busybox:test', command: ['/bin/sleep', '300'] }] } });
+  await waitFor(async () => (await status('stayer')).phase === 'Running', 'Running');
+  const pid = (await crun.list()).find((c) => c.id.includes('uid-stayer'))!.pid;
+
+  first.kill('SIGTERM');
+  const code = await Promise.race([
+    new Promise<number | null>((r) => first.once('exit', (c) => r(c))),
+    new Promise<string>((r) => setTimeout(() => r('still running 20 s after SIGTERM'), 20_000).unref()),
+  ]);
+  t.equal(code, 0, 'the agent exited cleanly');
+  t.equal((await crun.list()).find((c) => c.id.includes('uid-stayer'))?.pid, pid, 'the container runs on');
+
+  await startAgent(t, nats.url, 'n1', dir);
+  const st = await waitFor(async () => {
+    const s = await status('stayer');
+    return s.phase === 'Running' ? s : undefined;
+  }, 'adopted');
+  t.equal(st.containerStatuses[0]!.restartCount, 0, 'adopted, not restarted');
+  t.equal((await crun.list()).filter((c) => c.id.includes('uid-stayer')).length, 1, 'no duplicate');
+  await pods.send('default', 'stayer', { type: 'delete' });
+  await waitNodeEmpty(dir, 'n1');
+});
+
 t.test('containers of one pod share network, IPC and UTS namespaces (a sandbox holds them), not PID', async (t) => {
   const { nats, bus, dir } = await withNode(t);
   await startAgent(t, nats.url, 'n1', dir);
