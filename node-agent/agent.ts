@@ -254,6 +254,7 @@ export class Agent {
     await this.podSync?.stop();
     await this.net?.stop();
     await this.host?.stop();
+    this.runtime.abandonStarting();
   }
 }
 

@@ -10,7 +10,7 @@
  *
  * Limits live on the agent's own cgroup for the container (cgroups.ts); crun's is a child of it.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -158,6 +158,8 @@ export class ContainerRuntime {
   readonly cgroups: CgroupInfo;
   private readonly exits = new Map<string, Promise<Exited>>();
   private readonly sandboxes = new Map<string, Promise<{ pid: number }>>();
+  /** Sandboxes spawned but not yet ready (nor their pid file written). */
+  private readonly startingSandboxes = new Set<ChildProcess>();
   /** The node's pod network, once the control plane has given the node a pod CIDR. */
   network?: Cni;
   /** The cluster DNS pods use (their /etc/resolv.conf), once the node serves it. */
@@ -445,6 +447,7 @@ export class ContainerRuntime {
           { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
         );
         const pid = child.pid;
+        this.startingSandboxes.add(child);
         let said = '';
         child.stderr!.on('data', (b: Buffer) => (said += b.toString()).length > 4096 && (said = said.slice(-4096)));
         const ready = await new Promise<boolean>((resolve) => {
@@ -461,10 +464,12 @@ export class ContainerRuntime {
         child.unref();
         for (let i = 0; ready && pid && !isSandbox(pid) && i < 1000; i++) await new Promise((r) => setTimeout(r, 1));
         if (!pid || !ready) {
+          this.startingSandboxes.delete(child);
           if (pid && child.exitCode === null) child.kill('SIGKILL');
           throw new RuntimeError(`pod sandbox for ${podName} did not start${child.exitCode !== null ? ` (exit ${child.exitCode})` : ''}${said.trim() ? `: ${said.trim()}` : ''}`, { podUid });
         }
         await writeFile(pidFile, `${pid}\n`);
+        this.startingSandboxes.delete(child);
         if (this.network) {
           // on the node's pod network: an address of the node's pod CIDR (CNI bridge + host-local)
           try {
@@ -484,6 +489,18 @@ export class ContainerRuntime {
       p.catch(() => this.sandboxes.delete(podUid));
     }
     return p;
+  }
+
+  /**
+   * For an agent that stops: kills the sandboxes still coming up. No pid file names them yet, so
+   * the next agent could not find them; it makes the pod's sandbox again. (Containers still
+   * waiting for their bundle end by themselves: their shim reads EOF when this process is gone.)
+   */
+  abandonStarting(): number {
+    const n = this.startingSandboxes.size;
+    for (const child of this.startingSandboxes) if (child.exitCode === null) child.kill('SIGKILL');
+    this.startingSandboxes.clear();
+    return n;
   }
 
   private sandboxPidFile(podUid: string): string {
