@@ -218,11 +218,21 @@ export class PodSync {
     if (!this.stopped) this.command(ns, name, { type: 'delete' });
   }
 
-  private command(ns: string, name: string, body: Record<string, unknown>): void {
+  /**
+   * Sends a command to the pod actor. A `run` that failed for a passing reason (no reply, the bus or
+   * store unavailable, the actor failing to load its snapshot) is sent again with backoff for as
+   * long as this node still wants that pod run; `run` is idempotent (an active pod ignores it).
+   */
+  private command(ns: string, name: string, body: Record<string, unknown>, attempt = 0): void {
     const subjects = this.bus.subjects.scoped(this.scope);
     this.bus.request(subjects.cmd('pod', ns, name), MessageType.Command, body, { timeout: 60_000 }).catch((err) => {
-      if ((err as { code?: string }).code === 'TRP_ERR_ACTOR_DONE') return;
-      this.logger.warn({ err, pod: `${ns}/${name}`, command: body.type }, 'pod command failed');
+      const code = (err as { code?: string }).code;
+      if (code === 'TRP_ERR_ACTOR_DONE') return;
+      this.logger.warn({ err, pod: `${ns}/${name}`, command: body.type, attempt }, 'pod command failed');
+      if (body.type !== 'run' || !PASSING.has(code ?? '')) return;
+      const key = `${ns}/${name}`;
+      const wanted = () => !this.stopped && this.local.get(key)?.uid === body.uid && this.local.get(key)?.want === 'run';
+      setTimeout(() => wanted() && this.command(ns, name, body, attempt + 1), backoff(attempt, 200, 5000)).unref();
     });
   }
 
@@ -324,6 +334,9 @@ export class PodSync {
     await this.networkLoop;
   }
 }
+
+/** Failures after which a command may succeed when sent again. */
+const PASSING = new Set(['TRP_ERR_TIMEOUT', 'TRP_ERR_UNAVAILABLE', 'TRP_ERR_ACTOR_FAILED', 'TRP_ERR_PERSIST']);
 
 /** The PodScheduled condition as the scheduler set it (its time kept). */
 function scheduledCondition(pod: KObject | undefined): Record<string, unknown> {
