@@ -192,10 +192,12 @@ export class ContainerRuntime {
     if (existsSync(d)) await this.clearForRestart(id, d);
     await mkdir(join(d, 'rootfs'), { recursive: true });
     await mkdir(join(d, 'scratch'));
-    // The shim starts first: its shell, loggers and mounts overlap the files, cgroup and sandbox below
+    // The shim starts first: its shell, loggers and mounts overlap the files, cgroup and sandbox below.
+    // --norc: its stdin (the `go` channel) is a socket, and bash -c on a socket at shell level 1
+    // takes itself for an rshd session and reads ~/.bashrc (here: pyenv init, ~190 ms of forks)
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
     const unified = this.crun.prefix.length > 0 ? this.cgroups.unified : undefined;
-    const shim = spawn('unshare', ['-m', '--propagation', 'private', '--', '/bin/bash', '-c', shimScript(unified), 'troupe-shim', d, req.lowerDir, ...crunArgv], {
+    const shim = spawn('unshare', ['-m', '--propagation', 'private', '--', '/bin/bash', '--norc', '--noprofile', '-c', shimScript(unified), 'troupe-shim', d, req.lowerDir, ...crunArgv], {
       detached: true,
       stdio: ['pipe', 'ignore', 'ignore'],
       env: { ...process.env, SCRATCH: req.scratchSize ?? '1g', LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024) },

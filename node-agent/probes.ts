@@ -151,14 +151,14 @@ export async function netProbe(pid: number, container: Container, probe: Probe, 
   if (probe.tcpSocket) {
     const port = resolvePort(container, probe.tcpSocket.port);
     const host = probe.tcpSocket.host ?? '127.0.0.1';
-    const r = await execa('nsenter', ['-t', String(pid), '-n', 'timeout', String(secs), 'bash', '-c', 'exec 3<>"/dev/tcp/$H/$P"'], { reject: false, env: { H: host, P: String(port) } });
+    const r = await execa('nsenter', ['-t', String(pid), '-n', 'timeout', String(secs), 'bash', '--norc', '--noprofile', '-c', 'exec 3<>"/dev/tcp/$H/$P"'], { reject: false, env: { H: host, P: String(port) } });
     return r.exitCode === 0 ? { ok: true } : { ok: false, message: `dial tcp ${host}:${port}: ${r.exitCode === 124 ? 'timeout' : 'connection refused'}` };
   }
   if (probe.httpGet) {
     const port = resolvePort(container, probe.httpGet.port);
     const host = probe.httpGet.host ?? '127.0.0.1';
     const headers = (probe.httpGet.httpHeaders ?? []).map((h) => `${h.name}: ${h.value}\\r\\n`).join('');
-    const r = await execa('nsenter', ['-t', String(pid), '-n', 'timeout', String(secs), 'bash', '-c', HTTP_SCRIPT], {
+    const r = await execa('nsenter', ['-t', String(pid), '-n', 'timeout', String(secs), 'bash', '--norc', '--noprofile', '-c', HTTP_SCRIPT], {
       reject: false,
       env: { H: host, P: String(port), URLPATH: probe.httpGet.path ?? '/', HEADERS: headers },
     });

@@ -2,7 +2,7 @@
  * Real crun containers (as root): isolation, hardening, limits, exit status, termination, cleanup.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import type { Container } from '../../protocol/index.js';
 import { mergeCommand, mergeEnv } from '../../node-agent/index.js';
@@ -163,6 +163,26 @@ t.test('a sandbox that fails while the container is prepared: no container, and 
   t.same(shims, [], 'no shim left waiting');
   const mounts = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
   t.notOk(mounts.includes(rt.dir(id)), 'no mount of its folder');
+});
+
+t.test('the shim reads no ~/.bashrc, though its stdin is a socket at shell level 1', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'norc-node');
+  const home = `${img.dir}/home`;
+  mkdirSync(home, { recursive: true });
+  writeFileSync(`${home}/.bashrc`, `touch ${home}/bashrc-ran\n`);
+  const saved = { HOME: process.env.HOME, SHLVL: process.env.SHLVL };
+  process.env.HOME = home;
+  process.env.SHLVL = '0';
+  try {
+    const p = await run(t, rt, img, { command: ['/bin/true'] });
+    await rt.wait(p.podUid, p.name);
+  } finally {
+    process.env.HOME = saved.HOME;
+    if (saved.SHLVL === undefined) delete process.env.SHLVL;
+    else process.env.SHLVL = saved.SHLVL;
+  }
+  t.notOk(existsSync(`${home}/bashrc-ran`), 'no ~/.bashrc ran');
 });
 
 t.test('after removal nothing is left: no crun container, mount, cgroup or folder', async (t) => {
