@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { RetentionPolicy, StorageType, DiscardPolicy, DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { s, type KObject } from '../protocol/index.js';
 import type { Bus } from './bus.js';
-import { StreamTail } from './stream-tail.js';
+import { readStream } from './stream-tail.js';
 import { ensureStream } from './event-stream.js';
 
 export const RECORDED_EVENT_TYPE = 'kevent';
@@ -126,31 +126,13 @@ export async function* recordedEvents(bus: Bus, opts: { namespace?: string; foll
   const js = jetstream(bus.nc);
   const filter = bus.subjects.recordedEventFilter(opts.namespace);
   const consumer = await js.consumers.get(bus.subjects.recordedEventStream, { filter_subjects: filter, deliver_policy: DeliverPolicy.All });
-  // without `follow`, the read is the stream as it was when it began: it ends at the newest Event
-  // then, even when a pending count names one that the stream's limits have discarded meanwhile
-  const tail = opts.follow ? undefined : new StreamTail(js, bus.subjects.recordedEventStream, filter, () => void messages?.close());
-  if (tail && (await tail.fixEnd()) === 0) return;
-  const info = await consumer.info(true);
-  let pending = info.num_pending;
-  if (pending === 0 && !opts.follow) return;
-  const messages = await consumer.consume();
-  opts.signal?.addEventListener('abort', () => void messages.close(), { once: true });
-  tail?.arm();
-  try {
-    for await (const m of messages) {
-      const atEnd = tail?.seen(m.seq);
-      let ev: RecordedEvent | undefined;
-      try {
-        ev = bus.codec.decode<RecordedEvent>(m.data).body;
-      } catch {
-        ev = undefined;
-      }
-      if (ev) yield ev;
-      pending = m.info.pending;
-      if (atEnd || (!opts.follow && pending === 0)) break;
+  for await (const m of readStream(js, consumer, bus.subjects.recordedEventStream, filter, opts)) {
+    let ev: RecordedEvent | undefined;
+    try {
+      ev = bus.codec.decode<RecordedEvent>(m.data).body;
+    } catch {
+      ev = undefined;
     }
-  } finally {
-    tail?.stop();
-    await messages.close();
+    if (ev) yield ev;
   }
 }

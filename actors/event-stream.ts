@@ -5,7 +5,7 @@
 import { DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@nats-io/jetstream';
 import type { Envelope } from '../protocol/index.js';
 import type { Bus } from './bus.js';
-import { StreamTail } from './stream-tail.js';
+import { readStream } from './stream-tail.js';
 import { kvError } from './kv-store.js';
 
 export interface EventStreamOptions {
@@ -81,28 +81,11 @@ export async function* replayEvents<B = unknown>(bus: Bus, opts: ReplayOptions =
         ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: opts.since.toISOString() }
         : { deliver_policy: DeliverPolicy.All }),
   });
-  // a replay that follows nothing is the stream as it was when it began: it ends at the newest
-  // message under the filter then, even when a pending count names an event the stream's limits
-  // have discarded meanwhile
-  const tail = opts.follow ? undefined : new StreamTail(js, bus.subjects.eventStream, filter, () => void msgs?.close());
-  if (tail && ((await tail.fixEnd()) === 0 || (await consumer.info(true)).num_pending === 0)) return;
-  const msgs = await consumer.consume();
-  const stop = () => void msgs.close();
-  opts.signal?.addEventListener('abort', stop, { once: true });
-  tail?.arm();
-  try {
-    for await (const m of msgs) {
-      const atEnd = tail?.seen(m.seq);
-      try {
-        yield { seq: m.seq, subject: m.subject, env: bus.codec.decode<B>(m.data) };
-      } catch {
-        bus.metrics.inc('events_undecodable_total');
-      }
-      if (atEnd || (!opts.follow && m.info.pending === 0)) break;
+  for await (const m of readStream(js, consumer, bus.subjects.eventStream, filter, opts)) {
+    try {
+      yield { seq: m.seq, subject: m.subject, env: bus.codec.decode<B>(m.data) };
+    } catch {
+      bus.metrics.inc('events_undecodable_total');
     }
-  } finally {
-    tail?.stop();
-    opts.signal?.removeEventListener('abort', stop);
-    await msgs.close();
   }
 }

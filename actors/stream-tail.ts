@@ -11,7 +11,7 @@
  * (`fixEnd`): the newest message under the filter when the read began. Messages written after it do
  * not hold the read, which would otherwise chase a stream that is written to without pause.
  */
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { Consumer, ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 
 export class StreamTail {
   private timer: NodeJS.Timeout | undefined;
@@ -82,5 +82,39 @@ export class StreamTail {
     this.jsm ??= this.js.jetstreamManager(false);
     const last = await (await this.jsm).streams.getMessage(this.stream, { last_by_subj: this.subject });
     return last?.seq ?? 0;
+  }
+}
+
+/**
+ * The messages of a consumer on `stream` (filtered by `filter`). With `follow`, every one and then
+ * each new one until the signal aborts; without, the stream as it was when the read began: up to
+ * the newest message under the filter then (nothing at all when there is none or none is pending),
+ * even when a pending count names a message the stream has dropped meanwhile.
+ */
+export async function* readStream(
+  js: JetStreamClient,
+  consumer: Consumer,
+  stream: string,
+  filter: string,
+  opts: { follow?: boolean; signal?: AbortSignal } = {},
+): AsyncGenerator<JsMsg> {
+  let msgs: ConsumerMessages | undefined;
+  const tail = opts.follow ? undefined : new StreamTail(js, stream, filter, () => void msgs?.close());
+  if (tail && ((await tail.fixEnd()) === 0 || (await consumer.info(true)).num_pending === 0)) return;
+  const messages = await consumer.consume();
+  msgs = messages;
+  const stop = () => void messages.close();
+  opts.signal?.addEventListener('abort', stop, { once: true });
+  tail?.arm();
+  try {
+    for await (const m of messages) {
+      const atEnd = tail?.seen(m.seq);
+      yield m;
+      if (atEnd || (tail && m.info.pending === 0)) break;
+    }
+  } finally {
+    tail?.stop();
+    opts.signal?.removeEventListener('abort', stop);
+    await messages.close();
   }
 }

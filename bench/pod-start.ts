@@ -9,13 +9,14 @@
  * - agentRssMb: the agent's resident memory, idle and with 100 pods.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { ActorClient, Bus, Crun, ImageStore, buildSpec, detectCgroups, sweepNodeCgroups, namespacePrefix, requireProgram, startNatsServer, type EventBody, type PodStatus } from '../index.js';
+import { killNodeLeftovers } from '../test/helpers/agent.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { percentile } from './stats.js';
 
@@ -175,17 +176,8 @@ const round = (x: number) => Math.round(x * 10) / 10;
 
 /** Kills what a failed run left: containers (their shims then end), sandboxes, then the node's cgroups. */
 async function killLeftovers(runtimeDir: string): Promise<void> {
+  await killNodeLeftovers(runtimeDir).catch(() => undefined);
   const crun = new Crun(join(runtimeDir, 'crun'));
-  for (const c of await crun.list().catch(() => [])) await crun.kill(c.id, 'SIGKILL').catch(() => undefined);
-  const sandboxes = join(runtimeDir, 'sandboxes');
-  for (const f of existsSync(sandboxes) ? readdirSync(sandboxes) : []) {
-    const pid = f.endsWith('.pid') ? Number(readFileSync(join(sandboxes, f), 'utf8')) : 0;
-    try {
-      if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep')) process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
   for (let i = 0; i < 100 && (await crun.list().catch(() => [])).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
   await sweepNodeCgroups(detectCgroups(), 'bench', new Set()).catch(() => undefined);
 }

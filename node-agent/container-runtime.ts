@@ -498,11 +498,9 @@ export class ContainerRuntime {
    * the next agent could not find them; it makes the pod's sandbox again. (Containers still
    * waiting for their bundle end by themselves: their shim reads EOF when this process is gone.)
    */
-  abandonStarting(): number {
-    const n = this.startingSandboxes.size;
+  abandonStarting(): void {
     for (const child of this.startingSandboxes) if (child.exitCode === null) child.kill('SIGKILL');
     this.startingSandboxes.clear();
-    return n;
   }
 
   private sandboxPidFile(podUid: string): string {

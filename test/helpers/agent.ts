@@ -50,14 +50,7 @@ export async function startAgent(t: Teardown, url: string, node: string, dataDir
       await new Promise((r) => child.once('exit', r));
     }
     // an agent leaves its pods running when it stops (for adoption): a failed test leaves none
-    const { Crun } = await import('../../node-agent/index.js');
-    const crun = new Crun(join(dataDir, 'runtime', 'crun'));
-    for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL');
-    for (const f of readdirSafe(join(dataDir, 'runtime', 'sandboxes'))) {
-      if (!f.endsWith('.pid')) continue;
-      const pid = Number(readFileSync(join(dataDir, 'runtime', 'sandboxes', f), 'utf8'));
-      if (pid > 0 && readFileSafe(`/proc/${pid}/cmdline`).startsWith('sleep')) process.kill(pid, 'SIGKILL');
-    }
+    await killNodeLeftovers(join(dataDir, 'runtime'));
     await removeBridge(node);
   });
   await new Promise<void>((resolve, reject) => {
@@ -65,6 +58,21 @@ export async function startAgent(t: Teardown, url: string, node: string, dataDir
     child.once('exit', (c) => reject(new Error(`agent ${node} exited ${c}`)));
   });
   return child;
+}
+
+/**
+ * Kills what a stopped agent left running under its runtime folder: every crun container (its shim
+ * then ends) and every pod sandbox its pid files name.
+ */
+export async function killNodeLeftovers(runtimeDir: string): Promise<void> {
+  const { Crun } = await import('../../node-agent/index.js');
+  const crun = new Crun(join(runtimeDir, 'crun'));
+  for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL');
+  for (const f of readdirSafe(join(runtimeDir, 'sandboxes'))) {
+    if (!f.endsWith('.pid')) continue;
+    const pid = Number(readFileSync(join(runtimeDir, 'sandboxes', f), 'utf8'));
+    if (pid > 0 && readFileSafe(`/proc/${pid}/cmdline`).startsWith('sleep')) process.kill(pid, 'SIGKILL');
+  }
 }
 
 /** Whether a process exists. */
