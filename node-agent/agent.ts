@@ -255,6 +255,8 @@ export class Agent {
     await this.net?.stop();
     await this.host?.stop();
     this.runtime.abandonStarting();
+    // nothing left running: the state folder on tmpfs goes too
+    this.runtime.release();
   }
 }
 

@@ -1,24 +1,27 @@
 /**
  * Runs containers with crun, one shim each.
  *
- * The shim is a small detached shell in its own private mount namespace: it mounts a tmpfs
- * scratch and the container's overlay rootfs (the image's unpacked rootfs as the lower layer),
- * runs `crun run` in the foreground (crun waits for the container and returns its exit status;
- * measured here, `run --detach` + waitpid lost the status ~10% of the time), then writes the
- * status to a file. The shim outlives an agent restart, so a new agent can adopt the container
- * and still learn its real exit status; its mounts vanish with its namespace when it ends.
+ * The shim is a small shell job of the node's launcher (launcher.ts): two loggers, then, in a
+ * private mount namespace of its own, the container's overlay rootfs (the image's unpacked rootfs
+ * as the lower layer) and `crun run` in the foreground (crun waits for the container and returns
+ * its exit status; measured here, `run --detach` + waitpid lost the status ~10% of the time); the
+ * status goes to a file. The shim outlives an agent restart, so a new agent can adopt the
+ * container and still learn its real exit status; its mounts vanish with its namespace.
  *
+ * Bundles, crun's state and the writable layers live on tmpfs (prepareStateDir); output on disk.
+ * Signals go straight to the container's first process (crun's pid file), as `crun kill` does.
  * Limits live on the agent's own cgroup for the container (cgroups.ts); crun's is a child of it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Container } from '../protocol/index.js';
 import { ContainerCgroup, detectCgroups, sweepNodeCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
 import { Crun } from './crun.js';
 import type { Cni, PortMapping } from './cni.js';
 import { RuntimeError } from './errors.js';
+import { Launcher } from './launcher.js';
 import type { ImageRuntimeConfig } from './image-config.js';
 import { buildSpec, limitsFor } from './oci-spec.js';
 
@@ -78,51 +81,6 @@ export interface Exited {
 
 const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 9: 'SIGKILL', 15: 'SIGTERM', 6: 'SIGABRT', 11: 'SIGSEGV' };
 
-/**
- * One stream's logger, a shell function run in a forked subshell (no exec): each line stamped with
- * bash's $EPOCHREALTIME (no fork per line), the file rotated to `.1` past LOGMAX bytes (one rotated
- * file kept, as the kubelet's default).
- */
-const LOGGER = [
-  'log() {',
-  '  f="$D/$1.log"; max="$LOGMAX"; size=0',
-  '  [ -e "$f" ] && size=$(stat -c %s "$f")',
-  '  exec 5>>"$f"',
-  '  while IFS= read -r line || [ -n "$line" ]; do',
-  '    printf "%s %s\\n" "$EPOCHREALTIME" "$line" >&5',
-  '    size=$(( size + ${#line} + 19 ))',
-  '    if [ "$size" -ge "$max" ]; then exec 5>&-; mv -f "$f" "$f.1"; exec 5>>"$f"; size=0; fi',
-  '  done',
-  '}',
-].join('\n');
-
-/**
- * The shim: the two loggers first (process substitutions: pipes, no fifo files, no new bash), then
- * the scratch tmpfs and the overlay rootfs, then, once the agent says `go` on its stdin (the bundle
- * is complete), crun in the foreground; its status goes to a file once both loggers have drained.
- */
-function shimScript(unified: string | undefined): string {
-  return [
-    'D="$1"; LOWER="$2"; shift 2',
-    'exec 2>>"$D/shim.log"',
-    LOGGER,
-    'exec 3> >(log stdout); L1=$!',
-    'exec 4> >(exec 3>&-; log stderr); L2=$!',
-    unified ? `umount ${unified} 2>/dev/null || umount -l ${unified} 2>/dev/null || true` : ':',
-    'mount -t tmpfs -o "mode=755,size=$SCRATCH" tmpfs "$D/scratch" && mkdir "$D/scratch/upper" "$D/scratch/work" || exit 90',
-    'mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/scratch/upper,workdir=$D/scratch/work" "$D/rootfs" || exit 90',
-    // everything above overlaps the agent's preparation; crun waits for its word that the
-    // bundle is complete (an agent gone before that: EOF, and no container)
-    'IFS= read -r go; exec 0</dev/null; [ "$go" = go ] || exit 91',
-    '"$@" </dev/null >&3 2>&4 3>&- 4>&-',
-    'code=$?',
-    // the loggers end when the last writer is gone (the container's processes and this shell)
-    'exec 3>&- 4>&-',
-    'wait $L1 $L2',
-    'echo "$code" > "$D/exitcode.tmp" && mv "$D/exitcode.tmp" "$D/exitcode"',
-  ].join('\n');
-}
-
 /** One log line: when it was read (ms since the epoch, µs precision) and what it said. */
 export interface LogLine {
   ts: number;
@@ -143,14 +101,21 @@ function parseLog(text: string, stream: 'stdout' | 'stderr'): LogLine[] {
 }
 
 export interface RuntimeOptions {
-  /** Folder for bundles, logs and crun's state. */
+  /**
+   * Folder for bundles and crun's state. Made a link to a folder on tmpfs when there is one (see
+   * prepareStateDir); an existing folder is used as it is.
+   */
   dataDir: string;
+  /** Folder for the containers' output (default: `logs` beside dataDir). */
+  logDir?: string;
   /** Node name: part of every container id, cgroup and folder, so agents never collide. */
   node: string;
   cgroups?: CgroupInfo;
   crunBinary?: string;
   /** A container log file is rotated past this size (bytes; kubelet's default 10 MiB). */
   logMaxBytes?: number;
+  /** busybox-static for the shims' short steps (default /bin/busybox when there; '' for util-linux). */
+  busybox?: string;
 }
 
 export class ContainerRuntime {
@@ -158,8 +123,11 @@ export class ContainerRuntime {
   readonly cgroups: CgroupInfo;
   private readonly exits = new Map<string, Promise<Exited>>();
   private readonly sandboxes = new Map<string, Promise<{ pid: number }>>();
-  /** Sandboxes spawned but not yet ready (nor their pid file written). */
-  private readonly startingSandboxes = new Set<ChildProcess>();
+  /** Sandboxes spawned but not yet ready (their pids). */
+  private readonly startingSandboxes = new Set<number>();
+  private launch?: Launcher;
+  /** Where container output goes (on disk: the state folder may be tmpfs). */
+  readonly logDir: string;
   /** The node's pod network, once the control plane has given the node a pod CIDR. */
   network?: Cni;
   /** The cluster DNS pods use (their /etc/resolv.conf), once the node serves it. */
@@ -168,6 +136,9 @@ export class ContainerRuntime {
   private readonly killedByUs = new Set<string>();
 
   constructor(readonly opts: RuntimeOptions) {
+    prepareStateDir(opts.dataDir, opts.node);
+    this.logDir = opts.logDir ?? join(dirname(opts.dataDir), 'logs');
+    mkdirSync(this.logDir, { recursive: true });
     this.cgroups = opts.cgroups ?? detectCgroups();
     this.crun = new Crun(join(opts.dataDir, 'crun'), this.cgroups, opts.crunBinary);
   }
@@ -190,73 +161,60 @@ export class ContainerRuntime {
     const id = this.containerId(req.podUid, req.container.name);
     const d = this.dir(id);
     if (existsSync(d)) await this.clearForRestart(id, d);
-    await mkdir(join(d, 'rootfs'), { recursive: true });
-    await mkdir(join(d, 'scratch'));
-    // The shim starts first: its shell, loggers and mounts overlap the files, cgroup and sandbox below.
-    // --norc: its stdin (the `go` channel) is a socket, and bash -c on a socket at shell level 1
-    // takes itself for an rshd session and reads ~/.bashrc (here: pyenv init, ~190 ms of forks)
+    await mkdir(d, { recursive: true });
+    const cg = this.cgroupOf(req.podUid, req.container.name);
+    // the folder is on tmpfs (see stateDir): its files cost microseconds, not ext4's milliseconds
+    await Promise.all([
+      mkdir(join(d, 'rootfs')),
+      mkdir(join(d, 'upper')),
+      mkdir(join(d, 'work')),
+      writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`),
+      writeFile(join(d, 'hostname'), `${req.podName}\n`),
+      writeFile(
+        join(d, 'meta.json'),
+        JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name, podSpec: req.podSpec, restartCount: req.restartCount ?? 0 } satisfies ContainerMeta),
+      ),
+      writeFile(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns)),
+      cg.create(limitsFor(req.container)),
+    ]);
+    const sandboxPid = req.sandbox ? (await req.sandbox).pid : undefined;
+    const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
+    const group = readIf(join(req.lowerDir, 'etc/group'));
+    const spec = buildSpec({
+      container: req.container,
+      image: req.image,
+      hostname: req.podName,
+      rootfs: join(d, 'rootfs'),
+      etcFiles: { hosts: join(d, 'hosts'), hostname: join(d, 'hostname'), resolvConf: join(d, 'resolv.conf') },
+      cgroupsPath: cg.runtimePath,
+      extraEnv: req.extraEnv,
+      ...(sandboxPid ? { joinNamespaces: { network: `/proc/${sandboxPid}/ns/net`, ipc: `/proc/${sandboxPid}/ns/ipc`, uts: `/proc/${sandboxPid}/ns/uts` } } : {}),
+      lookupUser: (name) => {
+        const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
+        return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
+      },
+      lookupGroup: (name) => {
+        const line = group.split('\n').find((l) => l.split(':')[0] === name);
+        return line ? Number(line.split(':')[2]) : undefined;
+      },
+    });
+    await writeFile(join(d, 'config.json'), JSON.stringify(spec));
+
+    // crun in the foreground under the shim (measured here, `run --detach` + waitpid lost the status ~10% of the time)
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
-    const unified = this.crun.prefix.length > 0 ? this.cgroups.unified : undefined;
-    const shim = spawn('unshare', ['-m', '--propagation', 'private', '--', '/bin/bash', '--norc', '--noprofile', '-c', shimScript(unified), 'troupe-shim', d, req.lowerDir, ...crunArgv], {
-      detached: true,
-      stdio: ['pipe', 'ignore', 'ignore'],
-      env: { ...process.env, SCRATCH: req.scratchSize ?? '1g', LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024) },
-    });
-    // a shim that ended early (a failed mount) closes its end: that is seen as its exit, not here
-    shim.stdin!.on('error', () => undefined);
-    // kept referenced: whoever awaits the exit keeps this process alive (an agent that stops and
-    // leaves containers running for its successor exits explicitly)
-    const shimDone = new Promise<void>((resolve) => {
-      shim.once('exit', () => resolve());
-      shim.once('error', () => resolve());
-    });
+    const exited = this.watchExit(id);
+    this.exits.set(id, exited.then(() => this.collect(id, req.podUid, req.container.name)));
     try {
-      const cg = this.cgroupOf(req.podUid, req.container.name);
-      await Promise.all([
-        writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`),
-        writeFile(join(d, 'hostname'), `${req.podName}\n`),
-        writeFile(
-          join(d, 'meta.json'),
-          JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name, podSpec: req.podSpec, restartCount: req.restartCount ?? 0 } satisfies ContainerMeta),
-        ),
-        writeFile(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns)),
-        cg.create(limitsFor(req.container)),
-      ]);
-      const sandboxPid = req.sandbox ? (await req.sandbox).pid : undefined;
-      const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
-      const group = readIf(join(req.lowerDir, 'etc/group'));
-      const spec = buildSpec({
-        container: req.container,
-        image: req.image,
-        hostname: req.podName,
-        rootfs: join(d, 'rootfs'),
-        etcFiles: { hosts: join(d, 'hosts'), hostname: join(d, 'hostname'), resolvConf: join(d, 'resolv.conf') },
-        cgroupsPath: cg.runtimePath,
-        extraEnv: req.extraEnv,
-        ...(sandboxPid ? { joinNamespaces: { network: `/proc/${sandboxPid}/ns/net`, ipc: `/proc/${sandboxPid}/ns/ipc`, uts: `/proc/${sandboxPid}/ns/uts` } } : {}),
-        lookupUser: (name) => {
-          const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
-          return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
-        },
-        lookupGroup: (name) => {
-          const line = group.split('\n').find((l) => l.split(':')[0] === name);
-          return line ? Number(line.split(':')[2]) : undefined;
-        },
-      });
-      await writeFile(join(d, 'config.json'), JSON.stringify(spec));
+      await this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv);
     } catch (err) {
-      // no word to the shim: it reads EOF and ends without a container
-      shim.stdin!.destroy();
-      await shimDone;
+      this.launcher().forgetExit(id);
       throw err;
     }
-    shim.stdin!.end('go\n');
-    this.exits.set(id, shimDone.then(() => this.collect(id, req.podUid, req.container.name)));
 
     // Running once crun has written the pid file (or failed): watched, not polled with backoff
     const pidFile = join(d, 'pid');
     let ended = false;
-    void shimDone.then(() => (ended = true));
+    void exited.then(() => (ended = true));
     const started = await new Promise<boolean>((resolve) => {
       let done = false;
       const finish = (ok: boolean) => {
@@ -279,7 +237,7 @@ export class ContainerRuntime {
       }
       const poll = setInterval(check, 20);
       const limit = setTimeout(() => finish(false), 30_000);
-      void shimDone.then(check);
+      void exited.then(check);
       check();
     });
     if (started) return { id, pid: Number(readIf(pidFile).trim()), startedAt: statSync(pidFile).mtime };
@@ -290,21 +248,52 @@ export class ContainerRuntime {
     throw new RuntimeError(`container ${id} did not start within 30 s`, { id });
   }
 
-  /** A container run again: its folder starts afresh, keeping the last instance's output (logs --previous). */
+  /** The launcher that starts this runtime's shims and sandboxes (started on first use). */
+  launcher(): Launcher {
+    this.launch ??= new Launcher(this.crun.prefix, { LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024) }, this.opts.busybox);
+    return this.launch;
+  }
+
+  /** Where container `id`'s output goes: `<base>.stdout.log`, `<base>.stderr.log` (on disk). */
+  logBase(id: string): string {
+    return join(this.logDir, id);
+  }
+
+  /**
+   * Resolves when the shim of container `id` has ended: told by the launcher, or (a launcher gone,
+   * a container adopted from an earlier agent) seen in its folder: an `exitcode` file, or a shim
+   * that is gone without writing one.
+   */
+  private watchExit(id: string): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const d = this.dir(id);
+      let missing = 0;
+      const done = () => {
+        clearInterval(poll);
+        this.launch?.forgetExit(id);
+        resolve();
+      };
+      this.launcher().onExit(id, done);
+      const poll = setInterval(() => {
+        if (hasExitCode(d) || !existsSync(d)) return done();
+        const shim = Number(readIf(join(d, 'shim.pid')).trim());
+        // a shim that is gone (or never came) and said nothing: seen three times in a row, as
+        // it may be writing its status just now
+        if (!(shim > 0 && isShim(shim))) {
+          if (++missing >= 3 && !hasExitCode(d)) done();
+        } else missing = 0;
+      }, 500);
+    });
+  }
+
+  /** A container run again: its folder starts afresh, its last instance's output kept (logs --previous). */
   private async clearForRestart(id: string, d: string): Promise<void> {
-    const prev = join(this.opts.dataDir, 'containers', `.prev-${id}`);
-    await rm(prev, { recursive: true, force: true });
-    const logFiles = ['stdout.log', 'stdout.log.1', 'stderr.log', 'stderr.log.1'];
-    if (existsSync(join(d, 'stdout.log'))) {
-      await mkdir(prev, { recursive: true });
-      for (const f of logFiles) await rename(join(d, f), join(prev, f)).catch(() => undefined);
-    }
+    const base = this.logBase(id);
+    const current = ['stdout.log', 'stdout.log.1', 'stderr.log', 'stderr.log.1'];
+    const previous = (f: string) => `${base}.${f.replace('.log', '.previous.log')}`;
+    for (const f of current) await rm(previous(f), { force: true });
+    for (const f of current) await rename(`${base}.${f}`, previous(f)).catch(() => undefined);
     await rm(d, { recursive: true, force: true });
-    if (existsSync(prev)) {
-      await mkdir(d, { recursive: true });
-      for (const f of logFiles) await rename(join(prev, f), join(d, f.replace('.log', '.previous.log'))).catch(() => undefined);
-      await rm(prev, { recursive: true, force: true });
-    }
   }
 
   /**
@@ -317,12 +306,12 @@ export class ContainerRuntime {
     if (!existsSync(join(d, 'meta.json'))) return { state: 'absent' };
     const pidText = readIf(join(d, 'pid')).trim();
     const startedAt = pidText ? statSync(join(d, 'pid')).mtime : undefined;
-    if (existsSync(join(d, 'exitcode'))) return { state: 'exited', exit: await this.collect(id, podUid, name), startedAt };
+    if (hasExitCode(d)) return { state: 'exited', exit: await this.collect(id, podUid, name), startedAt };
     const st = await this.crun.state(id);
     if (st && (st.status === 'running' || st.status === 'created') && pidText) return { state: 'running', pid: st.pid, startedAt: startedAt! };
     // the shim may be finishing: give it a moment to write the status
     await new Promise((r) => setTimeout(r, 300));
-    if (existsSync(join(d, 'exitcode'))) return { state: 'exited', exit: await this.collect(id, podUid, name), startedAt };
+    if (hasExitCode(d)) return { state: 'exited', exit: await this.collect(id, podUid, name), startedAt };
     return { state: 'absent' };
   }
 
@@ -331,21 +320,33 @@ export class ContainerRuntime {
     const id = this.containerId(podUid, name);
     let p = this.exits.get(id);
     if (!p) {
-      p = (async () => {
-        while (!existsSync(join(this.dir(id), 'exitcode')) && existsSync(this.dir(id))) {
-          const st = await this.crun.state(id);
-          if (!st && !existsSync(join(this.dir(id), 'exitcode'))) {
-            // neither running nor finished through a shim: it is gone without a status
-            await new Promise((r) => setTimeout(r, 200));
-            if (!existsSync(join(this.dir(id), 'exitcode'))) break;
-          }
-          await new Promise((r) => setTimeout(r, 100));
-        }
-        return this.collect(id, podUid, name);
-      })();
+      p = this.watchExit(id).then(() => this.collect(id, podUid, name));
       this.exits.set(id, p);
     }
     return p;
+  }
+
+  /** Whether the container's process runs (started, not exited). */
+  isRunning(podUid: string, name: string): boolean {
+    const d = this.dir(this.containerId(podUid, name));
+    const pid = Number(readIf(join(d, 'pid')).trim());
+    return pid > 0 && !hasExitCode(d) && existsSync(`/proc/${pid}`);
+  }
+
+  /**
+   * Sends a signal to the container's first process, as `crun kill` does, without a crun process
+   * (the pid is crun's pid file; a container whose status is written is not signalled).
+   */
+  private signal(id: string, sig: NodeJS.Signals): boolean {
+    const d = this.dir(id);
+    const pid = Number(readIf(join(d, 'pid')).trim());
+    if (!(pid > 0) || hasExitCode(d)) return false;
+    try {
+      process.kill(pid, sig);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private async collect(id: string, podUid: string, name: string): Promise<Exited> {
@@ -376,26 +377,36 @@ export class ContainerRuntime {
   async stop(podUid: string, name: string, graceMs: number): Promise<Exited> {
     const id = this.containerId(podUid, name);
     const exited = this.wait(podUid, name);
-    await this.crun.kill(id, 'SIGTERM');
+    if (graceMs <= 0) {
+      this.killedByUs.add(id);
+      this.signal(id, 'SIGKILL');
+      return exited;
+    }
+    this.signal(id, 'SIGTERM');
     const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
     if ((await Promise.race([exited, timer])) === 'timeout') {
       this.killedByUs.add(id);
-      await this.crun.kill(id, 'SIGKILL');
+      this.signal(id, 'SIGKILL');
     }
     return exited;
   }
 
-  /** Removes everything of a stopped container: crun state, folder (with logs), cgroups. */
+  /** Removes everything of a stopped container: crun state, folder, logs, cgroups. */
   async remove(podUid: string, name: string): Promise<void> {
     const id = this.containerId(podUid, name);
-    const st = await this.crun.state(id);
-    if (st && st.status !== 'stopped') {
+    const d = this.dir(id);
+    if (existsSync(d) && !hasExitCode(d)) {
       this.killedByUs.add(id);
-      await this.crun.kill(id, 'SIGKILL');
+      this.signal(id, 'SIGKILL');
       await this.wait(podUid, name);
     }
-    await this.crun.delete(id);
-    await rm(this.dir(id), { recursive: true, force: true });
+    // `crun run` deletes its state when the container ends; a crun that did not finish leaves it
+    if (existsSync(join(this.crun.stateRoot, id))) await this.crun.delete(id);
+    await rm(d, { recursive: true, force: true });
+    const base = this.logBase(id);
+    await Promise.all(
+      ['stdout.log', 'stdout.log.1', 'stderr.log', 'stderr.log.1', 'stdout.previous.log', 'stdout.previous.log.1', 'stderr.previous.log', 'stderr.previous.log.1'].map((f) => rm(`${base}.${f}`, { force: true })),
+    );
     await this.cgroupOf(podUid, name).remove();
     this.exits.delete(id);
   }
@@ -410,11 +421,11 @@ export class ContainerRuntime {
 
   /** The container's output lines so far (or its previous instance's), rotated file first, stamped. */
   async logLines(podUid: string, name: string, previous = false): Promise<{ stdout: LogLine[]; stderr: LogLine[] }> {
-    const d = this.dir(this.containerId(podUid, name));
+    const base = this.logBase(this.containerId(podUid, name));
     const read = async (stream: 'stdout' | 'stderr') => {
-      const base = join(d, previous ? `${stream}.previous.log` : `${stream}.log`);
-      const older = await readFile(`${base}.1`, 'utf8').catch(() => '');
-      const current = await readFile(base, 'utf8').catch(() => '');
+      const file = `${base}.${stream}${previous ? '.previous' : ''}.log`;
+      const older = await readFile(`${file}.1`, 'utf8').catch(() => '');
+      const current = await readFile(file, 'utf8').catch(() => '');
       return parseLog(older + current, stream);
     };
     return { stdout: await read('stdout'), stderr: await read('stderr') };
@@ -441,37 +452,32 @@ export class ContainerRuntime {
         const known = Number(readIf(pidFile).trim());
         if (known > 0 && isSandbox(known)) return { pid: known };
         await mkdir(join(this.opts.dataDir, 'sandboxes'), { recursive: true });
-        // it says `ready` once the hostname is set and loopback is up, then becomes `sleep` with its
-        // output closed: no polling
-        const child = spawn(
-          'unshare',
-          ['--net', '--ipc', '--uts', '--', '/bin/sh', '-c', 'echo "$1" > /proc/sys/kernel/hostname && ip link set lo up && echo ready && exec sleep 2147483647 >/dev/null 2>&1', 'troupe-sandbox', podName],
-          { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-        );
-        const pid = child.pid;
-        this.startingSandboxes.add(child);
-        let said = '';
-        child.stderr!.on('data', (b: Buffer) => (said += b.toString()).length > 4096 && (said = said.slice(-4096)));
-        const ready = await new Promise<boolean>((resolve) => {
-          const limit = setTimeout(() => resolve(false), 10_000);
-          let out = '';
-          child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-          // `ready`, then the end of its output: it is becoming `sleep`
-          child.stdout!.once('end', () => out.includes('ready') && (clearTimeout(limit), resolve(true)));
-          child.once('error', () => (clearTimeout(limit), resolve(false)));
-          child.once('exit', () => (clearTimeout(limit), resolve(false)));
-        });
-        child.stdout!.destroy();
-        child.stderr!.destroy();
-        child.unref();
+        // it writes its pid file and says `ready` once the hostname is set and loopback is up,
+        // then becomes `sleep` with its output closed
+        const errFile = join(this.opts.dataDir, 'sandboxes', `${podUid}.err`);
+        const launched = await this.launcher().sandbox(podName, pidFile, errFile);
+        const pid = launched.pid;
+        this.startingSandboxes.add(pid);
+        // a sandbox that ends before it is ready (unshare refused, say) says nothing: watched
+        let poll: NodeJS.Timeout | undefined;
+        let limit: NodeJS.Timeout | undefined;
+        const ready = await Promise.race([
+          launched.ready,
+          new Promise<boolean>((resolve) => {
+            poll = setInterval(() => pid > 0 && !existsSync(`/proc/${pid}`) && resolve(false), 50);
+            limit = setTimeout(() => resolve(false), 10_000);
+          }),
+        ]);
+        clearInterval(poll);
+        clearTimeout(limit);
         for (let i = 0; ready && pid && !isSandbox(pid) && i < 1000; i++) await new Promise((r) => setTimeout(r, 1));
+        this.startingSandboxes.delete(pid);
         if (!pid || !ready) {
-          this.startingSandboxes.delete(child);
-          if (pid && child.exitCode === null) child.kill('SIGKILL');
-          throw new RuntimeError(`pod sandbox for ${podName} did not start${child.exitCode !== null ? ` (exit ${child.exitCode})` : ''}${said.trim() ? `: ${said.trim()}` : ''}`, { podUid });
+          if (pid > 0 && existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
+          await rm(pidFile, { force: true });
+          const said = readIf(errFile).trim().slice(-4096);
+          throw new RuntimeError(`pod sandbox for ${podName} did not start${said ? `: ${said}` : ''}`, { podUid });
         }
-        await writeFile(pidFile, `${pid}\n`);
-        this.startingSandboxes.delete(child);
         if (this.network) {
           // on the node's pod network: an address of the node's pod CIDR (CNI bridge + host-local)
           try {
@@ -499,8 +505,25 @@ export class ContainerRuntime {
    * waiting for their bundle end by themselves: their shim reads EOF when this process is gone.)
    */
   abandonStarting(): void {
-    for (const child of this.startingSandboxes) if (child.exitCode === null) child.kill('SIGKILL');
+    for (const pid of this.startingSandboxes) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
     this.startingSandboxes.clear();
+    this.launch?.close();
+  }
+
+  /**
+   * For a runtime that is done (an agent stopping): ends the launcher, and removes the state
+   * folder on tmpfs when no container or sandbox is left in it.
+   */
+  release(): boolean {
+    this.launch?.close();
+    this.launch = undefined;
+    return releaseStateDir(this.opts.dataDir);
   }
 
   private sandboxPidFile(podUid: string): string {
@@ -535,6 +558,7 @@ export class ContainerRuntime {
       await rm(ipFile, { force: true });
       await rm(this.sandboxPortsFile(podUid), { force: true });
     }
+    await rm(join(this.opts.dataDir, 'sandboxes', `${podUid}.err`), { force: true });
     if (pid > 0 && isSandbox(pid)) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -549,7 +573,7 @@ export class ContainerRuntime {
   /** Removes the cgroups of pods that have no container or sandbox here any more. */
   async sweepCgroups(): Promise<string[]> {
     const keep = new Set((await this.containers()).map((c) => c.podUid));
-    for (const f of await readdir(join(this.opts.dataDir, 'sandboxes')).catch(() => [] as string[])) keep.add(f.replace(/\.(pid|ip|ports)$/, ''));
+    for (const f of await readdir(join(this.opts.dataDir, 'sandboxes')).catch(() => [] as string[])) keep.add(f.replace(/\.(pid|ip|ports|err)$/, ''));
     for (const uid of this.sandboxes.keys()) keep.add(uid);
     return sweepNodeCgroups(this.cgroups, this.opts.node, keep);
   }
@@ -576,11 +600,102 @@ export function resolvConf(namespace: string, dns: { nameserver: string; domain:
   return `${dns ? `nameserver ${dns.nameserver}\n` : ''}search ${namespace}.svc.${domain} svc.${domain} ${domain}\noptions ndots:5\n`;
 }
 
+const TMPFS_MAGIC = 0x01021994;
+
+function onTmpfs(path: string): boolean {
+  try {
+    return statfsSync(path).type === TMPFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Bundles and crun's state live on tmpfs: measured here, each new file on ext4 costs 0.2–0.8 ms and
+ * a container's folder has a dozen (its writable layer too: the overlay's upper and work folders).
+ * tmpfs outlives the agent, so a restarted agent still adopts; after a reboot the containers are
+ * gone anyway. `dataDir` becomes a link to `<tmpfs>/troupe/<node>-<hash of dataDir>` (/run when it
+ * is tmpfs, else /dev/shm); without tmpfs, or when dataDir is already a folder, it stays on disk.
+ * Container output stays on disk (logDir). Writes to a writable layer on tmpfs are memory, charged
+ * to the container's memory cgroup (its limit bounds them).
+ */
+export function prepareStateDir(dataDir: string, node: string): void {
+  let st: ReturnType<typeof lstatSync> | undefined;
+  try {
+    st = lstatSync(dataDir);
+  } catch {
+    st = undefined;
+  }
+  if (st?.isSymbolicLink()) {
+    // after a reboot the tmpfs folder is gone: made again
+    mkdirSync(resolve(dirname(dataDir), readlinkSync(dataDir)), { recursive: true });
+    return;
+  }
+  if (st) return;
+  const base = ['/run', '/dev/shm'].find(onTmpfs);
+  if (!base || process.env.TROUPE_STATE_ON_DISK === '1') {
+    mkdirSync(dataDir, { recursive: true });
+    return;
+  }
+  mkdirSync(dirname(dataDir), { recursive: true });
+  const key = createHash('sha256').update(realpathSync(dirname(dataDir))).update('\0').update(dataDir).digest('hex').slice(0, 12);
+  const target = join(base, 'troupe', `${node}-${key}`);
+  mkdirSync(target, { recursive: true });
+  symlinkSync(target, dataDir);
+}
+
+/**
+ * Removes the tmpfs folder behind a state folder link, and the link, when nothing runs from it any
+ * more (no container folder, no sandbox). Returns whether it did.
+ */
+export function releaseStateDir(dataDir: string): boolean {
+  try {
+    if (!lstatSync(dataDir).isSymbolicLink()) return false;
+  } catch {
+    return false;
+  }
+  const target = resolve(dirname(dataDir), readlinkSync(dataDir));
+  const busy = (sub: string) => {
+    try {
+      return readdirSyncSafe(join(target, sub)).some((f) => !f.startsWith('.'));
+    } catch {
+      return false;
+    }
+  };
+  if (busy('containers') || readdirSyncSafe(join(target, 'sandboxes')).some((f) => f.endsWith('.pid'))) return false;
+  rmSync(target, { recursive: true, force: true });
+  unlinkSync(dataDir);
+  try {
+    rmdirSync(dirname(target));
+  } catch {
+    // other nodes' folders are there
+  }
+  return true;
+}
+
+function readdirSyncSafe(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function hasExitCode(dir: string): boolean {
+  return readIf(join(dir, 'exitcode')).trim() !== '';
+}
+
+/** Whether `pid` is a shim (a job of a launcher). */
+function isShim(pid: number): boolean {
+  return readIf(`/proc/${pid}/cmdline`).includes('troupe-launcher');
+}
+
 /** Whether `pid` is a pod sandbox's sleeping process. */
 function isSandbox(pid: number): boolean {
   try {
     const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmd.startsWith('sleep\0') && cmd.includes('2147483647');
+    const argv = cmd.split('\0');
+    return (argv[0] === 'sleep' || (argv[0]!.endsWith('busybox') && argv[1] === 'sleep')) && argv.includes('2147483647');
   } catch {
     return false;
   }

@@ -68,8 +68,7 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
       }),
       stopContainer: fromPromise<void, { ctx: ContainerContext }>(async ({ input }) => {
         await starting.get(key(input.ctx));
-        const st = await runtime.crun.state(runtime.containerId(input.ctx.podUid, input.ctx.container.name));
-        if (st && st.status !== 'stopped') await runtime.stop(input.ctx.podUid, input.ctx.container.name, input.ctx.graceMs);
+        if (runtime.isRunning(input.ctx.podUid, input.ctx.container.name)) await runtime.stop(input.ctx.podUid, input.ctx.container.name, input.ctx.graceMs);
       }),
       inspectContainer: fromPromise<InspectResult, { ctx: ContainerContext }>(async ({ input }) => {
         const r = await runtime.inspect(input.ctx.podUid, input.ctx.container.name);

@@ -34,14 +34,14 @@ t.test('apply the seed Deployment → isolated pods; scale, roll, undo, survive 
   let up = await startUp(t, dir, ['--log-level', 'warn', '--cluster-cidr', '10.252.0.0/16'], NODE);
   t.teardown(async () => {
     // whatever happened, no container, sandbox, mount or cgroup of this node is left
-    if (up.child.exitCode === null) {
+    if (up.child.exitCode === null && up.child.signalCode === null) {
       up.child.kill('SIGTERM');
       await new Promise((r) => up.child.once('exit', r));
     }
     for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL').catch(() => undefined);
     for (const f of (() => { try { return readdirSync(join(data, 'node', 'runtime', 'sandboxes')); } catch { return []; } })()) {
       const pid = Number(readFileSync(join(data, 'node', 'runtime', 'sandboxes', f), 'utf8'));
-      try { if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep')) process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      try { if (/^(\/bin\/busybox\0)?sleep\0/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))) process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
     await removeBridge(NODE);
   });

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Teardown } from './nats.js';
-import { readFileSync, readdirSync } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync, realpathSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 function readdirSafe(dir: string): string[] {
@@ -51,6 +51,7 @@ export async function startAgent(t: Teardown, url: string, node: string, dataDir
     }
     // an agent leaves its pods running when it stops (for adoption): a failed test leaves none
     await killNodeLeftovers(join(dataDir, 'runtime'));
+    removeStateDir(join(dataDir, 'runtime'));
     await removeBridge(node);
   });
   await new Promise<void>((resolve, reject) => {
@@ -71,7 +72,18 @@ export async function killNodeLeftovers(runtimeDir: string): Promise<void> {
   for (const f of readdirSafe(join(runtimeDir, 'sandboxes'))) {
     if (!f.endsWith('.pid')) continue;
     const pid = Number(readFileSync(join(runtimeDir, 'sandboxes', f), 'utf8'));
-    if (pid > 0 && readFileSafe(`/proc/${pid}/cmdline`).startsWith('sleep')) process.kill(pid, 'SIGKILL');
+    if (pid > 0 && /^(\/bin\/busybox\0)?sleep\0/.test(readFileSafe(`/proc/${pid}/cmdline`))) process.kill(pid, 'SIGKILL');
+  }
+}
+
+/** Removes a runtime's state folder on tmpfs (what its link points to) and the link. */
+export function removeStateDir(link: string): void {
+  try {
+    if (!lstatSync(link).isSymbolicLink()) return;
+    rmSync(realpathSync(link), { recursive: true, force: true });
+    unlinkSync(link);
+  } catch {
+    // gone already
   }
 }
 

@@ -16,12 +16,13 @@ export async function busyboxImage(t: Teardown, changes: string[] = []): Promise
 }
 
 /** A runtime whose every container is removed when the test ends, even when it fails. */
-export function testRuntime(t: Teardown, dir: string, node = 'tn'): ContainerRuntime & { track(podUid: string, name: string): void } {
-  const rt = new ContainerRuntime({ dataDir: join(dir, `agent-${node}`), node }) as ContainerRuntime & { track(podUid: string, name: string): void };
+export function testRuntime(t: Teardown, dir: string, node = 'tn', opts: { busybox?: string } = {}): ContainerRuntime & { track(podUid: string, name: string): void } {
+  const rt = new ContainerRuntime({ dataDir: join(dir, `agent-${node}`), node, ...opts }) as ContainerRuntime & { track(podUid: string, name: string): void };
   const started: [string, string][] = [];
   rt.track = (podUid, name) => started.push([podUid, name]);
   t.teardown(async () => {
     for (const [u, n] of started) await rt.remove(u, n).catch(() => undefined);
+    rt.release();
   });
   return rt;
 }

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { cli } from './agent.js';
+import { cli, killNodeLeftovers, removeStateDir } from './agent.js';
 import type { Teardown } from './nats.js';
 
 /** The nats-server pid whose config lives under `dir` (found through /proc). */
@@ -28,8 +28,15 @@ export async function startUp(t: Teardown, dir: string, extra: string[] = [], no
     env: { ...process.env, TROUPE_HOME: join(dir, 'home') },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+    }
+    // what the node left (after a kill -9, say): its containers, sandboxes and tmpfs state folder
+    const runtime = join(dir, 'data', 'node', 'runtime');
+    await killNodeLeftovers(runtime).catch(() => undefined);
+    removeStateDir(runtime);
   });
   const out: string[] = [];
   const err: string[] = [];

@@ -208,7 +208,10 @@ t.test('logs: each line stamped when read, files rotated by size, the newest lin
   const { ContainerRuntime } = await import('../../node-agent/index.js');
   const rt = new ContainerRuntime({ dataDir: `${img.dir}/agent-logs`, node: 'logs-node', logMaxBytes: 4000 });
   const podUid = 'uid-logs';
-  t.teardown(() => rt.remove(podUid, 'main').catch(() => undefined));
+  t.teardown(async () => {
+    await rt.remove(podUid, 'main').catch(() => undefined);
+    rt.release();
+  });
   const before = Date.now();
   await rt.run({ podUid, podName: 'logs', namespace: 'default', container: { name: 'main', image: 'x', command: ['/bin/sh', '-c', 'i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo "line $i"; done; echo bad >&2'] }, image: img.image.config.config, lowerDir: img.lowerDir });
   await rt.wait(podUid, 'main');
@@ -222,9 +225,9 @@ t.test('logs: each line stamped when read, files rotated by size, the newest lin
   t.ok(last.ts % 1 !== 0 || lines.stdout.some((l) => l.ts % 1 !== 0), 'sub-millisecond precision');
   t.same(lines.stderr.map((l) => l.line), ['bad']);
   const { statSync } = await import('node:fs');
-  const d = rt.dir(rt.containerId(podUid, 'main'));
-  t.ok(statSync(`${d}/stdout.log`).size <= 4000 + 100, 'the current file stays near the limit');
-  t.ok(statSync(`${d}/stdout.log.1`).size <= 4000 + 100, 'one rotated file, bounded too');
+  const base = rt.logBase(rt.containerId(podUid, 'main'));
+  t.ok(statSync(`${base}.stdout.log`).size <= 4000 + 100, 'the current file stays near the limit');
+  t.ok(statSync(`${base}.stdout.log.1`).size <= 4000 + 100, 'one rotated file, bounded too');
   const { rfc3339Nano } = await import('../../node-agent/index.js');
   t.equal(rfc3339Nano(Date.UTC(2026, 10, 26, 15, 4, 5, 123) + 0.456), '2026-11-26T15:04:05.123456000Z');
 });

@@ -1,0 +1,118 @@
+/**
+ * The launcher starts shims and sandboxes for the runtime (real crun, as root): the agent's own
+ * process forks nothing per container, the state folder is on tmpfs, output stays on disk, and a
+ * launcher that dies loses no exit status.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import type { Container } from '../../protocol/index.js';
+import { busyboxImage, testRuntime } from '../helpers/images.js';
+import { waitFor } from '../helpers/nats.js';
+
+const TMPFS = 0x01021994;
+let seq = 0;
+
+async function run(rt: ReturnType<typeof testRuntime>, img: Awaited<ReturnType<typeof busyboxImage>>, container: Partial<Container>, sandbox = false) {
+  const podUid = `luid${++seq}`;
+  const podName = `pod-${seq}`;
+  const c = { name: 'main', image: 'busybox:test', ...container } as Container;
+  rt.track(podUid, c.name);
+  const sb = sandbox ? rt.ensureSandbox(podUid, podName, 'default') : undefined;
+  const started = await rt.run({ podUid, podName, namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir, sandbox: sb });
+  return { podUid, podName, name: c.name, started };
+}
+
+function children(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+t.test('containers and sandboxes are jobs of the launcher: the runtime’s process forks none of them', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'launch-node');
+  const pods = await Promise.all([0, 1, 2].map(() => run(rt, img, { command: ['/bin/sleep', '60'] }, true)));
+  t.teardown(async () => {
+    for (const p of pods) await rt.removeSandbox(p.podUid).catch(() => undefined);
+  });
+  const launcher = rt.launcher().pid!;
+  t.ok(launcher > 0, 'a launcher runs');
+  // this process's children: the launcher, and none of the shims or sandboxes
+  const mine = children(process.pid);
+  const shims = pods.map((p) => Number(readFileSync(join(rt.dir(rt.containerId(p.podUid, p.name)), 'shim.pid'), 'utf8')));
+  for (const s of shims) {
+    t.notOk(mine.includes(s), `shim ${s} is not a child of the runtime's process`);
+    t.ok(children(launcher).includes(s), `shim ${s} is a job of the launcher`);
+  }
+  const sandboxes = await Promise.all(pods.map((p) => rt.ensureSandbox(p.podUid, 'x', 'default')));
+  for (const { pid } of sandboxes) t.ok(children(launcher).includes(pid), `sandbox ${pid} is a job of the launcher`);
+  // the pod's hostname is set in its sandbox, which the container shares
+  const r = await rt.exec(pods[0]!.podUid, 'main', ['/bin/hostname']);
+  t.equal(r.stdout.trim(), pods[0]!.podName, 'hostname is the pod name');
+});
+
+t.test('the state folder is on tmpfs, the output on disk; a silent container writes no log file', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'tmpfs-node');
+  const state = join(img.dir, 'agent-tmpfs-node');
+  const onTmpfs = ['/run', '/dev/shm'].some((p) => {
+    try {
+      return statfsSync(p).type === TMPFS;
+    } catch {
+      return false;
+    }
+  });
+  if (onTmpfs) {
+    t.ok(lstatSync(state).isSymbolicLink(), 'the state folder is a link');
+    t.equal(statfsSync(state).type, TMPFS, 'it leads to tmpfs (crun’s state and the bundles)');
+  }
+  const quiet = await run(rt, img, { command: ['/bin/true'] });
+  const loud = await run(rt, img, { command: ['/bin/sh', '-c', 'echo out; echo err >&2'] });
+  await rt.wait(quiet.podUid, 'main');
+  await rt.wait(loud.podUid, 'main');
+  if (onTmpfs) t.equal(statfsSync(rt.dir(rt.containerId(loud.podUid, 'main'))).type, TMPFS, 'the bundle is on tmpfs');
+  t.not(statfsSync(rt.logDir).type, TMPFS, 'the output folder is not tmpfs');
+  t.same((await rt.logs(loud.podUid, 'main')), { stdout: 'out\n', stderr: 'err\n' });
+  const quietId = rt.containerId(quiet.podUid, 'main');
+  t.same(readdirSync(rt.logDir).filter((f) => f.startsWith(quietId)), [], 'no log file for a container that said nothing');
+  t.same(readdirSync(rt.logDir).filter((f) => f.startsWith(rt.containerId(loud.podUid, 'main'))).sort(), ['.stderr.log', '.stdout.log'].map((f) => rt.containerId(loud.podUid, 'main') + f));
+  await rt.remove(quiet.podUid, 'main');
+  await rt.remove(loud.podUid, 'main');
+  t.same(readdirSync(rt.logDir), [], 'removal takes the output too');
+  const target = onTmpfs ? (await import('node:fs')).realpathSync(state) : state;
+  t.ok(rt.release() === onTmpfs, 'release removes the tmpfs folder');
+  if (onTmpfs) {
+    t.notOk(existsSync(target), 'the tmpfs folder is gone');
+    t.notOk(existsSync(state), 'and the link');
+  }
+});
+
+t.test('a launcher that dies loses no exit status, and the next start gets a new launcher', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'relaunch-node');
+  const a = await run(rt, img, { command: ['/bin/sh', '-c', 'sleep 1; exit 7'] });
+  const first = rt.launcher().pid!;
+  process.kill(first, 'SIGKILL');
+  const e = await rt.wait(a.podUid, 'main');
+  t.equal(e.exitCode, 7, 'the status from the shim’s file');
+  t.equal(e.reason, 'Error');
+  const b = await run(rt, img, { command: ['/bin/true'] });
+  t.not(rt.launcher().pid, first, 'a new launcher');
+  t.equal((await rt.wait(b.podUid, 'main')).exitCode, 0);
+});
+
+t.test('without busybox the shims and sandboxes use util-linux and the same steps', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'nobb-node', { busybox: '' });
+  const p = await run(rt, img, { command: ['/bin/sh', '-c', 'echo hello; hostname'] }, true);
+  t.teardown(() => rt.removeSandbox(p.podUid));
+  t.equal((await rt.wait(p.podUid, 'main')).exitCode, 0);
+  t.equal((await rt.logs(p.podUid, 'main')).stdout, `hello\n${p.podName}\n`);
+  const { pid } = await rt.ensureSandbox(p.podUid, 'x', 'default');
+  t.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /^sleep\0/, 'the sandbox is util-linux sleep');
+  await waitFor(() => existsSync(`/proc/${pid}`), 'sandbox alive');
+});
