@@ -86,7 +86,7 @@ export function restartDelay(step: number, baseMs: number, capMs: number): numbe
 export const containerMachine = setup({
   types: {} as { context: ContainerContext; input: ContainerInput; events: ContainerEvent },
   actors: {
-    ensureImage: fromPromise<PreparedImage, { image: string }>(async () => {
+    ensureImage: fromPromise<PreparedImage, { image: string; ctx?: ContainerContext }>(async () => {
       throw new Error('ensureImage not provided');
     }),
     runContainer: fromPromise<{ startedAt: string; pid: number }, { ctx: ContainerContext }>(async () => {
@@ -156,7 +156,7 @@ export const containerMachine = setup({
       entry: 'notify',
       invoke: {
         src: 'ensureImage',
-        input: ({ context }) => ({ image: context.container.image }),
+        input: ({ context }) => ({ image: context.container.image, ctx: context }),
         onDone: { target: 'starting', actions: assign({ image: ({ event }) => event.output, pullFailures: 0 }) },
         onError: {
           target: 'pullBackoff',

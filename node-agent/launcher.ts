@@ -107,6 +107,8 @@ function quote(arg: string): string {
   return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
+const REPLY_TIMEOUT_MS = 30_000;
+
 export interface LaunchedSandbox {
   pid: number;
   /** Resolves true once it said `ready`, false when it failed. */
@@ -166,21 +168,37 @@ export class Launcher {
   private request(verb: string, args: string[], wantDone = false): { spawned: Promise<number>; done?: Promise<boolean> } {
     const child = this.ensure();
     const rid = String(++this.rid);
-    let spawned!: Promise<number>;
-    let done: Promise<boolean> | undefined;
     const entry: { spawned?: (pid: number) => void; done?: (ok: boolean) => void; fail: (err: Error) => void } = { fail: () => undefined };
-    spawned = new Promise<number>((resolve, reject) => {
-      entry.spawned = resolve;
-      entry.fail = reject;
+    // a deadline, which also keeps this process alive while it waits (the launcher does not)
+    let timer: NodeJS.Timeout | undefined;
+    const spawned = new Promise<number>((resolve, reject) => {
+      entry.spawned = (pid) => {
+        if (!entry.done) clearTimeout(timer);
+        resolve(pid);
+      };
+      entry.fail = (err) => {
+        clearTimeout(timer);
+        reject(err);
+      };
     });
+    let done: Promise<boolean> | undefined;
     if (wantDone) {
-      done = new Promise<boolean>((resolve) => (entry.done = resolve));
+      done = new Promise<boolean>((resolve) => {
+        entry.done = (ok) => {
+          clearTimeout(timer);
+          resolve(ok);
+        };
+      });
       const fail = entry.fail;
       entry.fail = (err) => {
         fail(err);
         entry.done?.(false);
       };
     }
+    timer = setTimeout(() => {
+      if (!this.replies.delete(rid)) return;
+      entry.fail(new RuntimeError(`the launcher did not answer ${verb} within ${REPLY_TIMEOUT_MS / 1000} s`, {}));
+    }, REPLY_TIMEOUT_MS);
     this.replies.set(rid, entry);
     child.stdin!.write(`${[verb, rid, ...args].map(quote).join(' ')}\n`);
     return { spawned, done };

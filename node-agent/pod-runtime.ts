@@ -29,9 +29,14 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
     return p;
   };
   const key = (c: ContainerContext) => `${c.podUid}/${c.container.name}`;
+  const sandboxOf = (c: ContainerContext) =>
+    runtime.ensureSandbox(c.podUid, c.podName, c.namespace, portMappingsOf(((c.podSpec as { containers?: Parameters<typeof portMappingsOf>[0] } | undefined)?.containers) ?? []));
   return containerMachine.provide({
     actors: {
-      ensureImage: fromPromise<PreparedImage, { image: string }>(async ({ input }) => {
+      ensureImage: fromPromise<PreparedImage, { image: string; ctx?: ContainerContext }>(async ({ input }) => {
+        // the pod's sandbox comes up meanwhile (the kubelet too makes it before it pulls): the
+        // container's start waits for it, its failure is that start's
+        if (input.ctx) sandboxOf(input.ctx).catch(() => undefined);
         try {
           const { path, image } = await images.rootfs(input.image);
           return { config: image.config.config, lowerDir: path };
@@ -45,7 +50,7 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
       }),
       runContainer: fromPromise<{ startedAt: string; pid: number }, { ctx: ContainerContext }>(async ({ input }) => {
         const c = input.ctx;
-        const sandbox = runtime.ensureSandbox(c.podUid, c.podName, c.namespace, portMappingsOf(((c.podSpec as { containers?: Parameters<typeof portMappingsOf>[0] } | undefined)?.containers) ?? []));
+        const sandbox = sandboxOf(c);
         // the container is prepared while the sandbox comes up; its config waits for the sandbox
         const run = runtime.run({
           sandbox,
