@@ -615,10 +615,11 @@ function onTmpfs(path: string): boolean {
  * Bundles and crun's state live on tmpfs: measured here, each new file on ext4 costs 0.2–0.8 ms and
  * a container's folder has a dozen (its writable layer too: the overlay's upper and work folders).
  * tmpfs outlives the agent, so a restarted agent still adopts; after a reboot the containers are
- * gone anyway. `dataDir` becomes a link to `<tmpfs>/troupe/<node>-<hash of dataDir>` (/run when it
- * is tmpfs, else /dev/shm); without tmpfs, or when dataDir is already a folder, it stays on disk.
- * Container output stays on disk (logDir). Writes to a writable layer on tmpfs are memory, charged
- * to the container's memory cgroup (its limit bounds them).
+ * gone anyway. `dataDir` becomes a link to `<tmpfs>/troupe/<node>-<hash of dataDir>` (/dev/shm, or
+ * /run when only it is tmpfs: a full /run hurts systemd more than a full /dev/shm hurts anyone);
+ * without tmpfs, with TROUPE_STATE_ON_DISK=1, or when dataDir is already a folder, it stays on
+ * disk. Container output stays on disk (logDir). Writes to a writable layer on tmpfs are memory,
+ * charged to the container's memory cgroup (its limit bounds them).
  */
 export function prepareStateDir(dataDir: string, node: string): void {
   let st: ReturnType<typeof lstatSync> | undefined;
@@ -633,7 +634,7 @@ export function prepareStateDir(dataDir: string, node: string): void {
     return;
   }
   if (st) return;
-  const base = ['/run', '/dev/shm'].find(onTmpfs);
+  const base = ['/dev/shm', '/run'].find(onTmpfs);
   if (!base || process.env.TROUPE_STATE_ON_DISK === '1') {
     mkdirSync(dataDir, { recursive: true });
     return;

@@ -59,7 +59,7 @@ t.test('the state folder is on tmpfs, the output on disk; a silent container wri
   const img = await busyboxImage(t);
   const rt = testRuntime(t, img.dir, 'tmpfs-node');
   const state = join(img.dir, 'agent-tmpfs-node');
-  const onTmpfs = ['/run', '/dev/shm'].some((p) => {
+  const onTmpfs = ['/dev/shm', '/run'].some((p) => {
     try {
       return statfsSync(p).type === TMPFS;
     } catch {
