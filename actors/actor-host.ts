@@ -420,6 +420,13 @@ export class ActorHost {
           }
         }
         for (const w of waiters) this.bus.respond(w.msg, w.body, w.cid);
+        if (cell.dirty && cell.waiters.length === 0 && (cell.kind.persist ?? Persist.Durable) === Persist.Async) {
+          // an async actor that changed again meanwhile waits again before its next write: one
+          // write per delay at most, however fast the commands come (nobody waits on it)
+          cell.scheduled = true;
+          this.clock.setTimeout(() => void this.writeLoop(cell), this.opts.asyncPersistDelay ?? 20);
+          break;
+        }
       }
     } finally {
       cell.writing = false;

@@ -137,6 +137,28 @@ t.test("persist 'async': answers at once, writes coalesced behind, flushed on st
   t.equal(storedN(await client.stored('default', 'a')), 50, 'stop flushed the last changes');
 });
 
+t.test("persist 'async': under a steady stream of commands, one write per delay at most", async (t) => {
+  const nats = await withNats(t);
+  const hostBus = await withBus(t, nats.url);
+  const kind = { ...counter, kind: 'scounter', persist: 'async' as const };
+  const host = await ActorHost.start(hostBus, { kinds: [kind], asyncPersistDelay: 100 });
+  t.teardown(() => host.stop());
+  const client = new ActorClient(await withBus(t, nats.url), kind);
+  // commands one after the other for ~1 s, each answered at once: the actor is dirty the whole time
+  const t0 = Date.now();
+  let n = 0;
+  while (Date.now() - t0 < 1000) {
+    await client.send('default', 's', { type: 'inc', by: 1 });
+    n++;
+  }
+  const elapsed = Date.now() - t0;
+  const writes = hostBus.metrics.get('snapshot_writes_total');
+  // one write per 100 ms, plus the first and the one in flight; without the wait between writes
+  // it writes back to back, one per store round trip
+  t.ok(writes <= Math.ceil(elapsed / 100) + 2, `${n} commands in ${elapsed} ms made ${writes} writes`);
+  await waitFor(async () => storedN(await client.stored('default', 's')) === n, 'the last change written behind');
+});
+
 t.test('passivation: an idle actor leaves memory and comes back from its snapshot on its next command', async (t) => {
   const srv = await withNats(t);
   const bus = await withBus(t, srv.url);
