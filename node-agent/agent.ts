@@ -106,7 +106,7 @@ export class Agent {
   private async startNetwork(podCidr: string, kv: KvStore): Promise<void> {
     if (this.opts.network === false) return;
     const config = await readNetworkConfig(kv);
-    const cni = new Cni({ node: this.opts.nodeName, podCidr, dataDir: join(this.opts.dataDir, 'cni'), routes: ['0.0.0.0/0'] });
+    const cni = new Cni({ node: this.opts.nodeName, podCidr, dataDir: join(this.opts.dataDir, 'cni'), routes: ['0.0.0.0/0'], runner: (argv, o) => this.runtime.runCommand(argv, o) });
     try {
       this.net = await NodeNetwork.start({
         bus: this.opts.bus,

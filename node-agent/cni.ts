@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import type { CommandRunner } from './crun.js';
 import { RuntimeError } from './errors.js';
 
 export const CNI_PATH = '/usr/lib/cni';
@@ -53,6 +54,8 @@ export interface CniOptions {
   /** Extra routes put in every pod (e.g. the cluster CIDR via the bridge). */
   routes?: string[];
   timeoutMs?: number;
+  /** Runs the plugins (the node's launcher, so the agent does not fork); default execa. */
+  runner?: CommandRunner;
 }
 
 /** The bridge of a node: at most 15 characters, as Linux wants. */
@@ -105,13 +108,11 @@ export class Cni {
   }
 
   private async call(command: 'ADD' | 'DEL' | 'CHECK', containerId: string, netns: string, plugin: 'bridge' | 'portmap' = 'bridge', conf: Record<string, unknown> = this.config()): Promise<string> {
-    const r = await execa(join(CNI_PATH, plugin), [], {
-      input: JSON.stringify(conf),
-      env: { CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH, PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
-      extendEnv: false,
-      reject: false,
-      timeout: this.opts.timeoutMs ?? 15_000,
-    });
+    const env = { CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH, PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+    const timeoutMs = this.opts.timeoutMs ?? 15_000;
+    const r = this.opts.runner
+      ? await this.opts.runner([join(CNI_PATH, plugin)], { input: JSON.stringify(conf), env, timeoutMs })
+      : await execa(join(CNI_PATH, plugin), [], { input: JSON.stringify(conf), env, extendEnv: false, reject: false, timeout: timeoutMs });
     if (r.exitCode !== 0) {
       let msg = r.stdout || r.stderr;
       try {

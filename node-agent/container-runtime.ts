@@ -141,6 +141,8 @@ export class ContainerRuntime {
     mkdirSync(this.logDir, { recursive: true });
     this.cgroups = opts.cgroups ?? detectCgroups();
     this.crun = new Crun(join(opts.dataDir, 'crun'), this.cgroups, opts.crunBinary);
+    // crun exec (probes, `troupe exec`) and the rest run as launcher jobs: no fork of this process
+    this.crun.runner = (argv, o) => this.runCommand(argv, o);
   }
 
   /** A container's id: unique per node (crun ids are per state root). */
@@ -253,6 +255,11 @@ export class ContainerRuntime {
   launcher(): Launcher {
     this.launch ??= new Launcher(this.crun.prefix, { LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024) }, this.opts.busybox);
     return this.launch;
+  }
+
+  /** Runs a short command as a job of the launcher (see Launcher.exec): CNI plugins, crun exec. */
+  runCommand(argv: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+    return this.launcher().exec(argv, { ...opts, scratchDir: join(this.opts.dataDir, 'tmp') });
   }
 
   /** Where container `id`'s output goes: `<base>.stdout.log`, `<base>.stderr.log` (on disk). */

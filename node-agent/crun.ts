@@ -27,9 +27,17 @@ export interface CrunResult {
   exitCode: number;
 }
 
+/** Runs one command to its end (the node's launcher does it without forking the agent). */
+export type CommandRunner = (argv: string[], opts: { input?: string; env?: Record<string, string>; timeoutMs?: number }) => Promise<CrunResult>;
+
 export class Crun {
   readonly binary: string;
   readonly prefix: string[];
+  /**
+   * When set, crun runs through it, without the namespace prefix (the runner's commands already
+   * run where crun can work); otherwise through execa.
+   */
+  runner?: CommandRunner;
 
   constructor(
     /** crun's state folder (its --root): one per agent, so agents never see each other's containers. */
@@ -47,11 +55,18 @@ export class Crun {
   }
 
   async call(args: string[], opts: { timeout?: number; input?: string; reject?: boolean } = {}): Promise<CrunResult> {
-    const [file, ...rest] = this.argv(args);
-    const r = await execa(file!, rest, { reject: false, timeout: opts.timeout ?? 30_000, input: opts.input, stdin: opts.input === undefined ? 'ignore' : undefined, stripFinalNewline: false });
-    const out = { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
+    let out: CrunResult;
+    let short = '';
+    if (this.runner) {
+      out = await this.runner([this.binary, '--root', this.stateRoot, ...args], { input: opts.input, timeoutMs: opts.timeout ?? 30_000 });
+    } else {
+      const [file, ...rest] = this.argv(args);
+      const r = await execa(file!, rest, { reject: false, timeout: opts.timeout ?? 30_000, input: opts.input, stdin: opts.input === undefined ? 'ignore' : undefined, stripFinalNewline: false });
+      out = { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
+      short = r.shortMessage ?? "";
+    }
     if (opts.reject !== false && out.exitCode !== 0) {
-      throw new RuntimeError(`crun ${args[0]} failed: ${out.stderr.trim() || r.shortMessage}`, { args, exitCode: out.exitCode });
+      throw new RuntimeError(`crun ${args[0]} failed: ${out.stderr.trim() || short || `exit ${out.exitCode}`}`, { args, exitCode: out.exitCode });
     }
     return out;
   }

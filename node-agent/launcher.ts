@@ -15,6 +15,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RuntimeError } from './errors.js';
 
@@ -86,16 +88,33 @@ const PROGRAMS = `
 if [ -n "$BB" ]; then SH="$BB sh"; else SH=/bin/sh; fi
 export BB SH`;
 
+/**
+ * A short command (a CNI plugin, `crun exec`): its input from a file, its output to files, its
+ * pid said (a deadline kills it), then its exit status.
+ */
+const RUN = `
+runcmd() {
+  local rid="$1" in="$2" out="$3" err="$4"; shift 4
+  while [ "$1" != -- ]; do export "$1"; shift; done; shift
+  "$@" <"$in" >"$out" 2>"$err" &
+  local c=$!
+  echo "child $rid $c"
+  wait $c
+  echo "done $rid $?"
+}`;
+
 const SCRIPT = `${PROGRAMS}
 ${LOGGER}
 ${SHIM}
 ${SANDBOX}
+${RUN}
 while IFS= read -r line; do
   eval "set -- $line"
   verb="$1"; rid="$2"; shift 2
   case "$verb" in
     shim) shim "$@" </dev/null & ;;
     sandbox) sandbox "$rid" "$@" & ;;
+    run) runcmd "$rid" "$@" & ;;
     *) echo "failed $rid 2"; continue ;;
   esac
   # forgotten at once: bash keeps every job it started otherwise, and each new one grew slower
@@ -112,6 +131,18 @@ function quote(arg: string): string {
 
 const REPLY_TIMEOUT_MS = 30_000;
 
+interface Pending {
+  kind: 'spawn' | 'sandbox' | 'run';
+  spawned: Promise<number>;
+  done?: Promise<boolean>;
+  exit?: Promise<number>;
+  childPid?: number;
+  onSpawned: (pid: number) => void;
+  onFail: (err: Error) => void;
+  onDone?: (ok: boolean) => void;
+  onExit?: (code: number) => void;
+}
+
 export interface LaunchedSandbox {
   pid: number;
   /** Resolves true once it said `ready`, false when it failed. */
@@ -121,8 +152,9 @@ export interface LaunchedSandbox {
 export class Launcher {
   private child?: ChildProcess;
   private rid = 0;
+  private runs = 0;
   /** Replies by request id: the words after the verb. */
-  private readonly replies = new Map<string, { spawned?: (pid: number) => void; done?: (ok: boolean) => void; fail: (err: Error) => void }>();
+  private readonly replies = new Map<string, Pending>();
   private readonly exitWaiters = new Map<string, (code: number) => void>();
 
   /** `prefix` puts the launcher (and so every shim) where crun can work (see namespacePrefix). */
@@ -153,8 +185,44 @@ export class Launcher {
 
   /** Starts a pod sandbox; resolves with its pid once spawned (then `ready` tells how it went). */
   async sandbox(hostname: string, pidFile: string, errFile: string): Promise<LaunchedSandbox> {
-    const r = this.request('sandbox', [hostname, pidFile, errFile], true);
+    const r = this.request('sandbox', [hostname, pidFile, errFile], 'sandbox');
     return { pid: await r.spawned, ready: r.done! };
+  }
+
+  /**
+   * Runs a short command as a job of the launcher (no fork of this process): `input` goes in
+   * through a file, stdout and stderr come back through files, all under `scratchDir` (tmpfs).
+   * Past `timeoutMs` the command is killed (SIGKILL) and its exit code is then 137.
+   */
+  async exec(argv: string[], opts: { scratchDir: string; input?: string; env?: Record<string, string>; timeoutMs?: number }): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+    await mkdir(opts.scratchDir, { recursive: true });
+    const base = join(opts.scratchDir, `run-${process.pid}-${++this.runs}`);
+    const files = { in: opts.input === undefined ? '/dev/null' : `${base}.in`, out: `${base}.out`, err: `${base}.err` };
+    try {
+      if (opts.input !== undefined) await writeFile(files.in, opts.input);
+      const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
+      const r = this.request('run', [files.in, files.out, files.err, ...env, '--', ...argv], 'run', (opts.timeoutMs ?? REPLY_TIMEOUT_MS) + 5_000);
+      await r.spawned;
+      let timer: NodeJS.Timeout | undefined;
+      if (opts.timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const pid = r.childPid;
+          if (pid) {
+            try {
+              process.kill(pid, 'SIGKILL');
+            } catch {
+              // ended just now
+            }
+          }
+        }, opts.timeoutMs);
+      }
+      const exitCode = await r.exit!;
+      clearTimeout(timer);
+      const [stdout, stderr] = await Promise.all([readFile(files.out, 'utf8').catch(() => ''), readFile(files.err, 'utf8').catch(() => '')]);
+      return { stdout, stderr, exitCode };
+    } finally {
+      await Promise.all(Object.values(files).filter((f) => f.startsWith(base)).map((f) => rm(f, { force: true })));
+    }
   }
 
   /** The launcher's pid, for tests. */
@@ -168,43 +236,55 @@ export class Launcher {
     this.child = undefined;
   }
 
-  private request(verb: string, args: string[], wantDone = false): { spawned: Promise<number>; done?: Promise<boolean> } {
+  /**
+   * Sends one request. `spawned` resolves with the job's pid; for a sandbox, `done` with whether it
+   * said `ready`; for a command, `exit` with its status and `child()` gives its pid meanwhile. Every
+   * request has a deadline, which also keeps this process alive while it waits (the launcher
+   * does not).
+   */
+  private request(verb: string, args: string[], kind: 'spawn' | 'sandbox' | 'run' = 'spawn', deadlineMs = REPLY_TIMEOUT_MS): Pending {
     const child = this.ensure();
     const rid = String(++this.rid);
-    const entry: { spawned?: (pid: number) => void; done?: (ok: boolean) => void; fail: (err: Error) => void } = { fail: () => undefined };
-    // a deadline, which also keeps this process alive while it waits (the launcher does not)
     let timer: NodeJS.Timeout | undefined;
-    const spawned = new Promise<number>((resolve, reject) => {
-      entry.spawned = (pid) => {
-        if (!entry.done) clearTimeout(timer);
+    const settle = () => clearTimeout(timer);
+    const p: Pending = { kind } as Pending;
+    p.spawned = new Promise<number>((resolve, reject) => {
+      p.onSpawned = (pid) => {
+        if (kind === 'spawn') settle();
         resolve(pid);
       };
-      entry.fail = (err) => {
-        clearTimeout(timer);
+      p.onFail = (err) => {
+        settle();
         reject(err);
+        p.onDone?.(false);
+        p.onExit?.(-1);
       };
     });
-    let done: Promise<boolean> | undefined;
-    if (wantDone) {
-      done = new Promise<boolean>((resolve) => {
-        entry.done = (ok) => {
-          clearTimeout(timer);
+    // a failure before the job ran is the caller's through `spawned`; after, through done/exit
+    p.spawned.catch(() => undefined);
+    if (kind === 'sandbox') {
+      p.done = new Promise<boolean>((resolve) => {
+        p.onDone = (ok) => {
+          settle();
           resolve(ok);
         };
       });
-      const fail = entry.fail;
-      entry.fail = (err) => {
-        fail(err);
-        entry.done?.(false);
-      };
+    }
+    if (kind === 'run') {
+      p.exit = new Promise<number>((resolve) => {
+        p.onExit = (code) => {
+          settle();
+          resolve(code);
+        };
+      });
     }
     timer = setTimeout(() => {
       if (!this.replies.delete(rid)) return;
-      entry.fail(new RuntimeError(`the launcher did not answer ${verb} within ${REPLY_TIMEOUT_MS / 1000} s`, {}));
-    }, REPLY_TIMEOUT_MS);
-    this.replies.set(rid, entry);
+      p.onFail(new RuntimeError(`the launcher did not answer ${verb} within ${deadlineMs / 1000} s`, {}));
+    }, deadlineMs);
+    this.replies.set(rid, p);
     child.stdin!.write(`${[verb, rid, ...args].map(quote).join(' ')}\n`);
-    return { spawned, done };
+    return p;
   }
 
   private ensure(): ChildProcess {
@@ -218,7 +298,7 @@ export class Launcher {
       if (this.child === child) this.child = undefined;
       for (const [rid, e] of this.replies) {
         this.replies.delete(rid);
-        e.fail(new RuntimeError(`the launcher ended (${why}) before it answered`, {}));
+        e.onFail(new RuntimeError(`the launcher ended (${why}) before it answered`, {}));
       }
     };
     child.once('exit', (code, signal) => gone(signal ?? `exit ${code}`));
@@ -239,17 +319,29 @@ export class Launcher {
       cb?.(Number(value));
       return;
     }
-    const e = this.replies.get(key);
-    if (!e) return;
-    if (verb === 'spawned') {
-      e.spawned?.(Number(value));
-      if (!e.done) this.replies.delete(key);
-    } else if (verb === 'ready' || verb === 'failed') {
-      // (a sandbox may say so before the launcher said it spawned it)
-      this.replies.delete(key);
-      if (verb === 'failed' && !e.done) e.fail(new RuntimeError(`the launcher could not start it (${value})`, {}));
-      e.spawned?.(verb === 'ready' ? Number(value) : 0);
-      e.done?.(verb === 'ready');
+    const p = this.replies.get(key);
+    if (!p) return;
+    const n = Number(value);
+    switch (verb) {
+      case 'spawned':
+        p.onSpawned(n);
+        if (p.kind === 'spawn') this.replies.delete(key);
+        break;
+      case 'child':
+        p.childPid = n;
+        break;
+      case 'done':
+        this.replies.delete(key);
+        p.onExit?.(n);
+        break;
+      case 'ready':
+      case 'failed':
+        // (a sandbox may say so before the launcher said it spawned it)
+        this.replies.delete(key);
+        if (verb === 'failed' && p.kind !== 'sandbox') p.onFail(new RuntimeError(`the launcher could not start it (${value})`, {}));
+        p.onSpawned(verb === 'ready' ? n : 0);
+        p.onDone?.(verb === 'ready');
+        break;
     }
   }
 }

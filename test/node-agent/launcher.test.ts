@@ -116,3 +116,21 @@ t.test('without busybox the shims and sandboxes use util-linux and the same step
   t.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /^sleep\0/, 'the sandbox is util-linux sleep');
   await waitFor(() => existsSync(`/proc/${pid}`), 'sandbox alive');
 });
+
+t.test('short commands run as launcher jobs: input, env, output, status, a deadline; crun exec goes that way', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'cmd-node');
+  const r = await rt.runCommand(['/bin/sh', '-c', 'cat; echo "$FOO" >&2; exit 3'], { input: 'from stdin', env: { FOO: 'bar' } });
+  t.same(r, { stdout: 'from stdin', stderr: 'bar\n', exitCode: 3 });
+  const t0 = Date.now();
+  const killed = await rt.runCommand(['/bin/sleep', '30'], { timeoutMs: 300 });
+  t.equal(killed.exitCode, 137, 'killed at its deadline');
+  t.ok(Date.now() - t0 < 10_000, 'long before the command would have ended');
+  t.same(readdirSync(join(img.dir, 'agent-cmd-node', 'tmp')), [], 'its files are gone');
+
+  const p = await run(rt, img, { command: ['/bin/sleep', '60'] });
+  const exec = rt.exec(p.podUid, 'main', ['/bin/sh', '-c', 'sleep 0.5; echo inside; exit 4']);
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(children(process.pid), [rt.launcher().pid], 'while crun exec runs, the only child of this process is the launcher');
+  t.same(await exec, { stdout: 'inside\n', stderr: '', exitCode: 4 });
+});
