@@ -31,6 +31,8 @@ interface Local {
   readySince?: string;
   startTime?: string;
   podIP?: string;
+  /** The last status queued for the store (stable JSON), once one was. */
+  queued?: string;
 }
 
 export class PodSync {
@@ -287,7 +289,13 @@ export class PodSync {
         started: c.started,
       })),
     };
-    if (pod && pod.metadata.uid === cur.uid && stableJson(pod.status) === stableJson(status)) return;
+    // Nothing new to say: the same as the last status queued, or (none queued yet) as the store's.
+    // Not the store's once one was queued: the informer may not have seen that write yet, and a
+    // change back to what it shows would be lost (Ready False written, then Ready True skipped
+    // because the informer still showed the Ready True of before an agent restart).
+    const json = stableJson(status);
+    if (cur.queued !== undefined ? cur.queued === json : pod && pod.metadata.uid === cur.uid && stableJson(pod.status) === json) return;
+    cur.queued = json;
     this.pendingStatus.set(key, { uid: cur.uid, status });
     if (!this.inflight.has(key)) this.inflight.set(key, this.flushStatus(key));
   }
@@ -302,7 +310,12 @@ export class PodSync {
           await this.res!.send(POD, ns, name, { type: 'status', uid: next.uid, status: next.status }, { timeout: 5000 });
           attempt = 0;
         } catch (err) {
-          if (isGoneOrConflict(err)) continue;
+          if (isGoneOrConflict(err)) {
+            // not written: the next status is compared with the store's again
+            const cur = this.local.get(key);
+            if (cur && cur.uid === next.uid && !this.pendingStatus.has(key)) cur.queued = undefined;
+            continue;
+          }
           // the control plane is away (restarting, failing over): the newest status goes again
           this.logger.debug({ err, pod: key }, 'pod status not reported; retrying');
           if (!this.pendingStatus.has(key)) this.pendingStatus.set(key, next);
