@@ -5,8 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Teardown } from './nats.js';
-import { lstatSync, readFileSync, readdirSync, realpathSync, rmSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { lstatSync, readFileSync, readdirSync, realpathSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 function readdirSafe(dir: string): string[] {
   try {
@@ -80,8 +80,11 @@ export async function killNodeLeftovers(runtimeDir: string): Promise<void> {
 export function removeStateDir(link: string): void {
   try {
     if (!lstatSync(link).isSymbolicLink()) return;
-    rmSync(realpathSync(link), { recursive: true, force: true });
+    const target = realpathSync(link);
+    rmSync(target, { recursive: true, force: true });
     unlinkSync(link);
+    // the shared parent (…/troupe) too, once no other node's folder is in it
+    if (readdirSafe(dirname(target)).length === 0) rmdirSync(dirname(target));
   } catch {
     // gone already
   }
