@@ -1,0 +1,67 @@
+/**
+ * The node's pod sync reports what its pod actors say to the store (real nats-server, real control
+ * plane; the pod actors' events are published by the test, as the node's actors would).
+ */
+import t from 'tap';
+import { pino } from 'pino';
+import { ControlPlane, Informer, KvStore, Resources } from '../../actors/index.js';
+import { PodSync } from '../../node-agent/index.js';
+import { kindInfo, MessageType, type KObject } from '../../protocol/index.js';
+import { waitFor, withBus, withNats } from '../helpers/nats.js';
+
+const POD = kindInfo('Pod')!;
+const quiet = pino({ level: 'silent' });
+const ready = (p: KObject | undefined) => (p?.status?.conditions as { type: string; status: string }[] | undefined)?.find((c) => c.type === 'Ready')?.status;
+
+t.test('a status that goes back to what the informer still shows is written all the same', async (t) => {
+  // (an agent restart showed it: an adopted pod stayed Ready False in the store for good)
+  const srv = await withNats(t);
+  const cp = await ControlPlane.start({ bus: await withBus(t, srv.url, { logger: quiet }), logger: quiet });
+  t.teardown(() => cp.stop());
+  const bus = await withBus(t, srv.url, { logger: quiet });
+  const res = await Resources.open(bus);
+  // a pod on this node
+  await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'default' }, spec: { nodeName: 'ps-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
+  const uid = (await res.get(POD, 'default', 'web'))!.metadata.uid as string;
+  const readyStatus = (r: boolean) => ({
+    uid,
+    phase: 'Running',
+    conditions: [
+      { type: 'Ready', status: r ? 'True' : 'False' },
+      { type: 'ContainersReady', status: r ? 'True' : 'False' },
+    ],
+    containerStatuses: [{ name: 'c', image: 'busybox:test', state: { running: { startedAt: '2026-11-27T00:00:00.000Z' } }, restartCount: 0, started: true, ready: r }],
+  });
+
+  // the restarted node's pod sync, the pod adopted
+  const sync = new PodSync(bus, 'ps-node', 'node.ps-node', quiet);
+  await sync.start({ name: 'ps-node', labels: {}, capacity: { cpu: '1', memory: '1Gi', pods: '10' }, allocatable: { cpu: '1', memory: '1Gi', pods: '10' }, cgroupLayout: 'v1', startedAt: new Date().toISOString(), agentId: 'test' }, [
+    { namespace: 'default', pod: 'web', uid, managed: true },
+  ]);
+  t.teardown(() => sync.stop());
+  const subject = bus.subjects.scoped('node.ps-node').evt('pod', 'default', 'web');
+  const event = (seq: number, r: boolean) => bus.publish(subject, MessageType.Event, { kind: 'pod', namespace: 'default', name: 'web', seq, cause: 'x', value: 'running', status: 'active', data: readyStatus(r) });
+  // the pod Ready, written and seen by the pod sync's informer
+  event(1, true);
+  const informer = (sync as unknown as { informer: Informer }).informer;
+  await waitFor(() => ready(informer.get('default', 'web')) === 'True', 'the pod sync to see the pod Ready');
+
+  // every status the store takes, in order
+  const kv = await KvStore.open(bus, bus.subjects.stateBucket);
+  const mine = new Informer(bus, kv, POD, quiet);
+  const seen: (string | undefined)[] = [];
+  mine.on((type, p) => type !== 'delete' && p.metadata.name === 'web' && seen.push(ready(p)));
+  await mine.start();
+  t.teardown(() => mine.stop());
+  seen.length = 0;
+
+  // Ready False, then at once Ready True again (as an adopted pod says it): both before the
+  // informer can have seen the first write, so it still shows the earlier Ready True
+  event(2, false);
+  event(3, true);
+
+  // the store says what the pod actor said last (before the fix: Ready False, for good)
+  await waitFor(() => seen.includes('False') && seen.at(-1) === 'True', 'Ready False written, then Ready True', 10_000).catch(() => undefined);
+  t.equal(ready(await res.get(POD, 'default', 'web')), 'True', 'the store ends with Ready True');
+  t.same(seen, ['False', 'True'], 'both statuses were written, in order');
+});
