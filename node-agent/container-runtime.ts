@@ -34,8 +34,6 @@ export interface RunRequest {
   /** The image's unpacked rootfs (lower layer). */
   lowerDir: string;
   extraEnv?: { name: string; value: string }[];
-  /** Size of the tmpfs holding the container's writable layer. */
-  scratchSize?: string;
   /** Kept beside the container so that a restarted agent can take the pod back (adoption). */
   podSpec?: unknown;
   restartCount?: number;
@@ -78,6 +76,11 @@ export interface Exited {
   message?: string;
   finishedAt: Date;
 }
+
+/** A container's output files beside `<log base>.`: each stream and its rotated file. */
+const LOG_FILES = ['stdout.log', 'stdout.log.1', 'stderr.log', 'stderr.log.1'];
+/** The same files of the instance before (logs --previous). */
+const previousLog = (f: string) => f.replace('.log', '.previous.log');
 
 const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 9: 'SIGKILL', 15: 'SIGTERM', 6: 'SIGABRT', 11: 'SIGSEGV' };
 
@@ -297,10 +300,8 @@ export class ContainerRuntime {
   /** A container run again: its folder starts afresh, its last instance's output kept (logs --previous). */
   private async clearForRestart(id: string, d: string): Promise<void> {
     const base = this.logBase(id);
-    const current = ['stdout.log', 'stdout.log.1', 'stderr.log', 'stderr.log.1'];
-    const previous = (f: string) => `${base}.${f.replace('.log', '.previous.log')}`;
-    for (const f of current) await rm(previous(f), { force: true });
-    for (const f of current) await rename(`${base}.${f}`, previous(f)).catch(() => undefined);
+    for (const f of LOG_FILES) await rm(`${base}.${previousLog(f)}`, { force: true });
+    for (const f of LOG_FILES) await rename(`${base}.${f}`, `${base}.${previousLog(f)}`).catch(() => undefined);
     await rm(d, { recursive: true, force: true });
   }
 
@@ -336,9 +337,8 @@ export class ContainerRuntime {
 
   /** Whether the container's process runs (started, not exited). */
   isRunning(podUid: string, name: string): boolean {
-    const d = this.dir(this.containerId(podUid, name));
-    const pid = Number(readIf(join(d, 'pid')).trim());
-    return pid > 0 && !hasExitCode(d) && existsSync(`/proc/${pid}`);
+    const pid = livePid(this.dir(this.containerId(podUid, name)));
+    return pid !== undefined && existsSync(`/proc/${pid}`);
   }
 
   /**
@@ -346,9 +346,8 @@ export class ContainerRuntime {
    * (the pid is crun's pid file; a container whose status is written is not signalled).
    */
   private signal(id: string, sig: NodeJS.Signals): boolean {
-    const d = this.dir(id);
-    const pid = Number(readIf(join(d, 'pid')).trim());
-    if (!(pid > 0) || hasExitCode(d)) return false;
+    const pid = livePid(this.dir(id));
+    if (pid === undefined) return false;
     try {
       process.kill(pid, sig);
       return true;
@@ -412,9 +411,7 @@ export class ContainerRuntime {
     if (existsSync(join(this.crun.stateRoot, id))) await this.crun.delete(id);
     await rm(d, { recursive: true, force: true });
     const base = this.logBase(id);
-    await Promise.all(
-      ['stdout.log', 'stdout.log.1', 'stderr.log', 'stderr.log.1', 'stdout.previous.log', 'stdout.previous.log.1', 'stderr.previous.log', 'stderr.previous.log.1'].map((f) => rm(`${base}.${f}`, { force: true })),
-    );
+    await Promise.all([...LOG_FILES, ...LOG_FILES.map(previousLog)].map((f) => rm(`${base}.${f}`, { force: true })));
     await this.cgroupOf(podUid, name).remove();
     this.exits.delete(id);
   }
@@ -508,9 +505,9 @@ export class ContainerRuntime {
   }
 
   /**
-   * For an agent that stops: kills the sandboxes still coming up. No pid file names them yet, so
-   * the next agent could not find them; it makes the pod's sandbox again. (Containers still
-   * waiting for their bundle end by themselves: their shim reads EOF when this process is gone.)
+   * For an agent that stops: kills the sandboxes still coming up (not yet ready), so
+   * the next agent makes the pod's sandbox again rather than adopting a half-made one (a pid file
+   * left behind names a process that is gone: it is not taken), and ends the launcher.
    */
   abandonStarting(): void {
     for (const pid of this.startingSandboxes) {
@@ -664,14 +661,7 @@ export function releaseStateDir(dataDir: string): boolean {
     return false;
   }
   const target = resolve(dirname(dataDir), readlinkSync(dataDir));
-  const busy = (sub: string) => {
-    try {
-      return readdirSyncSafe(join(target, sub)).some((f) => !f.startsWith('.'));
-    } catch {
-      return false;
-    }
-  };
-  if (busy('containers') || readdirSyncSafe(join(target, 'sandboxes')).some((f) => f.endsWith('.pid'))) return false;
+  if (readdirSyncSafe(join(target, 'containers')).some((f) => !f.startsWith('.')) || readdirSyncSafe(join(target, 'sandboxes')).some((f) => f.endsWith('.pid'))) return false;
   rmSync(target, { recursive: true, force: true });
   unlinkSync(dataDir);
   try {
@@ -692,6 +682,12 @@ function readdirSyncSafe(dir: string): string[] {
 
 function hasExitCode(dir: string): boolean {
   return readIf(join(dir, 'exitcode')).trim() !== '';
+}
+
+/** The container's first process (crun's pid file), unless it has none yet or its status is written. */
+function livePid(dir: string): number | undefined {
+  const pid = Number(readIf(join(dir, 'pid')).trim());
+  return pid > 0 && !hasExitCode(dir) ? pid : undefined;
 }
 
 /** Whether `pid` is a shim (a job of a launcher). */

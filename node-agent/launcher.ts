@@ -153,7 +153,7 @@ export class Launcher {
   private child?: ChildProcess;
   private rid = 0;
   private runs = 0;
-  /** Replies by request id: the words after the verb. */
+  /** Requests waiting for their replies, by request id. */
   private readonly replies = new Map<string, Pending>();
   private readonly exitWaiters = new Map<string, (code: number) => void>();
 
@@ -238,7 +238,7 @@ export class Launcher {
 
   /**
    * Sends one request. `spawned` resolves with the job's pid; for a sandbox, `done` with whether it
-   * said `ready`; for a command, `exit` with its status and `child()` gives its pid meanwhile. Every
+   * said `ready`; for a command, `exit` with its status and `childPid` holds its pid meanwhile. Every
    * request has a deadline, which also keeps this process alive while it waits (the launcher
    * does not).
    */
