@@ -152,7 +152,15 @@ export class Bus extends EventEmitter {
 
   /** Encodes and publishes one message. */
   publish<B>(subject: string, type: string, body: B, cid?: string | null): void {
-    this.publisher.publish(subject, this.codec.encode(type, body, { from: this.from, cid: cid ?? null }));
+    const opts = { from: this.from, cid: cid ?? null };
+    const prefix = this.publisher.framePrefix(subject);
+    if (!prefix) {
+      this.publisher.publish(subject, this.codec.encode(type, body, opts));
+      return;
+    }
+    // the message is packed straight into its PUB frame
+    const { frame, size } = this.codec.encodeFrame(prefix, type, body, opts);
+    if (!this.publisher.publishFrame(frame, size)) this.nc.publish(subject, frame.subarray(frame.length - 2 - size, frame.length - 2));
   }
 
   /** Sends a request and waits for the reply; a typed error reply is thrown as its class. */

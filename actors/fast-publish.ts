@@ -48,15 +48,10 @@ export class FastPublisher {
       this.nc.publish(subject, data);
       return;
     }
-    let prefix = this.prefixes.get(subject);
+    const prefix = this.prefix(subject);
     if (!prefix) {
-      if (subject.length === 0 || WHITESPACE.test(subject)) {
-        this.nc.publish(subject, data); // nats.js's InvalidSubjectError
-        return;
-      }
-      if (this.prefixes.size >= MAX_PREFIXES) this.prefixes.clear();
-      prefix = Buffer.from(`PUB ${subject} `, 'utf8');
-      this.prefixes.set(subject, prefix);
+      this.nc.publish(subject, data); // nats.js's InvalidSubjectError
+      return;
     }
     const len = String(data.length);
     const frame = Buffer.allocUnsafe(prefix.length + len.length + data.length + 4);
@@ -69,7 +64,44 @@ export class FastPublisher {
     o += data.length;
     frame[o++] = 13;
     frame[o] = 10;
-    p.outBytes += data.length;
+    this.send(p, frame, data.length);
+  }
+
+  /**
+   * The `PUB <subject> ` prefix for a caller that builds whole frames itself (Codec.encodeFrame),
+   * or undefined when frames cannot go straight to the connection now (then: publish()).
+   */
+  framePrefix(subject: string): Buffer | undefined {
+    const p = this.proto;
+    if (!p || p.noMorePublishing || this.nc.isClosed()) return undefined;
+    return this.prefix(subject);
+  }
+
+  /**
+   * Sends a whole frame built on a framePrefix(); size is its payload's. False when the payload is
+   * past the server's limit: nothing was sent, and the caller publishes it the ordinary way.
+   */
+  publishFrame(frame: Uint8Array, size: number): boolean {
+    const p = this.proto!;
+    const max = p.info?.max_payload;
+    if (max !== undefined && size > max) return false;
+    this.send(p, frame, size);
+    return true;
+  }
+
+  private prefix(subject: string): Buffer | undefined {
+    let prefix = this.prefixes.get(subject);
+    if (!prefix) {
+      if (subject.length === 0 || WHITESPACE.test(subject)) return undefined;
+      if (this.prefixes.size >= MAX_PREFIXES) this.prefixes.clear();
+      prefix = Buffer.from(`PUB ${subject} `, 'utf8');
+      this.prefixes.set(subject, prefix);
+    }
+    return prefix;
+  }
+
+  private send(p: ProtocolInternals, frame: Uint8Array, size: number): void {
+    p.outBytes += size;
     p.outMsgs++;
     p.sendCommand(frame);
   }

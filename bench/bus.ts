@@ -8,7 +8,8 @@
  * - actorAsyncWriteP50Us: a state-changing command, event published, snapshot written behind.
  * - actorDurableWriteP50Us: a state-changing command answered after its snapshot is in KV.
  * - actorEventsPerSec: commands from the bus (another process publishing) handled by one host's
- *   actors, each transition publishing its event; the median of three trials (min and max too).
+ *   actors, each transition publishing its event; the median of five trials after a warm-up one
+ *   (min and max too).
  * - kvPutsPerSec: JetStream KV puts with 64 in flight.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import { assign, setup } from 'xstate';
 import { ActorHost, Bus, Codec, KvStore, MessageType, defineKind, s, startNatsServer } from '../index.js';
+import { FastPublisher } from '../actors/fast-publish.js';
 import { percentile, printFigures } from './stats.js';
 
 const self = fileURLToPath(import.meta.url);
@@ -60,8 +62,11 @@ async function role(name: string, url: string): Promise<void> {
     // figure is the host's handling, not this process's start-up
     process.stdout.write('ready\n');
     await new Promise((r) => createInterface({ input: process.stdin }).once('line', r));
+    // the publisher's own cost is not what is measured: it writes each frame the cheap way, so that
+    // it and the server leave as much of the machine to the host as they can
+    const fast = new FastPublisher(bus.nc);
     for (let i = 0; i < n; i++) {
-      bus.nc.publish(subjects[i % actors]!, bytes);
+      fast.publish(subjects[i % actors]!, bytes);
       if (i % 5000 === 4999) await bus.nc.flush();
     }
     await bus.nc.flush();
@@ -126,8 +131,8 @@ export async function benchBus(): Promise<Record<string, number>> {
     // throughput: another process publishes commands to 100 actors (started beforehand, so this
     // measures the steady state, not their first load); the host handles them
     await Promise.all(Array.from({ length: 100 }, (_, i) => bus.request(bus.subjects.cmd('benchasync', 'load', `a${i}`), MessageType.Command, { type: 'get' })));
-    // three trials, the median reported (with the spread): one trial on this shared VM varies by
-    // a third from run to run
+    // one trial not counted (the host's code paths warm), then five, the median reported with the
+    // spread: the same trial on this shared VM runs anywhere from 35,000 to 85,000/s
     const total = 200_000;
     const trial = async (): Promise<number> => {
       const before = (await bus.request<{ commands: number }>('bench.stats', MessageType.Command, { type: 'stats' })).body.commands;
@@ -136,7 +141,8 @@ export async function benchBus(): Promise<Record<string, number>> {
       const t0 = process.hrtime.bigint();
       pub.stdin!.write('go\n');
       for (;;) {
-        const handled = (await bus.request<{ commands: number }>('bench.stats', MessageType.Command, { type: 'stats' })).body.commands - before;
+        // the question queues behind the commands not yet handled: it may wait as long as they do
+        const handled = (await bus.request<{ commands: number }>('bench.stats', MessageType.Command, { type: 'stats' }, { timeout: 120_000 })).body.commands - before;
         if (handled >= total) break;
         if (Number(process.hrtime.bigint() - t0) / 1e9 > 120) throw new Error(`only ${handled} of ${total} commands handled in 120 s`);
         await new Promise((r) => setTimeout(r, 5));
@@ -145,8 +151,9 @@ export async function benchBus(): Promise<Record<string, number>> {
       await pubDone;
       return total / sec;
     };
+    await trial();
     const rates: number[] = [];
-    for (let i = 0; i < 3; i++) rates.push(await trial());
+    for (let i = 0; i < 5; i++) rates.push(await trial());
     rates.sort((a, b) => a - b);
 
     phase('kv puts');
@@ -211,9 +218,9 @@ export async function benchBus(): Promise<Record<string, number>> {
       actorAsyncWriteP50Us: round1(percentile(asyncT, 50)),
       actorDurableWriteP50Us: round1(percentile(durableT, 50)),
       durableRatio: round2(percentile(durableT, 50) / natsP50),
-      actorEventsPerSec: Math.round(rates[1]!),
+      actorEventsPerSec: Math.round(rates[2]!),
       actorEventsPerSecMin: Math.round(rates[0]!),
-      actorEventsPerSecMax: Math.round(rates[2]!),
+      actorEventsPerSecMax: Math.round(rates[4]!),
       kvPutsPerSec: Math.round(puts / kvSec),
       kvList1000P50Ms: round1(percentile(quietLists, 50)),
       kvList1000UnderWritesP50Ms: round1(percentile(busyLists, 50)),

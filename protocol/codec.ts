@@ -83,30 +83,56 @@ export class Codec {
   encode<B>(type: string, body: B, opts: EncodeOptions): Uint8Array {
     let bytes: Uint8Array;
     try {
-      const w = this.writer.reset().byte(RECORD_ENVELOPE).number(PROTOCOL_VERSION).string(type);
-      if (opts.id) w.string(opts.id);
-      else w.id(ID_PREFIX, nextIdCounter());
-      if (opts.cid) w.string(opts.cid);
-      else w.nil();
-      w.string(opts.from).number(opts.ts ?? Date.now());
-      if (type === MessageType.Event) writeEvent(w, body as EventBody);
-      else w.value(body);
-      bytes = w.done();
+      this.writeEnvelope(this.writer.reset(), type, body, opts);
+      bytes = this.writer.done();
     } catch (err) {
-      throw new DecodeError(`message of type ${JSON.stringify(type)} cannot be encoded: ${(err as Error).message}`, { type }, { cause: err });
+      throw encodeError(type, err);
     }
-    return this.checkSize(bytes, type);
+    this.checkSize(bytes.length, type);
+    return bytes;
   }
 
-  private checkSize(bytes: Uint8Array, type: string): Uint8Array {
-    if (bytes.length > this.maxPayload) {
-      throw new PayloadTooLargeError(`message of type ${JSON.stringify(type)} is ${bytes.length} bytes, over the ${this.maxPayload}-byte limit`, {
-        size: bytes.length,
+  /**
+   * Packs one message straight into a NATS PUB frame, `<prefix><size>\r\n<message>\r\n`, where
+   * prefix is `PUB <subject> ` (see FastPublisher). Same bytes and limits as encode(); returns the
+   * frame and the message's size.
+   */
+  encodeFrame<B>(prefix: Uint8Array, type: string, body: B, opts: EncodeOptions): { frame: Uint8Array; size: number } {
+    const w = this.writer;
+    let size: number;
+    try {
+      this.writeEnvelope(w.beginFrame(prefix), type, body, opts);
+      size = w.payloadSize();
+    } catch (err) {
+      w.reset();
+      throw encodeError(type, err);
+    }
+    if (size > this.maxPayload) {
+      w.reset();
+      this.checkSize(size, type);
+    }
+    return { frame: w.frame(prefix), size };
+  }
+
+  private writeEnvelope(w: MsgpackWriter, type: string, body: unknown, opts: EncodeOptions): void {
+    w.byte(RECORD_ENVELOPE).number(PROTOCOL_VERSION).string(type);
+    if (opts.id) w.string(opts.id);
+    else w.id(ID_PREFIX, nextIdCounter());
+    if (opts.cid) w.string(opts.cid);
+    else w.nil();
+    w.string(opts.from).number(opts.ts ?? Date.now());
+    if (type === MessageType.Event) writeEvent(w, body as EventBody);
+    else w.value(body);
+  }
+
+  private checkSize(size: number, type: string): void {
+    if (size > this.maxPayload) {
+      throw new PayloadTooLargeError(`message of type ${JSON.stringify(type)} is ${size} bytes, over the ${this.maxPayload}-byte limit`, {
+        size,
         limit: this.maxPayload,
         type,
       });
     }
-    return bytes;
   }
 
   /** Packs a prepared envelope (its keys in ENVELOPE_KEYS order) with msgpackr alone. */
@@ -117,7 +143,8 @@ export class Codec {
     } catch (err) {
       throw new DecodeError(`message of type ${JSON.stringify(env.t)} cannot be encoded: ${(err as Error).message}`, { type: env.t }, { cause: err });
     }
-    return this.checkSize(bytes, env.t);
+    this.checkSize(bytes.length, env.t);
+    return bytes;
   }
 
   /** Unpacks and validates one message: size, msgpack, envelope, version, type, body. */
@@ -144,6 +171,10 @@ export class Codec {
     }
     return env as Envelope<B>;
   }
+}
+
+function encodeError(type: string, err: unknown): DecodeError {
+  return new DecodeError(`message of type ${JSON.stringify(type)} cannot be encoded: ${(err as Error).message}`, { type }, { cause: err });
 }
 
 /** Record ids of the shared structures: msgpackr numbers them from 0x40 in table order. */

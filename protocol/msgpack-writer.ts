@@ -22,6 +22,8 @@ export class MsgpackWriter {
   /** Where the message being written starts. */
   private start = 0;
   private pos = 0;
+  /** In a frame (beginFrame): where its payload starts, counted from `start`; else -1. */
+  private payloadOffset = -1;
 
   constructor(
     private readonly packr: Packr,
@@ -32,7 +34,50 @@ export class MsgpackWriter {
   /** Begins a message (dropping an unfinished one). */
   reset(): this {
     this.pos = this.start;
+    this.payloadOffset = -1;
     return this;
+  }
+
+  /**
+   * Begins a message that will go out as one NATS PUB frame (see frame()): room for the frame's
+   * head is kept before the payload, so the frame needs no second buffer and no copy.
+   */
+  beginFrame(prefix: Uint8Array): this {
+    this.reset();
+    // the prefix, up to 10 length digits and CRLF
+    const head = prefix.length + 12;
+    this.room(head);
+    this.pos += head;
+    this.payloadOffset = head;
+    return this;
+  }
+
+  /** Bytes of payload written since beginFrame(). */
+  payloadSize(): number {
+    return this.pos - this.start - this.payloadOffset;
+  }
+
+  /**
+   * Ends the frame begun by beginFrame(): `<prefix><payload length>\r\n<payload>\r\n`, as a view
+   * that stays valid (the unused part of the kept room is left behind in the chunk).
+   */
+  frame(prefix: Uint8Array): Uint8Array {
+    const size = this.payloadSize();
+    const len = String(size);
+    this.room(2);
+    this.buf[this.pos++] = 13;
+    this.buf[this.pos++] = 10;
+    const payload = this.start + this.payloadOffset;
+    const begin = payload - 2 - len.length - prefix.length;
+    this.u8.set(prefix, begin);
+    let o = begin + prefix.length;
+    for (let i = 0; i < len.length; i++) this.buf[o++] = len.charCodeAt(i);
+    this.buf[o++] = 13;
+    this.buf[o] = 10;
+    const out = this.u8.subarray(begin, this.pos);
+    this.start = this.pos;
+    this.payloadOffset = -1;
+    return out;
   }
 
   /** The message written since reset(), as a view that stays valid. */

@@ -1,7 +1,9 @@
 import t from 'tap';
 import { connect } from '@nats-io/transport-node';
 import { FastPublisher } from '../../actors/fast-publish.js';
-import { waitFor, withNats } from '../helpers/nats.js';
+import { startNatsServer } from '../../actors/nats-server.js';
+import { Codec, MessageType } from '../../protocol/index.js';
+import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
 
 t.test('frames go straight to the connection and arrive byte for byte, in order', async (t) => {
   const nats = await withNats(t);
@@ -45,4 +47,57 @@ t.test('what nats.js refuses is still refused, with its own errors', async (t) =
   t.throws(() => p.publish('fp.big', new Uint8Array(max + 1)), /max_payload/, 'a payload past the server limit');
   await nc.close();
   t.throws(() => p.publish('fp.closed', Uint8Array.of(1)), { name: 'ClosedConnectionError' }, 'a closed connection');
+});
+
+t.test('messages packed straight into their frames (Bus.publish) arrive whole, in order, and as the codec reads them', async (t) => {
+  const nats = await withNats(t);
+  const pub = await withBus(t, nats.url, { name: 'frames' });
+  const sub = await withBus(t, nats.url);
+  const got: { subject: string; body: unknown; from: string }[] = [];
+  sub.subscribe('fr.>', (env, msg) => void got.push({ subject: msg.subject, body: env.body, from: env.from }), { accept: [MessageType.Event, MessageType.Reply] });
+  await sub.flush();
+  const sent: { subject: string; body: unknown }[] = [];
+  for (let i = 0; i < 400; i++) {
+    const subject = i % 5 === 0 ? `fr.é.${i}` : `fr.a.${i % 11}`;
+    // events (written by hand) and replies (any value) of sizes across the length field's digits
+    const body =
+      i % 2 === 0
+        ? { kind: 'k', namespace: 'default', name: `n${i}`, seq: i, cause: 'go', value: 'x'.repeat((i * 53) % 3000), status: 'active', data: { i, list: [i, -i, i / 3] } }
+        : { text: 'é'.repeat((i * 31) % 700), n: i };
+    pub.publish(subject, i % 2 === 0 ? MessageType.Event : MessageType.Reply, body);
+    sent.push({ subject, body });
+  }
+  await pub.flush();
+  await waitFor(() => got.length === sent.length, 'every message');
+  t.same(
+    got.map((g) => [g.subject, g.body]),
+    sent.map((s) => [s.subject, s.body]),
+    'same subjects and bodies, same order',
+  );
+  t.ok(got.every((g) => g.from === pub.from), 'sender in every envelope');
+  t.equal(pub.nc.stats().outMsgs, 400, 'counted as nats.js counts');
+});
+
+t.test('a framed message past the limits is refused and nothing is sent; a bad subject gets nats.js error', async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url, { codec: new Codec({ maxPayload: 64 * 1024 }) });
+  const before = bus.nc.stats().outMsgs;
+  t.throws(() => bus.publish('fr.big', MessageType.Reply, { blob: 'y'.repeat(70 * 1024) }), { code: 'TRP_ERR_PAYLOAD_TOO_LARGE' }, 'past our own limit');
+  t.throws(() => bus.publish('has space', MessageType.Reply, { a: 1 }), { name: 'InvalidSubjectError' }, 'whitespace in the subject');
+  t.equal(bus.nc.stats().outMsgs, before, 'nothing went out');
+  // the writer is still sound after a refused frame: the next message is whole
+  const got: unknown[] = [];
+  const sub = await withBus(t, nats.url);
+  sub.subscribe('fr.ok', (env) => void got.push(env.body), { accept: [MessageType.Reply] });
+  await sub.flush();
+  bus.publish('fr.ok', MessageType.Reply, { a: 1 });
+  await bus.flush();
+  await waitFor(() => got.length === 1, 'the next message');
+  t.same(got, [{ a: 1 }]);
+
+  // a server limit under ours: the frame is not sent straight; nats.js refuses it with its error
+  const small = await startNatsServer({ dataDir: tempDir(t), maxPayload: 4096 });
+  t.teardown(() => small.stop());
+  const b2 = await withBus(t, small.url);
+  t.throws(() => b2.publish('fr.big', MessageType.Reply, { blob: 'z'.repeat(8000) }), /max_payload/, 'past the server limit');
 });
