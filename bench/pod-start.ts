@@ -93,7 +93,9 @@ export async function benchPodStart(): Promise<Record<string, number>> {
 
     const raw = await rawCrun(dir, lowerDir, 50);
 
-    agent = spawn(process.execPath, [cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // TROUPE_BENCH_PROF=DIR: the agent writes a CPU profile there when it stops
+    const prof = process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : [];
+    agent = spawn(process.execPath, [...prof, cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: agent!.stdout! }).on('line', (l) => l.includes('is up') && resolve());
       agent!.once('exit', (c) => reject(new Error(`agent exited ${c}`)));

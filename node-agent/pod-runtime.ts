@@ -91,7 +91,7 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
             const r = await runtime.exec(c.podUid, c.container.name, probe.exec.command, { timeout: timeoutMs });
             return r.exitCode === 0 ? { ok: true } : { ok: false, message: `command exited ${r.exitCode}${r.stderr ? `: ${r.stderr.trim().slice(0, 200)}` : ''}` };
           }
-          return netProbe(c.pid!, c.container, probe, timeoutMs);
+          return netProbe(c.pid!, c.container, probe, timeoutMs, (argv, o) => runtime.runCommand(argv, o));
         };
         return runProbes(c.container, exec, (e) => sendBack(e));
       }),

@@ -7,10 +7,12 @@
  *
  * Handlers: exec runs in the container (crun exec); tcpSocket and httpGet connect from inside the
  * pod's network namespace (nsenter + bash's /dev/tcp), so they work before pod networking exists
- * and never leave the pod.
+ * and never leave the pod. The agent runs both through its launcher (a CommandRunner): a probe
+ * forks nothing from the agent's own process.
  */
 import { execa } from 'execa';
 import type { Container, Probe } from '../protocol/index.js';
+import type { CommandRunner } from './crun.js';
 
 export interface ProbeTiming {
   initialDelayMs: number;
@@ -143,27 +145,36 @@ const HTTP_SCRIPT = [
   'printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: troupe-probe/1.0\\r\\n%b\\r\\n" "$URLPATH" "$H" "$HEADERS" >&3',
   'IFS= read -r line <&3 || exit 4',
   'printf "%s\\n" "$line"',
-].join('\n');
+  // one line: the launcher's protocol is a line per request
+].join('; ');
 
-/** tcpSocket and httpGet, from inside the network namespace of process `pid`. */
-export async function netProbe(pid: number, container: Container, probe: Probe, timeoutMs: number): Promise<ProbeResult> {
+/** Runs a command with execa: for callers with no launcher. */
+const execaRunner: CommandRunner = async (argv, opts) => {
+  const r = await execa(argv[0]!, argv.slice(1), { reject: false, env: opts.env, timeout: opts.timeoutMs });
+  return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? 1 };
+};
+
+/**
+ * tcpSocket and httpGet, from inside the network namespace of process `pid`. `timeout` ends the
+ * attempt (exit 124); the runner's own deadline, a little later, is only a backstop.
+ */
+export async function netProbe(pid: number, container: Container, probe: Probe, timeoutMs: number, run: CommandRunner = execaRunner): Promise<ProbeResult> {
   const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
+  const inPod = (script: string, env: Record<string, string>) =>
+    run(['nsenter', '-t', String(pid), '-n', 'timeout', String(secs), 'bash', '--norc', '--noprofile', '-c', script], { env, timeoutMs: secs * 1000 + 2000 });
   if (probe.tcpSocket) {
     const port = resolvePort(container, probe.tcpSocket.port);
     const host = probe.tcpSocket.host ?? '127.0.0.1';
-    const r = await execa('nsenter', ['-t', String(pid), '-n', 'timeout', String(secs), 'bash', '--norc', '--noprofile', '-c', 'exec 3<>"/dev/tcp/$H/$P"'], { reject: false, env: { H: host, P: String(port) } });
+    const r = await inPod('exec 3<>"/dev/tcp/$H/$P"', { H: host, P: String(port) });
     return r.exitCode === 0 ? { ok: true } : { ok: false, message: `dial tcp ${host}:${port}: ${r.exitCode === 124 ? 'timeout' : 'connection refused'}` };
   }
   if (probe.httpGet) {
     const port = resolvePort(container, probe.httpGet.port);
     const host = probe.httpGet.host ?? '127.0.0.1';
     const headers = (probe.httpGet.httpHeaders ?? []).map((h) => `${h.name}: ${h.value}\\r\\n`).join('');
-    const r = await execa('nsenter', ['-t', String(pid), '-n', 'timeout', String(secs), 'bash', '--norc', '--noprofile', '-c', HTTP_SCRIPT], {
-      reject: false,
-      env: { H: host, P: String(port), URLPATH: probe.httpGet.path ?? '/', HEADERS: headers },
-    });
+    const r = await inPod(HTTP_SCRIPT, { H: host, P: String(port), URLPATH: probe.httpGet.path ?? '/', HEADERS: headers });
     if (r.exitCode === 124) return { ok: false, message: `Get "http://${host}:${port}${probe.httpGet.path ?? '/'}": timeout` };
-    const m = /^HTTP\/\d(?:\.\d)? (\d{3})/.exec(String(r.stdout));
+    const m = /^HTTP\/\d(?:\.\d)? (\d{3})/.exec(r.stdout);
     if (!m) return { ok: false, message: `Get "http://${host}:${port}${probe.httpGet.path ?? '/'}": ${r.exitCode === 3 ? 'connection refused' : 'no HTTP response'}` };
     const code = Number(m[1]);
     return code >= 200 && code < 400 ? { ok: true } : { ok: false, message: `HTTP probe failed with statuscode: ${code}` };

@@ -7,7 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import type { Container } from '../../protocol/index.js';
+import { netProbe } from '../../node-agent/probes.js';
+import type { CommandRunner } from '../../node-agent/crun.js';
+import type { Container, Probe } from '../../protocol/index.js';
 import { busyboxImage, testRuntime } from '../helpers/images.js';
 import { waitFor } from '../helpers/nats.js';
 
@@ -133,4 +135,38 @@ t.test('short commands run as launcher jobs: input, env, output, status, a deadl
   await new Promise((r) => setTimeout(r, 200));
   t.same(children(process.pid), [rt.launcher().pid], 'while crun exec runs, the only child of this process is the launcher');
   t.same(await exec, { stdout: 'inside\n', stderr: '', exitCode: 4 });
+});
+
+t.test('tcpSocket and httpGet probes run as launcher jobs, inside the pod’s network namespace', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'probe-node');
+  const web = await run(rt, img, { command: ['/bin/sh', '-c', 'mkdir -p /www && echo hi > /www/ok && exec httpd -f -p 8080 -h /www'] }, true);
+  // a listener that takes the connection and never answers: the probe's own timeout ends it
+  const mute = await run(rt, img, { command: ['/bin/sh', '-c', 'sleep 3600 | nc -l -p 9000'] }, true);
+  t.teardown(async () => {
+    for (const p of [web, mute]) await rt.removeSandbox(p.podUid).catch(() => undefined);
+  });
+  const ran: string[][] = [];
+  const runner: CommandRunner = (argv, o) => {
+    ran.push(argv);
+    return rt.runCommand(argv, o);
+  };
+  const webPid = (await rt.ensureSandbox(web.podUid, web.podName, 'default')).pid;
+  const mutePid = (await rt.ensureSandbox(mute.podUid, mute.podName, 'default')).pid;
+  const c = { name: 'main', image: 'busybox:test', ports: [{ name: 'http', containerPort: 8080 }] } as Container;
+  const probe = (pid: number, p: Probe) => netProbe(pid, c, p, 1000, runner);
+  await waitFor(async () => (await probe(webPid, { tcpSocket: { port: 8080 } })).ok, 'httpd listening');
+  t.same(await probe(webPid, { tcpSocket: { port: 'http' } }), { ok: true }, 'tcpSocket to a named port');
+  t.same(await probe(webPid, { tcpSocket: { port: 8081 } }), { ok: false, message: 'dial tcp 127.0.0.1:8081: connection refused' });
+  t.same(await probe(webPid, { httpGet: { path: '/ok', port: 8080 } }), { ok: true }, 'httpGet 200');
+  t.same(await probe(webPid, { httpGet: { path: '/missing', port: 8080 } }), { ok: false, message: 'HTTP probe failed with statuscode: 404' });
+  t.same(await probe(mutePid, { tcpSocket: { port: 8080 } }), { ok: false, message: 'dial tcp 127.0.0.1:8080: connection refused' }, 'each pod has its own network: 8080 is not open in the other one');
+
+  // nc takes one connection only: wait for its listening socket (port 0x2328, state 0A) instead of probing it
+  await waitFor(() => /:2328 [0-9A-F]+:0000 0A /.test(readFileSync(`/proc/${mutePid}/net/tcp`, 'utf8') + readFileSync(`/proc/${mutePid}/net/tcp6`, 'utf8')), 'nc listening');
+  const slow = probe(mutePid, { httpGet: { path: '/', port: 9000 } });
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(children(process.pid), [rt.launcher().pid], 'while a probe waits, the only child of this process is the launcher');
+  t.same(await slow, { ok: false, message: 'Get "http://127.0.0.1:9000/": timeout' }, 'no answer within timeoutSeconds');
+  t.ok(ran.length >= 7 && ran.every((a) => a[0] === 'nsenter'), 'every probe went through the runner');
 });
