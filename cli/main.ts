@@ -12,6 +12,7 @@ import { exec as podExec, logs as podLogs } from './pod-commands.js';
 import { Bus } from '../actors/index.js';
 import { isDns1123Label, isIPv4 } from '../protocol/index.js';
 import { VERSION } from './version.js';
+import { limitHeapGrowth } from './heap.js';
 import { UsageError, cmdApply, cmdCreateNamespace, cmdExpose, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
 import { cmdRollout } from './rollout.js';
 import { ControlPlane, parseCidr } from '../actors/index.js';
@@ -148,6 +149,7 @@ async function cmdUp(args: string[]): Promise<number> {
   // the node agent runs crun, which needs a mount namespace without the hybrid cgroup2 mount
   const reexec = values['no-agent'] ? [] : namespacePrefix(detectCgroups());
   if (reexec.length > 0 && process.env.TROUPE_MOUNT_NS !== '1') return reexecIn(reexec);
+  limitHeapGrowth();
   const logger = createLogger({ level });
   const dataDir = values['data-dir'] ?? defaultDataDir();
   const cluster = values.cluster ?? 'default';
@@ -267,7 +269,9 @@ async function cmdController(args: string[]): Promise<number> {
   };
   const clusterCidr = clusterCidrFlag(values['cluster-cidr']);
   const serviceCidr = serviceCidrFlag(values['service-cidr']);
+  const heapGrowth = limitHeapGrowth();
   const logger = createLogger({ level });
+  logger.debug({ heapGrowingPercent: heapGrowth }, 'heap growth limited');
   const { server, cluster } = resolveServer(values.server);
   const bus = await Bus.connect({ servers: server, cluster, name: 'troupe-controller', logger });
   const ac = new AbortController();
