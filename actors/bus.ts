@@ -26,7 +26,7 @@ import {
 } from '../protocol/index.js';
 import { backoff, silentLogger, type Logger } from '../supervisor/index.js';
 import { BusConnectError } from './errors.js';
-import { FastPublisher } from './fast-publish.js';
+import { FastPublisher, coalesceFlushes } from './fast-publish.js';
 import { Metrics, RateLimit } from './metrics.js';
 
 export interface BusOptions {
@@ -45,6 +45,11 @@ export interface BusOptions {
   /** Reconnect wait and jitter (ms). */
   reconnectWait?: number;
   reconnectJitter?: number;
+  /**
+   * Socket writes gathered per turn of the event loop (see coalesceFlushes); default true. False
+   * keeps nats.js's own per-microtask writes.
+   */
+  coalesceWrites?: boolean;
 }
 
 export type BusStatus =
@@ -90,6 +95,7 @@ export class Bus extends EventEmitter {
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'bus' });
     this.requestTimeout = opts.requestTimeout ?? 5000;
     this.publisher = new FastPublisher(nc);
+    if (opts.coalesceWrites !== false) coalesceFlushes(nc);
     void this.watchStatus();
   }
 

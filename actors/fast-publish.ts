@@ -106,3 +106,45 @@ export class FastPublisher {
     p.sendCommand(frame);
   }
 }
+
+interface FlushInternals {
+  flushPending(): void;
+  close(err?: Error): Promise<void>;
+  outbound: { size(): number };
+  pendingLimit: number;
+}
+
+/**
+ * One socket write per turn of the event loop instead of one per burst of microtasks.
+ *
+ * nats.js writes its outbound buffer in a microtask queued by the first message after the last
+ * write, so a process whose messages come from many promise continuations (a controller: store
+ * writes, replies, events, each after its own await) makes a write syscall for every few
+ * messages: a fifth of a 10,000-pod control-plane run was spent in them. Here the write waits for
+ * setImmediate, after everything the current turn queues; a buffer past nats.js's pending limit is
+ * still written at once, and closing the connection writes what is pending first.
+ *
+ * Returns false (and changes nothing) when the connection's internals are not the expected ones.
+ */
+export function coalesceFlushes(nc: NatsConnection): boolean {
+  const p = (nc as unknown as { protocol?: Partial<FlushInternals> }).protocol;
+  if (!p || typeof p.flushPending !== 'function' || typeof p.close !== 'function' || typeof p.outbound?.size !== 'function' || typeof p.pendingLimit !== 'number') return false;
+  const proto = p as FlushInternals;
+  const flushNow = proto.flushPending.bind(proto);
+  const close = proto.close.bind(proto);
+  let scheduled = false;
+  proto.flushPending = () => {
+    if (proto.outbound.size() >= proto.pendingLimit) return flushNow();
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      flushNow();
+    });
+  };
+  proto.close = (err?: Error) => {
+    flushNow();
+    return close(err);
+  };
+  return true;
+}

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { connect } from '@nats-io/transport-node';
 import { FastPublisher } from '../../actors/fast-publish.js';
+import { Bus } from '../../actors/bus.js';
 import { startNatsServer } from '../../actors/nats-server.js';
 import { Codec, MessageType } from '../../protocol/index.js';
 import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
@@ -100,4 +101,43 @@ t.test('a framed message past the limits is refused and nothing is sent; a bad s
   t.teardown(() => small.stop());
   const b2 = await withBus(t, small.url);
   t.throws(() => b2.publish('fr.big', MessageType.Reply, { blob: 'z'.repeat(8000) }), /max_payload/, 'past the server limit');
+});
+
+t.test('writes gather per turn of the event loop: fewer socket writes, the same messages, nothing lost on close', async (t) => {
+  const nats = await withNats(t);
+  const sub = await withBus(t, nats.url);
+  const got: number[] = [];
+  sub.subscribe('co.>', (env) => void got.push((env.body as { i: number }).i), { accept: [MessageType.Reply] });
+  await sub.flush();
+  const writesOf = async (coalesceWrites: boolean, base: number) => {
+    const bus = await withBus(t, nats.url, { coalesceWrites });
+    const transport = (bus.nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
+    let writes = 0;
+    const send = transport.send.bind(transport);
+    transport.send = (b) => {
+      writes++;
+      send(b);
+    };
+    // 200 messages, each from its own promise continuation (as a controller's replies and writes are)
+    await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        for (let k = 0; k < i % 5; k++) await Promise.resolve();
+        bus.publish(`co.${i % 3}`, MessageType.Reply, { i: base + i });
+      }),
+    );
+    await bus.flush();
+    return writes;
+  };
+  const gathered = await writesOf(true, 0);
+  const plain = await writesOf(false, 1000);
+  await waitFor(() => got.length === 400, 'all 400 messages');
+  t.same(got.filter((i) => i < 1000).sort((a, b) => a - b), Array.from({ length: 200 }, (_, i) => i), 'every gathered message arrived');
+  t.ok(gathered <= 3, `gathered: ${gathered} socket writes for 200 messages and a flush`);
+  t.ok(plain >= 5, `nats.js's own: ${plain} socket writes`);
+
+  // published, then the connection closed at once: the pending write goes out first
+  const last = await Bus.connect({ servers: nats.url });
+  last.publish('co.last', MessageType.Reply, { i: 5000 });
+  await last.nc.close();
+  await waitFor(() => got.includes(5000), 'the message published just before close');
 });
