@@ -166,7 +166,7 @@ export class Bus extends EventEmitter {
     }
     // the message is packed straight into its PUB frame
     const { frame, size } = this.codec.encodeFrame(prefix, type, body, opts);
-    if (!this.publisher.publishFrame(frame, size)) this.nc.publish(subject, frame.subarray(frame.length - 2 - size, frame.length - 2));
+    this.publisher.publishFrame(subject, frame, size);
   }
 
   /** Sends a request and waits for the reply; a typed error reply is thrown as its class. */

@@ -78,15 +78,17 @@ export class FastPublisher {
   }
 
   /**
-   * Sends a whole frame built on a framePrefix(); size is its payload's. False when the payload is
-   * past the server's limit: nothing was sent, and the caller publishes it the ordinary way.
+   * Sends a whole frame built on a framePrefix(); size is its payload's. A payload past the
+   * server's limit is handed to nc.publish instead, which refuses it with its own error.
    */
-  publishFrame(frame: Uint8Array, size: number): boolean {
+  publishFrame(subject: string, frame: Uint8Array, size: number): void {
     const p = this.proto!;
     const max = p.info?.max_payload;
-    if (max !== undefined && size > max) return false;
+    if (max !== undefined && size > max) {
+      this.nc.publish(subject, frame.subarray(frame.length - 2 - size, frame.length - 2));
+      return;
+    }
     this.send(p, frame, size);
-    return true;
   }
 
   private prefix(subject: string): Buffer | undefined {

@@ -10,7 +10,6 @@
  * and never leave the pod. The agent runs both through its launcher (a CommandRunner): a probe
  * forks nothing from the agent's own process.
  */
-import { execa } from 'execa';
 import type { Container, Probe } from '../protocol/index.js';
 import type { CommandRunner } from './crun.js';
 
@@ -148,17 +147,12 @@ const HTTP_SCRIPT = [
   // one line: the launcher's protocol is a line per request
 ].join('; ');
 
-/** Runs a command with execa: for callers with no launcher. */
-const execaRunner: CommandRunner = async (argv, opts) => {
-  const r = await execa(argv[0]!, argv.slice(1), { reject: false, env: opts.env, timeout: opts.timeoutMs });
-  return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? 1 };
-};
-
 /**
- * tcpSocket and httpGet, from inside the network namespace of process `pid`. `timeout` ends the
- * attempt (exit 124); the runner's own deadline, a little later, is only a backstop.
+ * tcpSocket and httpGet, from inside the network namespace of process `pid`, run by `run` (the
+ * agent passes its launcher). `timeout` ends the attempt (exit 124); the runner's own deadline,
+ * a little later, is only a backstop.
  */
-export async function netProbe(pid: number, container: Container, probe: Probe, timeoutMs: number, run: CommandRunner = execaRunner): Promise<ProbeResult> {
+export async function netProbe(pid: number, container: Container, probe: Probe, timeoutMs: number, run: CommandRunner): Promise<ProbeResult> {
   const secs = Math.max(1, Math.ceil(timeoutMs / 1000));
   const inPod = (script: string, env: Record<string, string>) =>
     run(['nsenter', '-t', String(pid), '-n', 'timeout', String(secs), 'bash', '--norc', '--noprofile', '-c', script], { env, timeoutMs: secs * 1000 + 2000 });

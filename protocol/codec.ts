@@ -141,7 +141,7 @@ export class Codec {
     try {
       bytes = this.packr.pack(env);
     } catch (err) {
-      throw new DecodeError(`message of type ${JSON.stringify(env.t)} cannot be encoded: ${(err as Error).message}`, { type: env.t }, { cause: err });
+      throw encodeError(env.t, err);
     }
     this.checkSize(bytes.length, env.t);
     return bytes;
