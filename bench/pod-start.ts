@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { ActorClient, Bus, Crun, ImageStore, buildSpec, detectCgroups, sweepNodeCgroups, namespacePrefix, requireProgram, startNatsServer, type EventBody, type PodStatus } from '../index.js';
+import { ActorClient, Bus, Crun, ImageStore, buildSpec, detectCgroups, favorDynamicCgroups, sweepNodeCgroups, namespacePrefix, requireProgram, startNatsServer, type EventBody, type PodStatus } from '../index.js';
 import { killNodeLeftovers } from '../test/helpers/agent.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { percentile } from './stats.js';
@@ -43,6 +43,9 @@ export function agentPid(wrapper: number): number {
 
 export async function rawCrun(dir: string, lowerDir: string, n: number): Promise<number[]> {
   const crun = requireProgram('crun', 'apt-get install crun');
+  // as a node agent would have it (troupe agent and troupe up turn it on): both sides measured alike
+  const favor = favorDynamicCgroups();
+  console.log(`cgroups: favordynmods ${favor.state}${favor.mountPoint ? ` on ${favor.mountPoint}` : ''}${favor.message ? ` (${favor.message})` : ''}`);
   const bundle = join(dir, 'raw-bundle');
   mkdirSync(bundle, { recursive: true });
   for (const f of ['hosts', 'hostname', 'resolv.conf']) writeFileSync(join(bundle, f), '\n');

@@ -6,13 +6,14 @@ import { parseArgs } from 'node:util';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { PROTOCOL_VERSION, formatVersion, TroupeError } from '../protocol/index.js';
-import { createLogger, findProgram, isLogLevel, LOG_LEVELS } from '../supervisor/index.js';
+import { createLogger, findProgram, isLogLevel, LOG_LEVELS, type Logger } from '../supervisor/index.js';
 import { resolveServer } from './context.js';
 import { exec as podExec, logs as podLogs } from './pod-commands.js';
 import { Bus } from '../actors/index.js';
 import { isDns1123Label, isIPv4 } from '../protocol/index.js';
 import { VERSION } from './version.js';
 import { limitHeapGrowth } from './heap.js';
+import { favorDynamicCgroups, type FavorDynmodsResult } from '../node-agent/cgroups.js';
 import { UsageError, cmdApply, cmdCreateNamespace, cmdExpose, cmdCordon, cmdDelete, cmdDescribe, cmdDrain, cmdEvents, cmdGet, cmdRun, cmdScale, type Io } from './resource-commands.js';
 import { cmdRollout } from './rollout.js';
 import { ControlPlane, parseCidr } from '../actors/index.js';
@@ -20,10 +21,10 @@ import { ControlPlane, parseCidr } from '../actors/index.js';
 const USAGE = `troupe — a container orchestrator built as an actor system
 
 Usage:
-  troupe up [--data-dir DIR] [--port N] [--cluster NAME] [--server URL] [--node-name NAME] [--no-agent]
+  troupe up [--data-dir DIR] [--port N] [--cluster NAME] [--server URL] [--node-name NAME] [--no-agent] [--no-favor-dynmods]
             [--cluster-cidr CIDR] [--service-cidr CIDR] [--node-ip IP]
                                    bring up the one-node cluster (embedded nats-server, store, node agent)
-  troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--node-ip IP] [--no-service-proxy]
+  troupe agent --node-name NAME [--server URL] [--data-dir DIR] [--node-ip IP] [--no-service-proxy] [--no-favor-dynmods]
                [--drain MS] [--backoff-base MS] [--backoff-cap MS]
                                    run a node agent (runs pods with crun)
   troupe controller [--server URL] [--cluster-cidr CIDR] [--service-cidr CIDR]
@@ -136,6 +137,7 @@ async function cmdUp(args: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'node-name': { type: 'string' },
       'no-agent': { type: 'boolean' },
+      'no-favor-dynmods': { type: 'boolean' },
       'cluster-cidr': { type: 'string' },
       'service-cidr': { type: 'string' },
       'node-ip': { type: 'string' },
@@ -147,10 +149,12 @@ async function cmdUp(args: string[]): Promise<number> {
   const port = values.port === undefined ? 4222 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected a port number from 0 to 65535, got ${JSON.stringify(values.port)}`);
   // the node agent runs crun, which needs a mount namespace without the hybrid cgroup2 mount
+  if (!values['no-agent'] && !values['no-favor-dynmods']) favorCgroupChanges();
   const reexec = values['no-agent'] ? [] : namespacePrefix(detectCgroups());
   if (reexec.length > 0 && process.env.TROUPE_MOUNT_NS !== '1') return reexecIn(reexec);
   limitHeapGrowth();
   const logger = createLogger({ level });
+  logFavorResult(logger);
   const dataDir = values['data-dir'] ?? defaultDataDir();
   const cluster = values.cluster ?? 'default';
   const clusterCidr = clusterCidrFlag(values['cluster-cidr']);
@@ -196,6 +200,7 @@ async function cmdAgent(args: string[]): Promise<number> {
       'stats-interval': { type: 'string' },
       'node-ip': { type: 'string' },
       'no-service-proxy': { type: 'boolean' },
+      'no-favor-dynmods': { type: 'boolean' },
       drain: { type: 'string' },
     },
   });
@@ -213,9 +218,11 @@ async function cmdAgent(args: string[]): Promise<number> {
   };
   const tuning = { ...(ms('backoff-base') ? { backoffBaseMs: ms('backoff-base') } : {}), ...(ms('backoff-cap') ? { backoffCapMs: ms('backoff-cap') } : {}) };
   // crun needs a mount namespace without the hybrid layout's cgroup2 mount: enter one, once
+  if (!values['no-favor-dynmods']) favorCgroupChanges();
   const reexec = namespacePrefix(detectCgroups());
   if (reexec.length > 0 && process.env.TROUPE_MOUNT_NS !== '1') return reexecIn(reexec);
   const logger = createLogger({ level });
+  logFavorResult(logger);
   const { server, cluster } = resolveServer(values.server);
   const dataDir = values['data-dir'] ?? join(defaultDataDir(), 'agents', nodeName);
   const bus = await Bus.connect({ servers: server, cluster, name: `agent-${nodeName}`, logger });
@@ -489,6 +496,27 @@ function printTable(header: string[], rows: string[][]): void {
 }
 
 /** Runs this same command again inside `prefix` (a private mount namespace), passing signals on. */
+/**
+ * A node's agent asks the kernel to favour dynamic cgroup changes (see favorDynamicCgroups), in
+ * the host's mount namespace where the cgroup2 mount is still there (the agent's own namespace
+ * may have it unmounted). What happened travels to the re-executed agent in TROUPE_FAVOR_DYNMODS,
+ * which logs it.
+ */
+function favorCgroupChanges(): void {
+  if (process.env.TROUPE_MOUNT_NS === '1') return;
+  process.env.TROUPE_FAVOR_DYNMODS = JSON.stringify(favorDynamicCgroups());
+}
+
+function logFavorResult(logger: Logger): void {
+  const raw = process.env.TROUPE_FAVOR_DYNMODS;
+  if (!raw) return;
+  delete process.env.TROUPE_FAVOR_DYNMODS;
+  const r = JSON.parse(raw) as FavorDynmodsResult;
+  if (r.state === 'failed') logger.warn({ mountPoint: r.mountPoint, error: r.message }, 'cgroups: the kernel refused favordynmods; process moves between cgroups stay slow (--no-favor-dynmods silences this)');
+  else if (r.state === 'enabled') logger.info({ mountPoint: r.mountPoint }, 'cgroups: favordynmods turned on (faster container starts; --no-favor-dynmods leaves the mount as it is)');
+  else logger.debug({ state: r.state, mountPoint: r.mountPoint, reason: r.message }, 'cgroups: favordynmods');
+}
+
 async function reexecIn(prefix: string[]): Promise<number> {
   const { spawn } = await import('node:child_process');
   // the inner agent dies with this wrapper, even when the wrapper is SIGKILLed

@@ -10,6 +10,7 @@
  * Detected, not assumed: cgroup v1, v2, or hybrid (v1 plus a cgroup2 `unified` mount, which crun
  * 1.8 refuses: it must run where that mount is gone, see mount-namespace.ts).
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rmdir, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -62,6 +63,47 @@ export function detectCgroups(mountinfo = readFileSync('/proc/self/mountinfo', '
   const hasV1 = Object.keys(v1).length > 0;
   const layout: CgroupLayout = hasV1 ? (unified ? 'hybrid' : 'v1') : 'v2';
   return { layout, v1, unified, v1Mounts };
+}
+
+/**
+ * What favorDynamicCgroups found or did: `on` (already set), `enabled` (remounted now),
+ * `unavailable` (no cgroup2 mount here to set it on), `failed` (the kernel refused: before 6.2 it
+ * has no such option).
+ */
+export interface FavorDynmodsResult {
+  state: 'on' | 'enabled' | 'unavailable' | 'failed';
+  mountPoint?: string;
+  message?: string;
+}
+
+/** Remounts a mount point with one more option (util-linux keeps the options it has). */
+export type Remount = (mountPoint: string, option: string) => void;
+
+const remountWith: Remount = (mountPoint, option) => {
+  execFileSync('mount', ['-o', `remount,${option}`, mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+};
+
+/**
+ * Turns on the kernel's `favordynmods` for cgroups, on the cgroup2 mount (v2, or the hybrid
+ * layout's `unified`): a node that starts and stops containers all day moves processes between
+ * cgroups all day, and without it every move waits for an RCU grace period under the global
+ * threadgroup lock. Measured on the project's machines (cgroup v1 + unified, kernel 6.18): moving
+ * one process into a new v1 cgroup took 16 ms, 0.19 ms with it; a pod start went from 36 to 24 ms.
+ * The price, as the kernel's documentation says, is slightly dearer forks and exits. The flag is
+ * the kernel's, for every hierarchy at once; v1 hierarchies cannot take it on a remount. Like the
+ * kernel tunables the kubelet sets at its start, it is left on when the agent stops.
+ */
+export function favorDynamicCgroups(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'), remount: Remount = remountWith): FavorDynmodsResult {
+  const m = parseMountinfo(mountinfo).find((x) => x.fsType === 'cgroup2');
+  if (!m) return { state: 'unavailable', message: 'no cgroup2 mount in this mount namespace' };
+  if (m.superOptions.split(',').includes('favordynmods')) return { state: 'on', mountPoint: m.mountPoint };
+  try {
+    remount(m.mountPoint, 'favordynmods');
+    return { state: 'enabled', mountPoint: m.mountPoint };
+  } catch (err) {
+    const said = String((err as { stderr?: Buffer | string }).stderr ?? (err as Error).message).trim().split('\n')[0];
+    return { state: 'failed', mountPoint: m.mountPoint, message: said };
+  }
 }
 
 export interface Limits {
