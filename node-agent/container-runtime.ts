@@ -13,7 +13,7 @@
  * Limits live on the agent's own cgroup for the container (cgroups.ts); crun's is a child of it.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Container } from '../protocol/index.js';
@@ -166,22 +166,19 @@ export class ContainerRuntime {
     const id = this.containerId(req.podUid, req.container.name);
     const d = this.dir(id);
     if (existsSync(d)) await this.clearForRestart(id, d);
-    await mkdir(d, { recursive: true });
     const cg = this.cgroupOf(req.podUid, req.container.name);
-    // the folder is on tmpfs (see stateDir): its files cost microseconds, not ext4's milliseconds
-    await Promise.all([
-      mkdir(join(d, 'rootfs')),
-      mkdir(join(d, 'upper')),
-      mkdir(join(d, 'work')),
-      writeFile(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`),
-      writeFile(join(d, 'hostname'), `${req.podName}\n`),
-      writeFile(
-        join(d, 'meta.json'),
-        JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name, podSpec: req.podSpec, restartCount: req.restartCount ?? 0 } satisfies ContainerMeta),
-      ),
-      writeFile(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns)),
-      cg.create(limitsFor(req.container)),
-    ]);
+    // the folder is on tmpfs (see stateDir) and the cgroups on cgroupfs: written synchronously,
+    // each in microseconds, where a thread-pool round trip apiece cost milliseconds in all
+    mkdirSync(d, { recursive: true });
+    for (const sub of ['rootfs', 'upper', 'work']) mkdirSync(join(d, sub));
+    writeFileSync(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`);
+    writeFileSync(join(d, 'hostname'), `${req.podName}\n`);
+    writeFileSync(
+      join(d, 'meta.json'),
+      JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name, podSpec: req.podSpec, restartCount: req.restartCount ?? 0 } satisfies ContainerMeta),
+    );
+    writeFileSync(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns));
+    cg.create(limitsFor(req.container));
     const sandboxPid = req.sandbox ? (await req.sandbox).pid : undefined;
     const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
     const group = readIf(join(req.lowerDir, 'etc/group'));
@@ -203,7 +200,7 @@ export class ContainerRuntime {
         return line ? Number(line.split(':')[2]) : undefined;
       },
     });
-    await writeFile(join(d, 'config.json'), JSON.stringify(spec));
+    writeFileSync(join(d, 'config.json'), JSON.stringify(spec));
 
     // crun in the foreground under the shim (measured here, `run --detach` + waitpid lost the status ~10% of the time)
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
@@ -302,7 +299,29 @@ export class ContainerRuntime {
     const base = this.logBase(id);
     for (const f of LOG_FILES) await rm(`${base}.${previousLog(f)}`, { force: true });
     for (const f of LOG_FILES) await rename(`${base}.${f}`, `${base}.${previousLog(f)}`).catch(() => undefined);
+    await this.unmountRootfs(d);
     await rm(d, { recursive: true, force: true });
+  }
+
+  /**
+   * A rootfs still mounted where the launcher lives (its shim was killed before it could unmount
+   * it) is unmounted before its folder goes: a recursive removal would otherwise reach through the
+   * overlay and fail on the mount point.
+   */
+  private async unmountRootfs(d: string): Promise<void> {
+    const pid = this.launch?.pid ?? process.pid;
+    let mounts = '';
+    let rootfs: string;
+    try {
+      // (the state folder is a link to tmpfs: the mount table names the real path)
+      rootfs = realpathSync(join(d, 'rootfs'));
+      mounts = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+    } catch {
+      return;
+    }
+    if (!mounts.split('\n').some((l) => l.split(' ')[4] === rootfs)) return;
+    const r = await this.runCommand(['umount', '-l', rootfs]);
+    if (r.exitCode !== 0) throw new RuntimeError(`could not unmount ${rootfs}: ${r.stderr.trim() || `exit ${r.exitCode}`}`, { path: rootfs });
   }
 
   /**
@@ -409,6 +428,7 @@ export class ContainerRuntime {
     }
     // `crun run` deletes its state when the container ends; a crun that did not finish leaves it
     if (existsSync(join(this.crun.stateRoot, id))) await this.crun.delete(id);
+    await this.unmountRootfs(d);
     await rm(d, { recursive: true, force: true });
     const base = this.logBase(id);
     await Promise.all([...LOG_FILES, ...LOG_FILES.map(previousLog)].map((f) => rm(`${base}.${f}`, { force: true })));
@@ -456,9 +476,10 @@ export class ContainerRuntime {
         const pidFile = this.sandboxPidFile(podUid);
         const known = Number(readIf(pidFile).trim());
         if (known > 0 && isSandbox(known)) return { pid: known };
-        await mkdir(join(this.opts.dataDir, 'sandboxes'), { recursive: true });
+        mkdirSync(join(this.opts.dataDir, 'sandboxes'), { recursive: true });
         // it writes its pid file and says `ready` once the hostname is set and loopback is up,
-        // then becomes `sleep` with its output closed
+        // then becomes `sleep` with its output closed (its namespaces are there from the start:
+        // the containers need not wait for that last exec)
         const errFile = join(this.opts.dataDir, 'sandboxes', `${podUid}.err`);
         const launched = await this.launcher().sandbox(podName, pidFile, errFile);
         const pid = launched.pid;
@@ -475,7 +496,6 @@ export class ContainerRuntime {
         ]);
         clearInterval(poll);
         clearTimeout(limit);
-        for (let i = 0; ready && pid && !isSandbox(pid) && i < 1000; i++) await new Promise((r) => setTimeout(r, 1));
         this.startingSandboxes.delete(pid);
         if (!pid || !ready) {
           if (pid > 0 && existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
@@ -698,9 +718,11 @@ function isShim(pid: number): boolean {
 /** Whether `pid` is a pod sandbox's sleeping process. */
 function isSandbox(pid: number): boolean {
   try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    const argv = cmd.split('\0');
-    return (argv[0] === 'sleep' || (argv[0]!.endsWith('busybox') && argv[1] === 'sleep')) && argv.includes('2147483647');
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    // `sleep` once it has settled; its shell just before (it said ready, the exec is under way)
+    if (argv[0] === 'sleep' || (argv[0]!.endsWith('busybox') && argv[1] === 'sleep')) return argv.includes('2147483647');
+    const shell = argv[0]!.endsWith('busybox') ? argv.slice(1) : argv;
+    return /(^|\/)sh$/.test(shell[0]!) && shell[1] === '-c' && shell[3] === 'troupe-sandbox';
   } catch {
     return false;
   }

@@ -14,7 +14,7 @@
  * the next agent to adopt (a shim's exit status is also in its folder's `exitcode` file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,23 +41,32 @@ log() {
 }`;
 
 /**
- * A shim: the two loggers (process substitutions: pipes, no fifo files, no new shell), then, in a
- * private mount namespace of its own (the overlay vanishes with it), the container's overlay rootfs
- * and crun in the foreground; the status goes to `exitcode` once both loggers have drained, and to
- * the agent. Its pid is in `shim.pid` (an adopting agent watches it).
+ * A shim: the two loggers (process substitutions: pipes, no fifo files, no new shell), the
+ * container's overlay rootfs, and crun in the foreground; then the overlay is unmounted and the
+ * status goes to `exitcode` once both loggers have drained, and to the agent. Its pid is in
+ * `shim.pid` (an adopting agent watches it). The overlay is mounted where the launcher lives (the
+ * agent's mount namespace, as containerd mounts a task's rootfs): crun's container takes its own
+ * copy at create, and the shim needs no namespace, shell or exec of its own for it (an `unshare`
+ * and a `sh` per container were a sixth of a pod start's processes). Its long arguments (the image's
+ * folder, the log base, crun's command line) come in `shim.args`, NUL-separated: bash reads a pipe
+ * one byte per read call, a file in blocks.
  */
 const SHIM = `
 shim() {
-  local id="$1" D="$2" LOWER="$3" LOGS="$4"; shift 4
+  local id="$1" D="$2" a code
   trap '' PIPE
   exec 2>>"$D/shim.log"
   echo "$BASHPID" > "$D/shim.pid"
-  exec 3> >(log "$LOGS.stdout.log"); local L1=$!
-  exec 4> >(exec 3>&-; log "$LOGS.stderr.log"); local L2=$!
-  $BB unshare -m --propagation private -- $SH -c '
-    $BB mount -t overlay overlay -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$2/rootfs" 2>>"$2/shim.log" || exit 90
-    shift 2; exec "$@"' troupe-shim "$LOWER" "$D" "$@" </dev/null >&3 2>&4 3>&- 4>&-
-  local code=$?
+  mapfile -d '' -t a < "$D/shim.args"
+  exec 3> >(log "\${a[1]}.stdout.log"); local L1=$!
+  exec 4> >(exec 3>&-; log "\${a[1]}.stderr.log"); local L2=$!
+  if $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null 3>&- 4>&-; then
+    "\${a[@]:2}" </dev/null >&3 2>&4 3>&- 4>&-
+    code=$?
+    $BB umount "$D/rootfs" >/dev/null 3>&- 4>&- || $BB umount -l "$D/rootfs" >/dev/null 3>&- 4>&-
+  else
+    code=90
+  fi
   # the loggers end when the last writer is gone (the container's processes and this shell)
   exec 3>&- 4>&-
   wait $L1 $L2
@@ -180,7 +189,10 @@ export class Launcher {
 
   /** Starts a shim for container `id`; resolves with its pid. */
   async shim(id: string, dir: string, lowerDir: string, logBase: string, argv: string[]): Promise<number> {
-    return this.request('shim', [id, dir, lowerDir, logBase, ...argv]).spawned;
+    const args = [lowerDir, logBase, ...argv];
+    if (args.some((a) => a.includes('\0'))) throw new RuntimeError(`shim argument has a NUL: ${JSON.stringify(args.find((a) => a.includes('\0')))}`, { id });
+    writeFileSync(join(dir, 'shim.args'), `${args.join('\0')}\0`);
+    return this.request('shim', [id, dir]).spawned;
   }
 
   /** Starts a pod sandbox; resolves with its pid once spawned (then `ready` tells how it went). */

@@ -3,7 +3,7 @@
  * and deleted through the bus (the typed client on the node's subjects); two agents share the
  * machine without touching each other; nothing is left afterwards.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ActorClient, Crun, ImageStore, detectCgroups, heartbeatBody, statsBody, type EventBody, type PodStatus } from '../../index.js';
@@ -251,4 +251,32 @@ t.test('containers of one pod share network, IPC and UTS namespaces (a sandbox h
   await waitFor(async () => (await new Crun(join(dir, 'runtime', 'crun')).list()).length === 0, 'containers and sandbox gone');
   await waitFor(() => readdirSync(join(dir, 'runtime', 'containers')).length === 0, 'no container folder left');
   await waitFor(() => readdirSync(join(dir, 'runtime', 'sandboxes')).length === 0, 'the sandbox gone with the pod');
+});
+
+t.test('a container whose shim was killed is still removed whole: its overlay unmounted in the agent’s namespace, its folder gone', async (t) => {
+  const { nats, bus, dir } = await withNode(t);
+  await startAgent(t, nats.url, 'n1', dir);
+  const pods = new ActorClient(bus, 'pod', 'node.n1');
+  const events: EventBody[] = [];
+  const stopWatch = new AbortController();
+  void (async () => {
+    for await (const e of pods.watch('default', 'lone', { signal: stopWatch.signal })) events.push(e);
+  })();
+  t.teardown(() => stopWatch.abort());
+  await pods.ready();
+  await pods.send('default', 'lone', { type: 'run', uid: 'uid-lone', spec: { terminationGracePeriodSeconds: 0, containers: [{ name: 'c', image: 'busybox:test', command: ['/bin/sleep', '300'] }] } });
+  await waitFor(() => events.some((e) => (e.data as PodStatus).phase === 'Running'), 'lone Running');
+  const folder = join(dir, 'runtime', 'containers', 'n1.uid-lone.c');
+  const rootfs = realpathSync(join(folder, 'rootfs'));
+  const shim = Number(readFileSync(join(folder, 'shim.pid'), 'utf8'));
+  // the shim is a job of the launcher, which lives in the agent's mount namespace
+  const launcher = Number(/PPid:\s+(\d+)/.exec(readFileSync(`/proc/${shim}/status`, 'utf8'))![1]);
+  const mounted = () => readFileSync(`/proc/${launcher}/mountinfo`, 'utf8').split('\n').some((l) => l.split(' ')[4] === rootfs);
+  t.ok(mounted(), 'the overlay is mounted in the agent’s namespace while the container runs');
+  process.kill(shim, 'SIGKILL');
+  await pods.send('default', 'lone', { type: 'delete' });
+  await waitFor(() => events.some((e) => e.status === 'done'), 'lone deleted', 30_000);
+  t.notOk(mounted(), 'the removal unmounted what the killed shim could not');
+  t.notOk(existsSync(folder), 'the container folder is gone');
+  t.same(await new Crun(join(dir, 'runtime', 'crun')).list(), [], 'no crun container');
 });

@@ -2,7 +2,7 @@
  * Real crun containers (as root): isolation, hardening, limits, exit status, termination, cleanup.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import type { Container } from '../../protocol/index.js';
 import { mergeCommand, mergeEnv } from '../../node-agent/index.js';
@@ -190,9 +190,19 @@ t.test('after removal nothing is left: no crun container, mount, cgroup or folde
   const rt = testRuntime(t, img.dir, 'cleanup-node');
   const pods = await Promise.all([0, 1, 2].map(() => run(t, rt, img, { command: ['/bin/sleep', '60'], resources: { limits: { memory: '16Mi' } } })));
   t.equal((await rt.crun.list()).length, 3, 'three containers run');
-  for (const p of pods) await rt.stop(p.podUid, p.name, 100);
+  // the overlays are mounted where the launcher lives (the agent's namespace), one per container
+  const state = realpathSync(rt.opts.dataDir);
+  const launcherMounts = () => readFileSync(`/proc/${rt.launcher().pid}/mountinfo`, 'utf8').split('\n').filter((l) => l.includes(state));
+  t.equal(launcherMounts().length, 3, 'one overlay per container in the launcher’s namespace');
+  // a shim killed outright cannot unmount its rootfs: the removal does it
+  const killed = pods[2]!;
+  const shimPid = Number(readFileSync(`${rt.dir(rt.containerId(killed.podUid, killed.name))}/shim.pid`, 'utf8'));
+  process.kill(shimPid, 'SIGKILL');
+  for (const p of pods.slice(0, 2)) await rt.stop(p.podUid, p.name, 100);
+  t.equal(launcherMounts().length, 1, 'a shim unmounts its container’s overlay when the container ends');
   for (const p of pods) await rt.remove(p.podUid, p.name);
   t.same(await rt.crun.list(), [], 'no crun container');
+  t.same(launcherMounts(), [], 'no overlay left in the launcher’s namespace, the killed shim’s included');
   const mounts = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
   t.notOk(mounts.includes(img.dir), 'no mount under the agent’s folders');
   const { detectCgroups } = await import('../../node-agent/index.js');
