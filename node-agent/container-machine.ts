@@ -9,7 +9,7 @@
  * removeContainer), so tests provide their own and the agent provides crun's. A `delete` wins
  * over anything pending: it always ends in stopping → removing → removed.
  */
-import { assign, fromCallback, fromPromise, sendParent, setup } from 'xstate';
+import { assign, enqueueActions, fromCallback, fromPromise, sendParent, setup } from 'xstate';
 import type { Container } from '../protocol/index.js';
 import type { ImageRuntimeConfig } from './image-config.js';
 
@@ -180,7 +180,14 @@ export const containerMachine = setup({
       },
     },
     starting: {
-      entry: [assign({ state: { waiting: { reason: 'ContainerCreating' } } }), 'notify'],
+      // ContainerCreating since the pull began, unless a failed pull said otherwise meanwhile: told
+      // only when it changes (each notice is an event on the bus)
+      entry: enqueueActions(({ context, enqueue }) => {
+        const s = context.state;
+        if ('waiting' in s && s.waiting.reason === 'ContainerCreating' && s.waiting.message === undefined) return;
+        enqueue.assign({ state: { waiting: { reason: 'ContainerCreating' } } });
+        enqueue('notify');
+      }),
       invoke: {
         src: 'runContainer',
         input: ({ context }) => ({ ctx: context }),
@@ -191,6 +198,9 @@ export const containerMachine = setup({
             startedAtMs: ({ event }) => Date.parse(event.output.startedAt),
             pid: ({ event }) => event.output.pid,
             probeFailure: undefined,
+            // with neither a readiness nor a startup probe a running container is ready, as the
+            // kubelet has it: said in the same event as Running
+            ready: ({ context }) => !context.container.readinessProbe && !context.container.startupProbe,
           }),
         },
         onError: {
@@ -206,7 +216,7 @@ export const containerMachine = setup({
     running: {
       entry: 'notify',
       on: {
-        'probe.ready': { actions: [assign({ ready: ({ event }) => event.ready }), 'notify'] },
+        'probe.ready': { guard: ({ context, event }) => event.ready !== context.ready, actions: [assign({ ready: ({ event }) => event.ready }), 'notify'] },
         'probe.failed': { target: '.killing', actions: assign({ probeFailure: ({ event }) => event.message }) },
       },
       invoke: [

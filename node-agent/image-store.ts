@@ -9,7 +9,7 @@
  * it was.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NotFoundError } from '../protocol/index.js';
@@ -348,7 +348,14 @@ export class ImageStore {
 
   /** The unpacked rootfs of an image, unpacking its layers (once) if needed. */
   async rootfs(refInput: string): Promise<{ path: string; image: ResolvedImage }> {
-    const indexMtime = await stat(join(this.root, 'index.json')).then((st) => st.mtimeMs, () => -1);
+    // (one stat, synchronous: the index's inode is in the cache, and a thread-pool round trip per
+    // container start cost more than the call)
+    let indexMtime = -1;
+    try {
+      indexMtime = statSync(join(this.root, 'index.json')).mtimeMs;
+    } catch {
+      // no index yet
+    }
     const hit = this.ready.get(refInput);
     if (hit && hit.indexMtime === indexMtime && existsSync(`${hit.path}.complete`)) return { path: hit.path, image: hit.image };
     const image = await this.resolve(refInput);

@@ -53,7 +53,7 @@ log() {
  */
 const SHIM = `
 shim() {
-  local id="$1" D="$2" a code
+  local id="$1" D="$2" WAIT="$3" a code=
   trap '' PIPE
   exec 2>>"$D/shim.log"
   echo "$BASHPID" > "$D/shim.pid"
@@ -61,8 +61,11 @@ shim() {
   exec 3> >(log "\${a[1]}.stdout.log"); local L1=$!
   exec 4> >(exec 3>&-; log "\${a[1]}.stderr.log"); local L2=$!
   if $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null 3>&- 4>&-; then
-    "\${a[@]:2}" </dev/null >&3 2>&4 3>&- 4>&-
-    code=$?
+    if [ -n "$WAIT" ] && ! gowait "$D"; then code=91; echo "not started: the pod's sandbox did not become ready" >&2; fi
+    if [ -z "$code" ]; then
+      "\${a[@]:2}" </dev/null >&3 2>&4 3>&- 4>&-
+      code=$?
+    fi
     $BB umount "$D/rootfs" >/dev/null 3>&- 4>&- || $BB umount -l "$D/rootfs" >/dev/null 3>&- 4>&-
   else
     code=90
@@ -72,6 +75,27 @@ shim() {
   wait $L1 $L2
   echo "$code" > "$D/exitcode"
   echo "exit $id $code" 2>/dev/null
+}`;
+
+/**
+ * Waits until the agent writes `go` in the container's folder (its pod's sandbox is ready), in
+ * steps of a millisecond: a `read` with a timeout on the launcher's FIFO (opened read-write, it
+ * never has data and never ends), so the wait forks nothing. Fails at `abort`, when the folder is
+ * gone, or after two minutes.
+ */
+const GOWAIT = `
+gowait() {
+  local D="$1" n=0 t
+  [ -p "$TICK" ] && exec {t}<>"$TICK"
+  until [ -e "$D/go" ]; do
+    if [ -e "$D/abort" ] || [ ! -d "$D" ] || [ $((n++)) -ge 120000 ]; then
+      [ -n "$t" ] && exec {t}>&-
+      return 1
+    fi
+    if [ -n "$t" ]; then read -r -t 0.001 -u "$t"; else $BB sleep 0.001; fi
+  done
+  [ -n "$t" ] && exec {t}>&-
+  return 0
 }`;
 
 /**
@@ -95,7 +119,8 @@ sandbox() {
  */
 const PROGRAMS = `
 if [ -n "$BB" ]; then SH="$BB sh"; else SH=/bin/sh; fi
-export BB SH`;
+export BB SH
+if [ -n "$TICK" ] && [ ! -p "$TICK" ]; then rm -f "$TICK"; mkfifo "$TICK" 2>/dev/null; fi`;
 
 /**
  * A short command (a CNI plugin, `crun exec`): its input from a file, its output to files, its
@@ -114,6 +139,7 @@ runcmd() {
 
 const SCRIPT = `${PROGRAMS}
 ${LOGGER}
+${GOWAIT}
 ${SHIM}
 ${SANDBOX}
 ${RUN}
@@ -188,11 +214,16 @@ export class Launcher {
   }
 
   /** Starts a shim for container `id`; resolves with its pid. */
-  async shim(id: string, dir: string, lowerDir: string, logBase: string, argv: string[]): Promise<number> {
+  /**
+   * Starts a shim for container `id`; resolves with its pid. With `waitForGo`, the shim prepares
+   * (loggers, rootfs) and then waits for a `go` file in `dir` before it runs crun (an `abort` file,
+   * or the folder gone, ends it with status 91 instead).
+   */
+  async shim(id: string, dir: string, lowerDir: string, logBase: string, argv: string[], waitForGo = false): Promise<number> {
     const args = [lowerDir, logBase, ...argv];
     if (args.some((a) => a.includes('\0'))) throw new RuntimeError(`shim argument has a NUL: ${JSON.stringify(args.find((a) => a.includes('\0')))}`, { id });
     writeFileSync(join(dir, 'shim.args'), `${args.join('\0')}\0`);
-    return this.request('shim', [id, dir]).spawned;
+    return this.request('shim', [id, dir, waitForGo ? 'wait' : '']).spawned;
   }
 
   /** Starts a pod sandbox; resolves with its pid once spawned (then `ready` tells how it went). */

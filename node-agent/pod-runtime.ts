@@ -54,6 +54,7 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
         // the container is prepared while the sandbox comes up; its config waits for the sandbox
         const run = runtime.run({
           sandbox,
+          sandboxPid: runtime.sandboxPid(c.podUid),
           podUid: c.podUid,
           podName: c.podName,
           namespace: c.namespace,
