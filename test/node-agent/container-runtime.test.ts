@@ -1,7 +1,7 @@
 /**
  * Real crun containers (as root): isolation, hardening, limits, exit status, termination, cleanup.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import type { Container } from '../../protocol/index.js';
@@ -163,6 +163,29 @@ t.test('a sandbox that fails while the container is prepared: no container, and 
   t.same(shims, [], 'no shim left waiting');
   const mounts = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
   t.notOk(mounts.includes(rt.dir(id)), 'no mount of its folder');
+});
+
+t.test('a sandbox spawned but never ready: the shim that started meanwhile gives up, crun never runs', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'nogo-node');
+  const podUid = `uid${++seq}`;
+  const c = { name: 'main', image: 'busybox:test', command: ['/bin/sleep', '60'] } as Container;
+  rt.track(podUid, c.name);
+  // a process whose namespaces the config can name (as a sandbox's, spawned and not yet ready)
+  const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.teardown(() => void holder.kill('SIGKILL'));
+  const sandbox = new Promise<{ pid: number }>((_r, reject) => setTimeout(() => reject(new Error('sandbox did not become ready')), 500));
+  const id = rt.containerId(podUid, c.name);
+  const running = rt.run({ podUid, podName: 'pod-y', namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir, sandbox, sandboxPid: Promise.resolve(holder.pid!) });
+  const shim = await waitFor(() => Number(readFileSync(`${rt.dir(id)}/shim.pid`, 'utf8')) || undefined, 'the shim to start before the sandbox is ready');
+  t.ok(existsSync(`/proc/${shim}`), 'the shim runs while the sandbox is not ready');
+  await t.rejects(running, { message: 'sandbox did not become ready' }, 'the sandbox’s failure is the start’s');
+  t.same(await rt.crun.list(), [], 'crun never ran');
+  t.equal(readFileSync(`${rt.dir(id)}/exitcode`, 'utf8').trim(), '91', 'the shim ended with 91');
+  t.match(readFileSync(`${rt.dir(id)}/shim.log`, 'utf8'), /sandbox did not become ready/);
+  t.notOk(existsSync(`/proc/${shim}`) && !readFileSync(`/proc/${shim}/stat`, 'utf8').includes(') Z'), 'the shim is gone');
+  const launcherMounts = readFileSync(`/proc/${rt.launcher().pid}/mountinfo`, 'utf8');
+  t.notOk(launcherMounts.includes(realpathSync(rt.dir(id))), 'its rootfs is unmounted');
 });
 
 t.test('the shim reads no ~/.bashrc, though its stdin is a socket at shell level 1', async (t) => {
