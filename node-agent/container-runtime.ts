@@ -284,7 +284,11 @@ export class ContainerRuntime {
     if (!this.launch) {
       // the launcher's one FIFO, which its shims read with a timeout to wait without a fork
       const tick = join(this.opts.dataDir, 'launcher.tick');
-      this.launch = new Launcher(this.crun.prefix, { LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024), TICK: tick }, this.opts.busybox);
+      // crun's binary made read-only once (see launcher.ts), only where the launcher's mount
+      // namespace is the node's own: a fresh one (the prefix) or the agent's private one
+      const ownMounts = this.crun.prefix.length > 0 || process.env.TROUPE_MOUNT_NS === '1';
+      const env: NodeJS.ProcessEnv = { LOGMAX: String(this.opts.logMaxBytes ?? 10 * 1024 * 1024), TICK: tick, ...(ownMounts ? { CRUN_RO: this.crun.binary } : {}) };
+      this.launch = new Launcher(this.crun.prefix, env, this.opts.busybox);
     }
     return this.launch;
   }

@@ -4,7 +4,7 @@
  * launcher that dies loses no exit status.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { netProbe } from '../../node-agent/probes.js';
@@ -169,4 +169,32 @@ t.test('tcpSocket and httpGet probes run as launcher jobs, inside the pod’s ne
   t.same(children(process.pid), [rt.launcher().pid], 'while a probe waits, the only child of this process is the launcher');
   t.same(await slow, { ok: false, message: 'Get "http://127.0.0.1:9000/": timeout' }, 'no answer within timeoutSeconds');
   t.ok(ran.length >= 7 && ran.every((a) => a[0] === 'nsenter'), 'every probe went through the runner');
+});
+
+t.test('crun runs from a read-only binding of itself, made once in the launcher’s own mount namespace, not the host’s', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'ro-node');
+  const a = await run(rt, img, { command: ['/bin/sleep', '60'] }, true);
+  const launcher = rt.launcher().pid!;
+  const crunPath = rt.crun.binary;
+  const roMount = (pid: number | 'self') =>
+    readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
+      .split('\n')
+      .find((l) => l.split(' ')[4] === crunPath);
+  const inLauncher = roMount(launcher);
+  t.ok(inLauncher, 'crun’s path is a mount point in the launcher’s namespace');
+  t.match(inLauncher!.split(' ')[5], /^ro\b/, 'mounted read-only');
+  t.notOk(roMount('self'), 'the host’s (this process’s) mount table is untouched');
+  t.equal((await rt.runCommand(['/bin/sh', '-c', 'echo "$_LIBCONTAINER_CLONED_BINARY"'])).stdout.trim(), '1', 'crun is told it runs from its read-only copy');
+  // what the protection is for: nothing run there can change crun's binary (a chmod to the mode it
+  // has already, so that nothing changes should the test fail)
+  const mode = (statSync(crunPath).mode & 0o7777).toString(8);
+  const w = await rt.runCommand(['chmod', mode, crunPath]);
+  t.not(w.exitCode, 0, 'crun’s binary cannot be changed where it runs');
+  t.match(w.stderr, /Read-only file system/);
+  // containers start and stop as before, and a second launcher does not stack another mount
+  await rt.stop(a.podUid, a.name, 100);
+  const b = await run(rt, img, { command: ['/bin/sh', '-c', 'echo from-b'] }, true);
+  t.equal((await rt.wait(b.podUid, b.name)).exitCode, 0);
+  t.equal(readFileSync(`/proc/${launcher}/mountinfo`, 'utf8').split('\n').filter((l) => l.split(' ')[4] === crunPath).length, 1, 'one binding');
 });
