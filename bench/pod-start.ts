@@ -2,7 +2,8 @@
  * `npm run bench -- pod-start`: pod start through the agent, against crun's own lifecycle measured
  * in the same run on the same image.
  *
- * - rawCrunP50Ms: `crun run` of /bin/true (create + start + wait + delete) on a prepared bundle.
+ * - rawCrunP50Ms: `crun run` of /bin/true (create + start + wait + delete) on a prepared bundle,
+ *   twice before each single pod start (60 in all), so both sides see the machine alike.
  * - agentPodStartP50Ms / P99: a `run` message on the bus → Running reported on the bus, one pod
  *   at a time, through a real `troupe agent` process. ratio = agent p50 / raw p50.
  * - podsPerSecond: 100 pods sent at once, until all report Running.
@@ -41,7 +42,17 @@ export function agentPid(wrapper: number): number {
   return wrapper;
 }
 
-export async function rawCrun(dir: string, lowerDir: string, n: number): Promise<number[]> {
+/**
+ * crun's own lifecycle on a prepared bundle: `run(n)` runs `crun run` of /bin/true n times in one
+ * shell (timed there, so no spawn of ours is counted) and returns each one's milliseconds. The
+ * benches call it between their own samples, so that a VM whose speed drifts during a run (it
+ * does, here, by a third from minute to minute) weighs on both sides alike.
+ */
+export interface RawCrun {
+  run(n: number): Promise<number[]>;
+}
+
+export function rawCrun(dir: string, lowerDir: string): RawCrun {
   const crun = requireProgram('crun', 'apt-get install crun');
   // as a node agent would have it (troupe agent and troupe up turn it on): both sides measured alike
   const favor = favorDynamicCgroups();
@@ -61,10 +72,17 @@ export async function rawCrun(dir: string, lowerDir: string, n: number): Promise
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
   // the same conditions as the agent's: crun where the hybrid cgroup2 mount is gone
   const prefix = namespacePrefix(detectCgroups());
-  const script = `for i in $(seq ${n}); do s=$(date +%s%N); ${crun} --root ${join(dir, 'raw-state')} run --bundle ${bundle} raw-$i >/dev/null 2>&1 || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000 )); done`;
-  const argv = prefix.length ? [...prefix, '/bin/sh', '-c', script] : ['/bin/sh', '-c', script];
-  const r = await execa(argv[0]!, argv.slice(1));
-  return r.stdout.trim().split('\n').map((us) => Number(us) / 1000);
+  let seq = 0;
+  return {
+    async run(n: number): Promise<number[]> {
+      const first = seq + 1;
+      seq += n;
+      const script = `for i in $(seq ${first} ${seq}); do s=$(date +%s%N); ${crun} --root ${join(dir, 'raw-state')} run --bundle ${bundle} raw-$i >/dev/null 2>&1 || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000 )); done`;
+      const argv = prefix.length ? [...prefix, '/bin/sh', '-c', script] : ['/bin/sh', '-c', script];
+      const r = await execa(argv[0]!, argv.slice(1));
+      return r.stdout.trim().split('\n').map((us) => Number(us) / 1000);
+    },
+  };
 }
 
 /**
@@ -94,7 +112,9 @@ export async function benchPodStart(): Promise<Record<string, number>> {
     await store.importRootfs(tarDir(busyboxRootfs(join(dir, 'src')), join(dir, 'rootfs.tar')), 'busybox:bench');
     const { path: lowerDir } = await store.rootfs('busybox:bench');
 
-    const raw = await rawCrun(dir, lowerDir, 50);
+    const rawLifecycle = rawCrun(dir, lowerDir);
+    await rawLifecycle.run(5); // warm-up, not counted
+    const raw: number[] = [];
 
     // TROUPE_BENCH_PROF=DIR: the agent writes a CPU profile there when it stops
     const prof = process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : [];
@@ -135,6 +155,8 @@ export async function benchPodStart(): Promise<Record<string, number>> {
     // one at a time
     const single: number[] = [];
     for (let i = 0; i < 30; i++) {
+      // crun's own lifecycle, twice, between each pod start and the next (see rawCrun)
+      raw.push(...(await rawLifecycle.run(2)));
       const t0 = process.hrtime.bigint();
       const t1 = await guard(start(`s${i}`), `pod s${i} Running`, 30_000);
       single.push(Number(t1 - t0) / 1e6);

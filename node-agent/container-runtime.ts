@@ -187,37 +187,40 @@ export class ContainerRuntime {
     );
     writeFileSync(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns));
     cg.create(limitsFor(req.container));
-    const sandboxPid = req.sandbox ? await (req.sandboxPid ?? req.sandbox.then((sb) => sb.pid)) : undefined;
     const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
     const group = readIf(join(req.lowerDir, 'etc/group'));
-    const spec = buildSpec({
-      container: req.container,
-      image: req.image,
-      hostname: req.podName,
-      rootfs: join(d, 'rootfs'),
-      etcFiles: { hosts: join(d, 'hosts'), hostname: join(d, 'hostname'), resolvConf: join(d, 'resolv.conf') },
-      cgroupsPath: cg.runtimePath,
-      extraEnv: req.extraEnv,
-      ...(sandboxPid ? { joinNamespaces: { network: `/proc/${sandboxPid}/ns/net`, ipc: `/proc/${sandboxPid}/ns/ipc`, uts: `/proc/${sandboxPid}/ns/uts` } } : {}),
-      lookupUser: (name) => {
-        const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
-        return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
-      },
-      lookupGroup: (name) => {
-        const line = group.split('\n').find((l) => l.split(':')[0] === name);
-        return line ? Number(line.split(':')[2]) : undefined;
-      },
-    });
-    writeFileSync(join(d, 'config.json'), JSON.stringify(spec));
+    const writeConfig = (sandboxPid: number | undefined) => {
+      const spec = buildSpec({
+        container: req.container,
+        image: req.image,
+        hostname: req.podName,
+        rootfs: join(d, 'rootfs'),
+        etcFiles: { hosts: join(d, 'hosts'), hostname: join(d, 'hostname'), resolvConf: join(d, 'resolv.conf') },
+        cgroupsPath: cg.runtimePath,
+        extraEnv: req.extraEnv,
+        ...(sandboxPid ? { joinNamespaces: { network: `/proc/${sandboxPid}/ns/net`, ipc: `/proc/${sandboxPid}/ns/ipc`, uts: `/proc/${sandboxPid}/ns/uts` } } : {}),
+        lookupUser: (name) => {
+          const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
+          return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
+        },
+        lookupGroup: (name) => {
+          const line = group.split('\n').find((l) => l.split(':')[0] === name);
+          return line ? Number(line.split(':')[2]) : undefined;
+        },
+      });
+      writeFileSync(join(d, 'config.json'), JSON.stringify(spec));
+    };
 
     // crun in the foreground under the shim (measured here, `run --detach` + waitpid lost the status ~10% of the time)
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
     const exited = this.watchExit(id);
     this.exits.set(id, exited.then(() => this.collect(id, req.podUid, req.container.name)));
-    // the shim gets going while the sandbox may still be coming up: it mounts the rootfs and
-    // starts its loggers meanwhile, then runs crun once `go` is there (or gives up at `abort`)
     let sandboxFailure: unknown;
+    let shimmed: Promise<number>;
     if (req.sandbox) {
+      // the shim gets going at once, while the sandbox comes up: it starts its loggers and mounts
+      // the rootfs meanwhile, and runs crun once `go` is there (the config written with the
+      // sandbox's namespaces, the sandbox ready), or gives up at `abort`
       const tell = (file: string) => {
         try {
           writeFileSync(join(d, file), '');
@@ -225,16 +228,21 @@ export class ContainerRuntime {
           // the folder is gone (the container removed meanwhile): its shim stops waiting too
         }
       };
-      req.sandbox.then(
+      shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv, true);
+      const configured = (req.sandboxPid ?? req.sandbox.then((sb) => sb.pid)).then(writeConfig);
+      Promise.all([configured, req.sandbox]).then(
         () => tell('go'),
         (err: unknown) => {
           sandboxFailure = err;
           tell('abort');
         },
       );
+    } else {
+      writeConfig(undefined);
+      shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv);
     }
     try {
-      await this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv, req.sandbox !== undefined);
+      await shimmed;
     } catch (err) {
       this.launcher().forgetExit(id);
       throw err;
