@@ -14,12 +14,12 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Container } from '../protocol/index.js';
 import { ContainerCgroup, detectCgroups, sweepNodeCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
 import { Crun } from './crun.js';
-import type { Cni, PortMapping } from './cni.js';
+import type { Cni, CniResult, PortMapping } from './cni.js';
 import { RuntimeError } from './errors.js';
 import { Launcher } from './launcher.js';
 import type { ImageRuntimeConfig } from './image-config.js';
@@ -537,6 +537,19 @@ export class ContainerRuntime {
         const pid = launched.pid;
         this.startingSandboxes.add(pid);
         if (pid > 0) spawned(pid);
+        // on the node's pod network (CNI bridge + host-local): set up as soon as the namespaces
+        // exist, while the sandbox sets its hostname and loopback
+        const network = this.network;
+        let attached: Promise<CniResult> | undefined;
+        if (network) {
+          attached = launched.ns.then(async (ok) => {
+            if (!ok) throw new RuntimeError(`pod sandbox for ${podName} ended before its namespaces were made`, { podUid });
+            // the host ports go beside the pid: their removal needs them, even after a restart
+            if (portMappings.length > 0) writeFileSync(this.sandboxPortsFile(podUid), JSON.stringify(portMappings));
+            return network.add(podUid, `/proc/${pid}/ns/net`, portMappings);
+          });
+          attached.catch(() => undefined);
+        }
         // a sandbox that ends before it is ready (unshare refused, say) says nothing: watched
         let poll: NodeJS.Timeout | undefined;
         let limit: NodeJS.Timeout | undefined;
@@ -553,16 +566,15 @@ export class ContainerRuntime {
         if (!pid || !ready) {
           if (pid > 0 && existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
           await rm(pidFile, { force: true });
+          // an address it was given meanwhile goes back
+          if (attached && network) await attached.then(() => network.del(podUid, '', portMappings)).catch(() => undefined);
           const said = readIf(errFile).trim().slice(-4096);
           throw new RuntimeError(`pod sandbox for ${podName} did not start${said ? `: ${said}` : ''}`, { podUid });
         }
-        if (this.network) {
-          // on the node's pod network: an address of the node's pod CIDR (CNI bridge + host-local)
+        if (attached) {
           try {
-            // the host ports go beside the pid: their removal needs them, even after a restart
-            if (portMappings.length > 0) await writeFile(this.sandboxPortsFile(podUid), JSON.stringify(portMappings));
-            const r = await this.network.add(podUid, `/proc/${pid}/ns/net`, portMappings);
-            await writeFile(this.sandboxIpFile(podUid), `${r.ip}\n`);
+            const r = await attached;
+            writeFileSync(this.sandboxIpFile(podUid), `${r.ip}\n`);
           } catch (err) {
             process.kill(pid, 'SIGKILL');
             await rm(pidFile, { force: true });

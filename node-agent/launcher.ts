@@ -14,8 +14,7 @@
  * the next agent to adopt (a shim's exit status is also in its folder's `exitcode` file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RuntimeError } from './errors.js';
@@ -99,14 +98,16 @@ gowait() {
 }`;
 
 /**
- * A pod sandbox: one process holding the pod's network, IPC and UTS namespaces. It sets the
- * hostname, brings loopback up, writes its own pid file (so no sandbox ever runs unnamed), says
+ * A pod sandbox: one process holding the pod's network, IPC and UTS namespaces. It says `ns` as
+ * soon as they exist (the pod network can be set up from then on), sets the hostname, brings
+ * loopback up, writes its own pid file (so no sandbox ever runs unnamed), says
  * `ready` and becomes `sleep` with its output closed. It is the launcher's job itself (exec, no
  * shell left waiting), so its pid is the sandbox's from the start.
  */
 const SANDBOX = `
 sandbox() {
   exec $BB unshare --net --ipc --uts -- $SH -c '
+    echo "ns $3 $$"
     echo "$1" > /proc/sys/kernel/hostname && $BB ip link set lo up && echo $$ > "$2" && echo "ready $3 $$" &&
       exec $BB sleep 2147483647 >/dev/null 2>&1
     echo "failed $3 $?"' troupe-sandbox "$2" "$3" "$1" </dev/null 2>"$4"
@@ -145,9 +146,11 @@ ${CRUN_READ_ONLY}`;
  */
 const RUN = `
 runcmd() {
-  local rid="$1" in="$2" out="$3" err="$4"; shift 4
-  while [ "$1" != -- ]; do export "$1"; shift; done; shift
-  "$@" <"$in" >"$out" 2>"$err" &
+  local rid="$1" base="$2" in=/dev/null a i=0
+  [ -e "$base.in" ] && in="$base.in"
+  mapfile -d '' -t a < "$base.args"
+  while [ "\${a[i]}" != -- ]; do export "\${a[i]}"; i=$((i + 1)); done
+  "\${a[@]:i+1}" <"$in" >"$base.out" 2>"$base.err" &
   local c=$!
   echo "child $rid $c"
   wait $c
@@ -187,6 +190,9 @@ interface Pending {
   kind: 'spawn' | 'sandbox' | 'run';
   spawned: Promise<number>;
   done?: Promise<boolean>;
+  /** A sandbox: resolves true once its namespaces exist (`ns`), false if it failed first. */
+  ns?: Promise<boolean>;
+  onNs?: (ok: boolean) => void;
   exit?: Promise<number>;
   childPid?: number;
   onSpawned: (pid: number) => void;
@@ -199,6 +205,8 @@ export interface LaunchedSandbox {
   pid: number;
   /** Resolves true once it said `ready`, false when it failed. */
   ready: Promise<boolean>;
+  /** Resolves true once its namespaces exist (before it is ready), false when it failed first. */
+  ns: Promise<boolean>;
 }
 
 export class Launcher {
@@ -246,7 +254,7 @@ export class Launcher {
   /** Starts a pod sandbox; resolves with its pid once spawned (then `ready` tells how it went). */
   async sandbox(hostname: string, pidFile: string, errFile: string): Promise<LaunchedSandbox> {
     const r = this.request('sandbox', [hostname, pidFile, errFile], 'sandbox');
-    return { pid: await r.spawned, ready: r.done! };
+    return { pid: await r.spawned, ready: r.done!, ns: r.ns! };
   }
 
   /**
@@ -255,13 +263,19 @@ export class Launcher {
    * Past `timeoutMs` the command is killed (SIGKILL) and its exit code is then 137.
    */
   async exec(argv: string[], opts: { scratchDir: string; input?: string; env?: Record<string, string>; timeoutMs?: number }): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-    await mkdir(opts.scratchDir, { recursive: true });
+    // the files are on tmpfs (the runtime's scratch folder): written and read synchronously, and
+    // the command line goes in a file too (bash reads a pipe one byte per call)
+    mkdirSync(opts.scratchDir, { recursive: true });
     const base = join(opts.scratchDir, `run-${process.pid}-${++this.runs}`);
-    const files = { in: opts.input === undefined ? '/dev/null' : `${base}.in`, out: `${base}.out`, err: `${base}.err` };
+    const files = { args: `${base}.args`, in: `${base}.in`, out: `${base}.out`, err: `${base}.err` };
     try {
-      if (opts.input !== undefined) await writeFile(files.in, opts.input);
       const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
-      const r = this.request('run', [files.in, files.out, files.err, ...env, '--', ...argv], 'run', (opts.timeoutMs ?? REPLY_TIMEOUT_MS) + 5_000);
+      const words = [...env, '--', ...argv];
+      const bad = words.find((w) => w.includes('\0'));
+      if (bad !== undefined) throw new RuntimeError(`launcher argument has a NUL: ${JSON.stringify(bad)}`, {});
+      if (opts.input !== undefined) writeFileSync(files.in, opts.input);
+      writeFileSync(files.args, `${words.join('\0')}\0`);
+      const r = this.request('run', [base], 'run', (opts.timeoutMs ?? REPLY_TIMEOUT_MS) + 5_000);
       await r.spawned;
       let timer: NodeJS.Timeout | undefined;
       if (opts.timeoutMs !== undefined) {
@@ -278,10 +292,9 @@ export class Launcher {
       }
       const exitCode = await r.exit!;
       clearTimeout(timer);
-      const [stdout, stderr] = await Promise.all([readFile(files.out, 'utf8').catch(() => ''), readFile(files.err, 'utf8').catch(() => '')]);
-      return { stdout, stderr, exitCode };
+      return { stdout: readIf(files.out), stderr: readIf(files.err), exitCode };
     } finally {
-      await Promise.all(Object.values(files).filter((f) => f.startsWith(base)).map((f) => rm(f, { force: true })));
+      for (const f of Object.values(files)) rmSync(f, { force: true });
     }
   }
 
@@ -323,9 +336,11 @@ export class Launcher {
     // a failure before the job ran is the caller's through `spawned`; after, through done/exit
     p.spawned.catch(() => undefined);
     if (kind === 'sandbox') {
+      p.ns = new Promise<boolean>((resolve) => (p.onNs = resolve));
       p.done = new Promise<boolean>((resolve) => {
         p.onDone = (ok) => {
           settle();
+          p.onNs!(ok);
           resolve(ok);
         };
       });
@@ -390,6 +405,9 @@ export class Launcher {
       case 'child':
         p.childPid = n;
         break;
+      case 'ns':
+        p.onNs?.(true);
+        break;
       case 'done':
         this.replies.delete(key);
         p.onExit?.(n);
@@ -403,5 +421,13 @@ export class Launcher {
         p.onDone?.(verb === 'ready');
         break;
     }
+  }
+}
+
+function readIf(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
   }
 }
