@@ -21,6 +21,7 @@ import { ContainerCgroup, detectCgroups, sweepNodeCgroups, type CgroupInfo, type
 import { Crun } from './crun.js';
 import type { Cni, CniResult, PortMapping } from './cni.js';
 import { RuntimeError } from './errors.js';
+import { Gate } from './gate.js';
 import { Launcher } from './launcher.js';
 import type { ImageRuntimeConfig } from './image-config.js';
 import { buildSpec, limitsFor } from './oci-spec.js';
@@ -125,13 +126,23 @@ export interface RuntimeOptions {
   logMaxBytes?: number;
   /** busybox-static for the shims' short steps (default /bin/busybox when there; '' for util-linux). */
   busybox?: string;
+  /**
+   * How many containers (and, apart, how many pod sandboxes) are started at once; the others wait
+   * their turn (default TROUPE_START_CONCURRENCY, else 4).
+   */
+  startConcurrency?: number;
 }
+
+export const DEFAULT_START_CONCURRENCY = 4;
 
 export class ContainerRuntime {
   readonly crun: Crun;
   readonly cgroups: CgroupInfo;
   private readonly exits = new Map<string, Promise<Exited>>();
   private readonly sandboxes = new Map<string, Promise<{ pid: number }>>();
+  /** Container starts under way at once (see Gate), and sandbox starts. */
+  private readonly starts: Gate;
+  private readonly sandboxStarts: Gate;
   /** Each sandbox's pid, known once it is spawned (before it is ready). */
   private readonly sandboxPids = new Map<string, Promise<number>>();
   /** Sandboxes spawned but not yet ready (their pids). */
@@ -151,6 +162,9 @@ export class ContainerRuntime {
     this.logDir = opts.logDir ?? join(dirname(opts.dataDir), 'logs');
     mkdirSync(this.logDir, { recursive: true });
     this.cgroups = opts.cgroups ?? detectCgroups();
+    const parallel = opts.startConcurrency ?? Number(process.env.TROUPE_START_CONCURRENCY ?? DEFAULT_START_CONCURRENCY);
+    this.starts = new Gate(parallel);
+    this.sandboxStarts = new Gate(parallel);
     this.crun = new Crun(join(opts.dataDir, 'crun'), this.cgroups, opts.crunBinary);
     // crun exec (probes, `troupe exec`) and the rest run as launcher jobs: no fork of this process
     this.crun.runner = (argv, o) => this.runCommand(argv, o);
@@ -211,6 +225,17 @@ export class ContainerRuntime {
       writeFileSync(join(d, 'config.json'), JSON.stringify(spec));
     };
 
+    // a bounded number of starts at once (see Gate): the rest wait here, prepared
+    const release = await this.starts.enter();
+    try {
+      return await this.launchContainer(req, id, d, writeConfig);
+    } finally {
+      release();
+    }
+  }
+
+  /** run()'s second half: the shim, crun, and the wait until the container runs (or failed). */
+  private async launchContainer(req: RunRequest, id: string, d: string, writeConfig: (sandboxPid: number | undefined) => void): Promise<Started> {
     // crun in the foreground under the shim (measured here, `run --detach` + waitpid lost the status ~10% of the time)
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
     const exited = this.watchExit(id);
@@ -529,59 +554,12 @@ export class ContainerRuntime {
           return { pid: known };
         }
         mkdirSync(join(this.opts.dataDir, 'sandboxes'), { recursive: true });
-        // it writes its pid file and says `ready` once the hostname is set and loopback is up,
-        // then becomes `sleep` with its output closed (its namespaces are there from the start:
-        // the containers need not wait for that last exec)
-        const errFile = join(this.opts.dataDir, 'sandboxes', `${podUid}.err`);
-        const launched = await this.launcher().sandbox(podName, pidFile, errFile);
-        const pid = launched.pid;
-        this.startingSandboxes.add(pid);
-        if (pid > 0) spawned(pid);
-        // on the node's pod network (CNI bridge + host-local): set up as soon as the namespaces
-        // exist, while the sandbox sets its hostname and loopback
-        const network = this.network;
-        let attached: Promise<CniResult> | undefined;
-        if (network) {
-          attached = launched.ns.then(async (ok) => {
-            if (!ok) throw new RuntimeError(`pod sandbox for ${podName} ended before its namespaces were made`, { podUid });
-            // the host ports go beside the pid: their removal needs them, even after a restart
-            if (portMappings.length > 0) writeFileSync(this.sandboxPortsFile(podUid), JSON.stringify(portMappings));
-            return network.add(podUid, `/proc/${pid}/ns/net`, portMappings);
-          });
-          attached.catch(() => undefined);
+        const release = await this.sandboxStarts.enter();
+        try {
+          return await this.launchSandbox(podUid, podName, pidFile, portMappings, spawned);
+        } finally {
+          release();
         }
-        // a sandbox that ends before it is ready (unshare refused, say) says nothing: watched
-        let poll: NodeJS.Timeout | undefined;
-        let limit: NodeJS.Timeout | undefined;
-        const ready = await Promise.race([
-          launched.ready,
-          new Promise<boolean>((resolve) => {
-            poll = setInterval(() => pid > 0 && !existsSync(`/proc/${pid}`) && resolve(false), 250);
-            limit = setTimeout(() => resolve(false), 10_000);
-          }),
-        ]);
-        clearInterval(poll);
-        clearTimeout(limit);
-        this.startingSandboxes.delete(pid);
-        if (!pid || !ready) {
-          if (pid > 0 && existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
-          await rm(pidFile, { force: true });
-          // an address it was given meanwhile goes back
-          if (attached && network) await attached.then(() => network.del(podUid, '', portMappings)).catch(() => undefined);
-          const said = readIf(errFile).trim().slice(-4096);
-          throw new RuntimeError(`pod sandbox for ${podName} did not start${said ? `: ${said}` : ''}`, { podUid });
-        }
-        if (attached) {
-          try {
-            const r = await attached;
-            writeFileSync(this.sandboxIpFile(podUid), `${r.ip}\n`);
-          } catch (err) {
-            process.kill(pid, 'SIGKILL');
-            await rm(pidFile, { force: true });
-            throw err;
-          }
-        }
-        return { pid };
       })();
       this.sandboxes.set(podUid, p);
       p.catch((err: unknown) => {
@@ -591,6 +569,63 @@ export class ContainerRuntime {
       });
     }
     return p;
+  }
+
+  /** ensureSandbox()'s second half: the sandbox process, its readiness and its network. */
+  private async launchSandbox(podUid: string, podName: string, pidFile: string, portMappings: PortMapping[], spawned: (pid: number) => void): Promise<{ pid: number }> {
+    // it writes its pid file and says `ready` once the hostname is set and loopback is up,
+    // then becomes `sleep` with its output closed (its namespaces are there from the start:
+    // the containers need not wait for that last exec)
+    const errFile = join(this.opts.dataDir, 'sandboxes', `${podUid}.err`);
+    const launched = await this.launcher().sandbox(podName, pidFile, errFile);
+    const pid = launched.pid;
+    this.startingSandboxes.add(pid);
+    if (pid > 0) spawned(pid);
+    // on the node's pod network (CNI bridge + host-local): set up as soon as the namespaces
+    // exist, while the sandbox sets its hostname and loopback
+    const network = this.network;
+    let attached: Promise<CniResult> | undefined;
+    if (network) {
+      attached = launched.ns.then(async (ok) => {
+        if (!ok) throw new RuntimeError(`pod sandbox for ${podName} ended before its namespaces were made`, { podUid });
+        // the host ports go beside the pid: their removal needs them, even after a restart
+        if (portMappings.length > 0) writeFileSync(this.sandboxPortsFile(podUid), JSON.stringify(portMappings));
+        return network.add(podUid, `/proc/${pid}/ns/net`, portMappings);
+      });
+      attached.catch(() => undefined);
+    }
+    // a sandbox that ends before it is ready (unshare refused, say) says nothing: watched
+    let poll: NodeJS.Timeout | undefined;
+    let limit: NodeJS.Timeout | undefined;
+    const ready = await Promise.race([
+      launched.ready,
+      new Promise<boolean>((resolve) => {
+        poll = setInterval(() => pid > 0 && !existsSync(`/proc/${pid}`) && resolve(false), 250);
+        limit = setTimeout(() => resolve(false), 10_000);
+      }),
+    ]);
+    clearInterval(poll);
+    clearTimeout(limit);
+    this.startingSandboxes.delete(pid);
+    if (!pid || !ready) {
+      if (pid > 0 && existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
+      await rm(pidFile, { force: true });
+      // an address it was given meanwhile goes back
+      if (attached && network) await attached.then(() => network.del(podUid, '', portMappings)).catch(() => undefined);
+      const said = readIf(errFile).trim().slice(-4096);
+      throw new RuntimeError(`pod sandbox for ${podName} did not start${said ? `: ${said}` : ''}`, { podUid });
+    }
+    if (attached) {
+      try {
+        const r = await attached;
+        writeFileSync(this.sandboxIpFile(podUid), `${r.ip}\n`);
+      } catch (err) {
+        process.kill(pid, 'SIGKILL');
+        await rm(pidFile, { force: true });
+        throw err;
+      }
+    }
+    return { pid };
   }
 
   /** The pid of the pod's sandbox once it is spawned (see ensureSandbox), before it is ready. */

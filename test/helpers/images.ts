@@ -16,7 +16,7 @@ export async function busyboxImage(t: Teardown, changes: string[] = []): Promise
 }
 
 /** A runtime whose every container is removed when the test ends, even when it fails. */
-export function testRuntime(t: Teardown, dir: string, node = 'tn', opts: { busybox?: string } = {}): ContainerRuntime & { track(podUid: string, name: string): void } {
+export function testRuntime(t: Teardown, dir: string, node = 'tn', opts: { busybox?: string; startConcurrency?: number } = {}): ContainerRuntime & { track(podUid: string, name: string): void } {
   const rt = new ContainerRuntime({ dataDir: join(dir, `agent-${node}`), node, ...opts }) as ContainerRuntime & { track(podUid: string, name: string): void };
   const started: [string, string][] = [];
   rt.track = (podUid, name) => started.push([podUid, name]);

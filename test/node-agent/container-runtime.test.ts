@@ -2,7 +2,7 @@
  * Real crun containers (as root): isolation, hardening, limits, exit status, termination, cleanup.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import type { Container } from '../../protocol/index.js';
 import { mergeCommand, mergeEnv } from '../../node-agent/index.js';
@@ -188,6 +188,16 @@ t.test('a sandbox spawned but never ready: the shim that started meanwhile gives
   t.notOk(existsSync(`/proc/${shim}`) && !readFileSync(`/proc/${shim}/stat`, 'utf8').includes(') Z'), 'the shim is gone');
   const launcherMounts = readFileSync(`/proc/${rt.launcher().pid}/mountinfo`, 'utf8');
   t.notOk(launcherMounts.includes(realpathSync(rt.dir(id))), 'its rootfs is unmounted');
+});
+
+t.test('starts go through a gate: with one place, a container’s shim starts only once the one before runs', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'gate-node', { startConcurrency: 1 });
+  const pods = await Promise.all([0, 1, 2].map(() => run(t, rt, img, { command: ['/bin/sleep', '60'] })));
+  const ms = (f: string) => statSync(f).mtimeMs;
+  const dirs = pods.map((p) => rt.dir(rt.containerId(p.podUid, p.name))).sort((a, b) => ms(`${a}/shim.pid`) - ms(`${b}/shim.pid`));
+  for (let i = 1; i < dirs.length; i++) t.ok(ms(`${dirs[i]}/shim.pid`) >= ms(`${dirs[i - 1]}/pid`), `shim ${i + 1} started after container ${i} ran`);
+  for (const p of pods) await rt.stop(p.podUid, p.name, 100);
 });
 
 t.test('the shim reads no ~/.bashrc, though its stdin is a socket at shell level 1', async (t) => {
