@@ -153,7 +153,8 @@ export const containerMachine = setup({
       },
     },
     pulling: {
-      entry: 'notify',
+      // nothing the pod shows changes here (a restart's count is told with ContainerCreating, in
+      // starting): no notice, so no event on the bus
       invoke: {
         src: 'ensureImage',
         input: ({ context }) => ({ image: context.container.image, ctx: context }),
