@@ -495,7 +495,6 @@ function printTable(header: string[], rows: string[][]): void {
   process.stdout.write(`${[line(header), ...rows.map(line)].join('\n')}\n`);
 }
 
-/** Runs this same command again inside `prefix` (a private mount namespace), passing signals on. */
 /**
  * A node's agent asks the kernel to favour dynamic cgroup changes (see favorDynamicCgroups), in
  * the host's mount namespace where the cgroup2 mount is still there (the agent's own namespace
@@ -517,6 +516,7 @@ function logFavorResult(logger: Logger): void {
   else logger.debug({ state: r.state, mountPoint: r.mountPoint, reason: r.message }, 'cgroups: favordynmods');
 }
 
+/** Runs this same command again inside `prefix` (a private mount namespace), passing signals on. */
 async function reexecIn(prefix: string[]): Promise<number> {
   const { spawn } = await import('node:child_process');
   // the inner agent dies with this wrapper, even when the wrapper is SIGKILLed

@@ -21,6 +21,7 @@ import { ContainerCgroup, detectCgroups, sweepNodeCgroups, type CgroupInfo, type
 import { Crun } from './crun.js';
 import type { Cni, CniResult, PortMapping } from './cni.js';
 import { RuntimeError } from './errors.js';
+import { readIf } from './files.js';
 import { Gate } from './gate.js';
 import { Launcher } from './launcher.js';
 import type { ImageRuntimeConfig } from './image-config.js';
@@ -158,13 +159,18 @@ export class ContainerRuntime {
   private readonly killedByUs = new Set<string>();
 
   constructor(readonly opts: RuntimeOptions) {
+    // (checked before anything is made on disk)
+    const fromEnv = process.env.TROUPE_START_CONCURRENCY;
+    const parallel = opts.startConcurrency ?? (fromEnv === undefined ? DEFAULT_START_CONCURRENCY : Number(fromEnv));
+    if (!Number.isInteger(parallel) || parallel < 1) {
+      throw new RuntimeError(`${opts.startConcurrency === undefined ? 'TROUPE_START_CONCURRENCY' : 'startConcurrency'}: expected an integer ≥ 1, got ${JSON.stringify(opts.startConcurrency ?? fromEnv)}`, {});
+    }
+    this.starts = new Gate(parallel);
+    this.sandboxStarts = new Gate(parallel);
     prepareStateDir(opts.dataDir, opts.node);
     this.logDir = opts.logDir ?? join(dirname(opts.dataDir), 'logs');
     mkdirSync(this.logDir, { recursive: true });
     this.cgroups = opts.cgroups ?? detectCgroups();
-    const parallel = opts.startConcurrency ?? Number(process.env.TROUPE_START_CONCURRENCY ?? DEFAULT_START_CONCURRENCY);
-    this.starts = new Gate(parallel);
-    this.sandboxStarts = new Gate(parallel);
     this.crun = new Crun(join(opts.dataDir, 'crun'), this.cgroups, opts.crunBinary);
     // crun exec (probes, `troupe exec`) and the rest run as launcher jobs: no fork of this process
     this.crun.runner = (argv, o) => this.runCommand(argv, o);
@@ -388,7 +394,6 @@ export class ContainerRuntime {
     const r = await this.runCommand(['umount', '-l', rootfs]);
     if (r.exitCode !== 0) throw new RuntimeError(`could not unmount ${rootfs}: ${r.stderr.trim() || `exit ${r.exitCode}`}`, { path: rootfs });
   }
-
 
   /**
    * What became of a container this node ran before (an agent restarting adopts): still running,
@@ -838,13 +843,6 @@ function isSandbox(pid: number): boolean {
   }
 }
 
-function readIf(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
 
 function lastLines(text: string, n = 3): string {
   return text

@@ -14,10 +14,11 @@
  * the next agent to adopt (a shim's exit status is also in its folder's `exitcode` file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RuntimeError } from './errors.js';
+import { readIf } from './files.js';
 
 /**
  * One stream's logger, a shell function run in a forked subshell (no exec): each line stamped with
@@ -178,6 +179,13 @@ while IFS= read -r line; do
   echo "spawned $rid $!"
 done`;
 
+/** Words for a launcher job, NUL-separated in a file (its shell reads them with `mapfile -d ''`). */
+function writeWords(path: string, words: string[]): void {
+  const bad = words.find((w) => w.includes('\0'));
+  if (bad !== undefined) throw new RuntimeError(`launcher argument has a NUL: ${JSON.stringify(bad)}`, {});
+  writeFileSync(path, `${words.join('\0')}\0`);
+}
+
 /** A word for the launcher's shell: single-quoted. */
 function quote(arg: string): string {
   if (/[\n\0]/.test(arg)) throw new RuntimeError(`launcher argument has a newline or NUL: ${JSON.stringify(arg)}`, {});
@@ -238,16 +246,13 @@ export class Launcher {
     this.exitWaiters.delete(id);
   }
 
-  /** Starts a shim for container `id`; resolves with its pid. */
   /**
    * Starts a shim for container `id`; resolves with its pid. With `waitForGo`, the shim prepares
    * (loggers, rootfs) and then waits for a `go` file in `dir` before it runs crun (an `abort` file,
    * or the folder gone, ends it with status 91 instead).
    */
   async shim(id: string, dir: string, lowerDir: string, logBase: string, argv: string[], waitForGo = false): Promise<number> {
-    const args = [lowerDir, logBase, ...argv];
-    if (args.some((a) => a.includes('\0'))) throw new RuntimeError(`shim argument has a NUL: ${JSON.stringify(args.find((a) => a.includes('\0')))}`, { id });
-    writeFileSync(join(dir, 'shim.args'), `${args.join('\0')}\0`);
+    writeWords(join(dir, 'shim.args'), [lowerDir, logBase, ...argv]);
     return this.request('shim', [id, dir, waitForGo ? 'wait' : '']).spawned;
   }
 
@@ -270,11 +275,8 @@ export class Launcher {
     const files = { args: `${base}.args`, in: `${base}.in`, out: `${base}.out`, err: `${base}.err` };
     try {
       const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
-      const words = [...env, '--', ...argv];
-      const bad = words.find((w) => w.includes('\0'));
-      if (bad !== undefined) throw new RuntimeError(`launcher argument has a NUL: ${JSON.stringify(bad)}`, {});
+      writeWords(files.args, [...env, '--', ...argv]);
       if (opts.input !== undefined) writeFileSync(files.in, opts.input);
-      writeFileSync(files.args, `${words.join('\0')}\0`);
       const r = this.request('run', [base], 'run', (opts.timeoutMs ?? REPLY_TIMEOUT_MS) + 5_000);
       await r.spawned;
       let timer: NodeJS.Timeout | undefined;
@@ -421,13 +423,5 @@ export class Launcher {
         p.onDone?.(verb === 'ready');
         break;
     }
-  }
-}
-
-function readIf(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
   }
 }

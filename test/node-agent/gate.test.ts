@@ -1,4 +1,8 @@
 import t from 'tap';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ContainerRuntime } from '../../node-agent/index.js';
 import { Gate } from '../../node-agent/gate.js';
 
 t.test('a gate lets `limit` through at once, the rest in arrival order as places free up', async (t) => {
@@ -25,4 +29,19 @@ t.test('a gate lets `limit` through at once, the rest in arrival order as places
   t.same(gate.load, { held: 0, waiting: 0 }, 'all places free again');
   t.throws(() => new Gate(0), RangeError);
   t.throws(() => new Gate(1.5), RangeError);
+});
+
+t.test('a runtime refuses a start limit that is not an integer ≥ 1, naming where it came from, and makes nothing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'troupe-gate-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dataDir = join(dir, 'agent');
+  t.throws(() => new ContainerRuntime({ dataDir, node: 'g', startConcurrency: 0 }), { message: 'startConcurrency: expected an integer ≥ 1, got 0' });
+  const saved = process.env.TROUPE_START_CONCURRENCY;
+  process.env.TROUPE_START_CONCURRENCY = 'many';
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.TROUPE_START_CONCURRENCY;
+    else process.env.TROUPE_START_CONCURRENCY = saved;
+  });
+  t.throws(() => new ContainerRuntime({ dataDir, node: 'g' }), { message: 'TROUPE_START_CONCURRENCY: expected an integer ≥ 1, got "many"' });
+  t.notOk(existsSync(dataDir), 'no state folder was made');
 });

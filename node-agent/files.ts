@@ -1,0 +1,10 @@
+import { readFileSync } from 'node:fs';
+
+/** A file's text, or '' when it cannot be read (not there yet, or gone). */
+export function readIf(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
