@@ -408,6 +408,10 @@ export class ContainerRuntime {
     if (hasExitCode(d)) return { state: 'exited', exit: await this.collect(id, podUid, name), startedAt };
     const st = await this.crun.state(id);
     if (st && (st.status === 'running' || st.status === 'created') && pidText) return { state: 'running', pid: st.pid, startedAt: startedAt! };
+    // crun could not say (a busy node can make its state call fail): the process its pid file
+    // names, alive and begun before the file was written, is still the container's first
+    const pid = Number(pidText);
+    if (!st && pid > 0 && startedAt && startedBefore(pid, startedAt)) return { state: 'running', pid, startedAt };
     // the shim may be finishing: give it a moment to write the status
     await new Promise((r) => setTimeout(r, 300));
     if (hasExitCode(d)) return { state: 'exited', exit: await this.collect(id, podUid, name), startedAt };
@@ -820,6 +824,25 @@ function hasExitCode(dir: string): boolean {
 }
 
 /** The container's first process (crun's pid file), unless it has none yet or its status is written. */
+/** USER_HZ: the unit of /proc's clock ticks (100 on every Linux architecture node runs on). */
+const CLOCK_TICKS = 100;
+
+/**
+ * Whether process `pid` is alive and began before `written` (a second's slack for the clocks'
+ * grain): crun writes the pid file after it made the process, so the process a pid file names
+ * started before it; one that took the number after that process died started later.
+ */
+function startedBefore(pid: number, written: Date): boolean {
+  const stat = readIf(`/proc/${pid}/stat`);
+  if (!stat) return false;
+  // the fields after the command's closing parenthesis; starttime is field 22 (ticks after boot)
+  const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const uptime = Number(readIf('/proc/uptime').split(' ')[0]);
+  if (!Number.isFinite(ticks) || !Number.isFinite(uptime)) return false;
+  const startedMs = Date.now() - (uptime - ticks / CLOCK_TICKS) * 1000;
+  return startedMs <= written.getTime() + 1000;
+}
+
 function livePid(dir: string): number | undefined {
   const pid = Number(readIf(join(dir, 'pid')).trim());
   return pid > 0 && !hasExitCode(dir) ? pid : undefined;

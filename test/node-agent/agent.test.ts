@@ -174,7 +174,9 @@ t.test('kill -9 of the agent: running containers are adopted (no duplicate), exi
   await startAgent(t, nats.url, 'n1', dir);
   const keeper = await waitFor(async () => {
     const st = await status('keeper');
-    return st.phase === 'Running' ? st : undefined;
+    // (what it shows instead goes into the timeout's message)
+    if (st.phase !== 'Running') throw new Error(`phase ${st.phase}, containers ${JSON.stringify(st.containerStatuses)}`);
+    return st;
   }, 'keeper adopted');
   t.equal(keeper.containerStatuses[0]!.restartCount, 0, 'not restarted');
   const after = await crun.list();

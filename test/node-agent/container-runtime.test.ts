@@ -3,6 +3,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
 import type { Container } from '../../protocol/index.js';
 import { mergeCommand, mergeEnv } from '../../node-agent/index.js';
@@ -141,6 +142,31 @@ t.test('graceful termination: a SIGTERM trap is honoured; past the grace period,
   t.equal(e2.exitCode, 137);
   t.equal(e2.signal, 'SIGKILL');
   t.ok(Date.now() - t0 >= 450, 'the grace period was given first');
+});
+
+t.test('inspect when crun cannot answer: the live process the pid file names is the container; a later one with its number is not', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir);
+  const c = await run(t, rt, img, { command: ['/bin/sleep', '300'] });
+  const d = join(img.dir, 'agent-tn', 'containers', rt.containerId(c.podUid, c.name));
+  const pid = Number(readFileSync(join(d, 'pid'), 'utf8'));
+  // a busy node: crun's state call fails (the process runs on regardless)
+  const real = rt.crun.state.bind(rt.crun);
+  rt.crun.state = async () => undefined;
+  t.teardown(() => {
+    rt.crun.state = real;
+  });
+  t.match(await rt.inspect(c.podUid, c.name), { state: 'running', pid }, 'adopted by its pid file');
+  // a process begun after the pid file was written is not the container, whatever its number
+  await new Promise((r) => setTimeout(r, 1500));
+  const later = spawn('/bin/sleep', ['30'], { stdio: 'ignore' });
+  t.teardown(() => later.kill('SIGKILL'));
+  const written = statSync(join(d, 'pid')).mtime;
+  writeFileSync(join(d, 'pid'), String(later.pid));
+  // the file keeps its first time (less a little more, past the check's slack): only the number changed
+  execFileSync('touch', ['-d', new Date(written.getTime() - 1500).toISOString(), join(d, 'pid')]);
+  t.match(await rt.inspect(c.podUid, c.name), { state: 'absent' }, 'not taken for the container');
+  writeFileSync(join(d, 'pid'), String(pid));
 });
 
 t.test('a command that does not exist: ContainerCannotRun carrying crun’s message', async (t) => {
