@@ -823,7 +823,6 @@ function hasExitCode(dir: string): boolean {
   return readIf(join(dir, 'exitcode')).trim() !== '';
 }
 
-/** The container's first process (crun's pid file), unless it has none yet or its status is written. */
 /** USER_HZ: the unit of /proc's clock ticks (100 on every Linux architecture node runs on). */
 const CLOCK_TICKS = 100;
 
@@ -843,6 +842,7 @@ function startedBefore(pid: number, written: Date): boolean {
   return startedMs <= written.getTime() + 1000;
 }
 
+/** The container's first process (crun's pid file), unless it has none yet or its status is written. */
 function livePid(dir: string): number | undefined {
   const pid = Number(readIf(join(dir, 'pid')).trim());
   return pid > 0 && !hasExitCode(dir) ? pid : undefined;
