@@ -126,6 +126,7 @@ export class Agent {
       (this.opts.logger ?? this.opts.bus.logger).error({ err }, 'Services and DNS are not served on this node');
     }
     this.runtime.network = cni;
+    this.runtime.fillPool();
   }
 
   nodeInfo(): NodeInfo {
@@ -254,6 +255,7 @@ export class Agent {
     await this.podSync?.stop();
     await this.net?.stop();
     await this.host?.stop();
+    await this.runtime.drainPool();
     this.runtime.abandonStarting();
     // nothing left running: the state folder on tmpfs goes too
     this.runtime.release();

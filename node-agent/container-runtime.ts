@@ -12,8 +12,8 @@
  * Signals go straight to the container's first process (crun's pid file), as `crun kill` does.
  * Limits live on the agent's own cgroup for the container (cgroups.ts); crun's is a child of it.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { readFile, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Container } from '../protocol/index.js';
@@ -132,9 +132,15 @@ export interface RuntimeOptions {
    * their turn (default TROUPE_START_CONCURRENCY, else 4).
    */
   startConcurrency?: number;
+  /**
+   * Sandboxes kept ready on the pod network, for pods without host ports to take (default
+   * TROUPE_SANDBOX_POOL, else 2; 0: none). See fillPool().
+   */
+  sandboxPool?: number;
 }
 
 export const DEFAULT_START_CONCURRENCY = 4;
+export const DEFAULT_SANDBOX_POOL = 2;
 
 export class ContainerRuntime {
   readonly crun: Crun;
@@ -157,6 +163,13 @@ export class ContainerRuntime {
   dns?: { nameserver: string; domain: string };
   /** Containers the agent itself sent SIGKILL to (so their 137 is not an OOM kill). */
   private readonly killedByUs = new Set<string>();
+  /** How many ready sandboxes the pool keeps, those ready now, and how many are being made. */
+  private readonly poolSize: number;
+  private readonly pool: { id: string; pid: number }[] = [];
+  private poolMaking = 0;
+  private poolClosed = false;
+  private poolSwept = false;
+  private refillTimer?: NodeJS.Timeout;
 
   constructor(readonly opts: RuntimeOptions) {
     // (checked before anything is made on disk)
@@ -165,6 +178,12 @@ export class ContainerRuntime {
     if (!Number.isInteger(parallel) || parallel < 1) {
       throw new RuntimeError(`${opts.startConcurrency === undefined ? 'TROUPE_START_CONCURRENCY' : 'startConcurrency'}: expected an integer ≥ 1, got ${JSON.stringify(opts.startConcurrency ?? fromEnv)}`, {});
     }
+    const poolEnv = process.env.TROUPE_SANDBOX_POOL;
+    const pool = opts.sandboxPool ?? (poolEnv === undefined ? DEFAULT_SANDBOX_POOL : Number(poolEnv));
+    if (!Number.isInteger(pool) || pool < 0) {
+      throw new RuntimeError(`${opts.sandboxPool === undefined ? 'TROUPE_SANDBOX_POOL' : 'sandboxPool'}: expected an integer ≥ 0, got ${JSON.stringify(opts.sandboxPool ?? poolEnv)}`, {});
+    }
+    this.poolSize = pool;
     this.starts = new Gate(parallel);
     this.sandboxStarts = new Gate(parallel);
     prepareStateDir(opts.dataDir, opts.node);
@@ -563,9 +582,15 @@ export class ContainerRuntime {
           return { pid: known };
         }
         mkdirSync(join(this.opts.dataDir, 'sandboxes'), { recursive: true });
+        // a ready one from the pool (host ports are published per pod: those pods make their own)
+        const pooled = portMappings.length === 0 ? this.claimPooled(podUid) : undefined;
+        if (pooled) {
+          spawned(pooled);
+          return { pid: pooled };
+        }
         const release = await this.sandboxStarts.enter();
         try {
-          return await this.launchSandbox(podUid, podName, pidFile, portMappings, spawned);
+          return await this.launchSandbox(podUid, podName, this.sandboxBase(podUid), portMappings, spawned);
         } finally {
           release();
         }
@@ -580,12 +605,16 @@ export class ContainerRuntime {
     return p;
   }
 
-  /** ensureSandbox()'s second half: the sandbox process, its readiness and its network. */
-  private async launchSandbox(podUid: string, podName: string, pidFile: string, portMappings: PortMapping[], spawned: (pid: number) => void): Promise<{ pid: number }> {
+  /**
+   * ensureSandbox()'s second half: the sandbox process, its readiness and its network. `id` names
+   * it to CNI; its files are `<base>.pid`, `.err`, `.ports` and `.ip`.
+   */
+  private async launchSandbox(id: string, podName: string, base: string, portMappings: PortMapping[], spawned: (pid: number) => void): Promise<{ pid: number }> {
     // it writes its pid file and says `ready` once the hostname is set and loopback is up,
     // then becomes `sleep` with its output closed (its namespaces are there from the start:
     // the containers need not wait for that last exec)
-    const errFile = join(this.opts.dataDir, 'sandboxes', `${podUid}.err`);
+    const pidFile = `${base}.pid`;
+    const errFile = `${base}.err`;
     const launched = await this.launcher().sandbox(podName, pidFile, errFile);
     const pid = launched.pid;
     this.startingSandboxes.add(pid);
@@ -596,10 +625,10 @@ export class ContainerRuntime {
     let attached: Promise<CniResult> | undefined;
     if (network) {
       attached = launched.ns.then(async (ok) => {
-        if (!ok) throw new RuntimeError(`pod sandbox for ${podName} ended before its namespaces were made`, { podUid });
+        if (!ok) throw new RuntimeError(`pod sandbox for ${podName} ended before its namespaces were made`, { podUid: id });
         // the host ports go beside the pid: their removal needs them, even after a restart
-        if (portMappings.length > 0) writeFileSync(this.sandboxPortsFile(podUid), JSON.stringify(portMappings));
-        return network.add(podUid, `/proc/${pid}/ns/net`, portMappings);
+        if (portMappings.length > 0) writeFileSync(`${base}.ports`, JSON.stringify(portMappings));
+        return network.add(id, `/proc/${pid}/ns/net`, portMappings);
       });
       attached.catch(() => undefined);
     }
@@ -620,14 +649,14 @@ export class ContainerRuntime {
       if (pid > 0 && existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
       await rm(pidFile, { force: true });
       // an address it was given meanwhile goes back
-      if (attached && network) await attached.then(() => network.del(podUid, '', portMappings)).catch(() => undefined);
+      if (attached && network) await attached.then(() => network.del(id, '', portMappings)).catch(() => undefined);
       const said = readIf(errFile).trim().slice(-4096);
-      throw new RuntimeError(`pod sandbox for ${podName} did not start${said ? `: ${said}` : ''}`, { podUid });
+      throw new RuntimeError(`pod sandbox for ${podName} did not start${said ? `: ${said}` : ''}`, { podUid: id });
     }
     if (attached) {
       try {
         const r = await attached;
-        writeFileSync(this.sandboxIpFile(podUid), `${r.ip}\n`);
+        writeFileSync(`${base}.ip`, `${r.ip}\n`);
       } catch (err) {
         process.kill(pid, 'SIGKILL');
         await rm(pidFile, { force: true });
@@ -669,16 +698,122 @@ export class ContainerRuntime {
     return releaseStateDir(this.opts.dataDir);
   }
 
-  private sandboxPidFile(podUid: string): string {
-    return join(this.opts.dataDir, 'sandboxes', `${podUid}.pid`);
+  /** A pod sandbox's files: `<base>.pid`, `.ip`, `.ports`, `.err`, and `.cni` for one taken from the pool. */
+  private sandboxBase(podUid: string): string {
+    return join(this.opts.dataDir, 'sandboxes', podUid);
   }
 
-  private sandboxPortsFile(podUid: string): string {
-    return join(this.opts.dataDir, 'sandboxes', `${podUid}.ports`);
+  private sandboxPidFile(podUid: string): string {
+    return `${this.sandboxBase(podUid)}.pid`;
   }
 
   private sandboxIpFile(podUid: string): string {
-    return join(this.opts.dataDir, 'sandboxes', `${podUid}.ip`);
+    return `${this.sandboxBase(podUid)}.ip`;
+  }
+
+  private poolDir(): string {
+    return join(this.opts.dataDir, 'pool');
+  }
+
+  /**
+   * Keeps `sandboxPool` sandboxes ready on the pod network: a pod without host ports takes one
+   * (claimPooled) instead of waiting for its namespaces and for CNI, which on this machine is most
+   * of a pod's start (the bridge and host-local plugins alone take 15–30 ms). The container sets
+   * the pod's hostname in the shared UTS namespace itself (crun does, given one), so a pooled
+   * sandbox needs nothing more when it is taken. Each pooled sandbox holds one address of the
+   * node's pod CIDR. Sandboxes a killed agent left in the pool are removed first. Called when
+   * the network is known, and again after each one taken.
+   */
+  fillPool(): void {
+    if (!this.network || this.poolClosed || this.poolSize === 0) return;
+    if (!this.poolSwept) {
+      this.poolSwept = true;
+      this.poolMaking++;
+      void this.sweepPool().finally(() => {
+        this.poolMaking--;
+        this.fillPool();
+      });
+      return;
+    }
+    while (this.pool.length + this.poolMaking < this.poolSize) {
+      this.poolMaking++;
+      void this.makePooled().finally(() => this.poolMaking--);
+    }
+  }
+
+  /** Ready pooled sandboxes (their pids), for tests and figures. */
+  pooled(): number[] {
+    return this.pool.map((s) => s.pid);
+  }
+
+  private async makePooled(): Promise<void> {
+    const id = `pool-${randomBytes(6).toString('hex')}`;
+    const base = join(this.poolDir(), id);
+    mkdirSync(this.poolDir(), { recursive: true });
+    const release = await this.sandboxStarts.enter();
+    try {
+      if (this.poolClosed) return;
+      const { pid } = await this.launchSandbox(id, 'troupe-pool', base, [], () => undefined);
+      if (this.poolClosed) await this.destroySandbox(id, base);
+      else this.pool.push({ id, pid });
+    } catch {
+      // (launchSandbox cleaned up) the pool is one short until the next one is taken
+    } finally {
+      release();
+    }
+  }
+
+  /** Hands a ready pooled sandbox to a pod (its files move to the pod's names), or undefined. */
+  private claimPooled(podUid: string): number | undefined {
+    for (let s = this.pool.shift(); s; s = this.pool.shift()) {
+      const from = join(this.poolDir(), s.id);
+      if (!isSandbox(s.pid)) {
+        void this.destroySandbox(s.id, from).catch(() => undefined);
+        continue;
+      }
+      const to = this.sandboxBase(podUid);
+      // the CNI name first: a pod whose files are half moved is still taken off the network right
+      writeFileSync(`${to}.cni`, `${s.id}\n`);
+      renameSync(`${from}.ip`, `${to}.ip`);
+      renameSync(`${from}.pid`, `${to}.pid`);
+      rmSync(`${from}.err`, { force: true });
+      this.refillWhenQuiet();
+      return s.pid;
+    }
+    this.refillWhenQuiet();
+    return undefined;
+  }
+
+  /**
+   * Refills the pool once no container or sandbox is starting: a refill made while the pod that
+   * took the sandbox is starting would take the CPU from it (and in a burst, from all of them).
+   */
+  private refillWhenQuiet(): void {
+    if (this.refillTimer) return;
+    this.refillTimer = setInterval(() => {
+      const busy = this.starts.load.held + this.starts.load.waiting + this.sandboxStarts.load.held + this.sandboxStarts.load.waiting;
+      if (busy > 0 && !this.poolClosed) return;
+      clearInterval(this.refillTimer);
+      this.refillTimer = undefined;
+      this.fillPool();
+    }, 25);
+    this.refillTimer.unref();
+  }
+
+  /** Removes the pooled sandboxes a previous agent left (it was killed). */
+  private async sweepPool(): Promise<void> {
+    const files = await readdir(this.poolDir()).catch(() => [] as string[]);
+    const ids = new Set(files.map((f) => f.replace(/\.(pid|ip|err)$/, '')));
+    for (const id of ids) await this.destroySandbox(id, join(this.poolDir(), id)).catch(() => undefined);
+  }
+
+  /** Empties the pool (an agent stopping): its sandboxes leave the network and end. */
+  async drainPool(): Promise<void> {
+    this.poolClosed = true;
+    clearInterval(this.refillTimer);
+    this.refillTimer = undefined;
+    while (this.poolMaking > 0) await new Promise((r) => setTimeout(r, 5));
+    for (const s of this.pool.splice(0)) await this.destroySandbox(s.id, join(this.poolDir(), s.id)).catch(() => undefined);
   }
 
   /** The pod's address on the pod network, if it has one. */
@@ -691,18 +826,24 @@ export class ContainerRuntime {
     await this.sandboxes.get(podUid)?.catch(() => undefined);
     this.sandboxes.delete(podUid);
     this.sandboxPids.delete(podUid);
-    const pidFile = this.sandboxPidFile(podUid);
+    const base = this.sandboxBase(podUid);
+    // one taken from the pool is known to CNI by its pool name
+    await this.destroySandbox(readIf(`${base}.cni`).trim() || podUid, base);
+  }
+
+  /** A sandbox off the network (its address given back even when its process is gone), then ended. */
+  private async destroySandbox(id: string, base: string): Promise<void> {
+    const pidFile = `${base}.pid`;
     const pid = Number(readIf(pidFile).trim());
-    const ipFile = this.sandboxIpFile(podUid);
+    const ipFile = `${base}.ip`;
     if (existsSync(ipFile)) {
-      // the address goes back even when the sandbox process is gone (an empty netns path)
       const netns = pid > 0 && isSandbox(pid) ? `/proc/${pid}/ns/net` : '';
-      const ports = readIf(this.sandboxPortsFile(podUid));
-      if (this.network) await this.network.del(podUid, netns, ports ? (JSON.parse(ports) as PortMapping[]) : []);
+      const ports = readIf(`${base}.ports`);
+      if (this.network) await this.network.del(id, netns, ports ? (JSON.parse(ports) as PortMapping[]) : []);
       await rm(ipFile, { force: true });
-      await rm(this.sandboxPortsFile(podUid), { force: true });
+      await rm(`${base}.ports`, { force: true });
     }
-    await rm(join(this.opts.dataDir, 'sandboxes', `${podUid}.err`), { force: true });
+    await rm(`${base}.err`, { force: true });
     if (pid > 0 && isSandbox(pid)) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -712,12 +853,13 @@ export class ContainerRuntime {
       for (let i = 0; i < 500 && existsSync(`/proc/${pid}`) && isSandbox(pid); i++) await new Promise((r) => setTimeout(r, 2));
     }
     await rm(pidFile, { force: true });
+    await rm(`${base}.cni`, { force: true });
   }
 
   /** Removes the cgroups of pods that have no container or sandbox here any more. */
   async sweepCgroups(): Promise<string[]> {
     const keep = new Set((await this.containers()).map((c) => c.podUid));
-    for (const f of await readdir(join(this.opts.dataDir, 'sandboxes')).catch(() => [] as string[])) keep.add(f.replace(/\.(pid|ip|ports|err)$/, ''));
+    for (const f of await readdir(join(this.opts.dataDir, 'sandboxes')).catch(() => [] as string[])) keep.add(f.replace(/\.(pid|ip|ports|err|cni)$/, ''));
     for (const uid of this.sandboxes.keys()) keep.add(uid);
     return sweepNodeCgroups(this.cgroups, this.opts.node, keep);
   }
@@ -800,7 +942,8 @@ export function releaseStateDir(dataDir: string): boolean {
     return false;
   }
   const target = resolve(dirname(dataDir), readlinkSync(dataDir));
-  if (readdirSyncSafe(join(target, 'containers')).some((f) => !f.startsWith('.')) || readdirSyncSafe(join(target, 'sandboxes')).some((f) => f.endsWith('.pid'))) return false;
+  const pids = (sub: string) => readdirSyncSafe(join(target, sub)).some((f) => f.endsWith('.pid'));
+  if (readdirSyncSafe(join(target, 'containers')).some((f) => !f.startsWith('.')) || pids('sandboxes') || pids('pool')) return false;
   rmSync(target, { recursive: true, force: true });
   unlinkSync(dataDir);
   try {

@@ -200,8 +200,9 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
       noNewPrivileges: sc?.allowPrivilegeEscalation !== true,
     },
     root: { path: input.rootfs, readonly: sc?.readOnlyRootFilesystem === true },
-    // a joined UTS namespace already carries the pod's hostname (set by its sandbox)
-    ...(input.joinNamespaces?.uts ? {} : { hostname: input.hostname }),
+    // set in a joined UTS namespace too (crun does): a sandbox taken from the node's pool was
+    // made before its pod was known
+    hostname: input.hostname,
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },

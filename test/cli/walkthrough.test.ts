@@ -12,7 +12,7 @@ import t from 'tap';
 import { Bus, Informer, KvStore } from '../../actors/index.js';
 import { Crun } from '../../node-agent/index.js';
 import { kindInfo, type KObject } from '../../protocol/index.js';
-import { removeBridge, runCli, waitNodeEmpty } from '../helpers/agent.js';
+import { killNodeLeftovers, removeBridge, runCli, waitNodeEmpty } from '../helpers/agent.js';
 import { quiet } from '../helpers/cluster.js';
 import { tempDir, waitFor } from '../helpers/nats.js';
 import { startUp } from '../helpers/up.js';
@@ -39,10 +39,7 @@ t.test('apply the seed Deployment → isolated pods; scale, roll, undo, survive 
       await new Promise((r) => up.child.once('exit', r));
     }
     for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL').catch(() => undefined);
-    for (const f of (() => { try { return readdirSync(join(data, 'node', 'runtime', 'sandboxes')); } catch { return []; } })()) {
-      const pid = Number(readFileSync(join(data, 'node', 'runtime', 'sandboxes', f), 'utf8'));
-      try { if (/^(\/bin\/busybox\0)?sleep\0/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))) process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    }
+    await killNodeLeftovers(join(data, 'node', 'runtime'));
     await removeBridge(NODE);
   });
   const troupe = async (...args: string[]) => {

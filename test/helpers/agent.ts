@@ -63,16 +63,19 @@ export async function startAgent(t: Teardown, url: string, node: string, dataDir
 
 /**
  * Kills what a stopped agent left running under its runtime folder: every crun container (its shim
- * then ends) and every pod sandbox its pid files name.
+ * then ends) and every sandbox its pid files name (the pods' and the pool's).
  */
 export async function killNodeLeftovers(runtimeDir: string): Promise<void> {
   const { Crun } = await import('../../node-agent/index.js');
   const crun = new Crun(join(runtimeDir, 'crun'));
   for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL');
-  for (const f of readdirSafe(join(runtimeDir, 'sandboxes'))) {
-    if (!f.endsWith('.pid')) continue;
-    const pid = Number(readFileSync(join(runtimeDir, 'sandboxes', f), 'utf8'));
-    if (pid > 0 && /^(\/bin\/busybox\0)?sleep\0/.test(readFileSafe(`/proc/${pid}/cmdline`))) process.kill(pid, 'SIGKILL');
+  // the pods' sandboxes and those the node kept ready (its pool)
+  for (const sub of ['sandboxes', 'pool']) {
+    for (const f of readdirSafe(join(runtimeDir, sub))) {
+      if (!f.endsWith('.pid')) continue;
+      const pid = Number(readFileSync(join(runtimeDir, sub, f), 'utf8'));
+      if (pid > 0 && /^(\/bin\/busybox\0)?sleep\0/.test(readFileSafe(`/proc/${pid}/cmdline`))) process.kill(pid, 'SIGKILL');
+    }
   }
 }
 

@@ -2,8 +2,11 @@
  * The pod network with the real CNI plugins: the control plane gives the node a pod CIDR, each
  * pod gets its own address on the node's bridge (reported as status.podIP), pods reach each
  * other and the node reaches them; when the pods go, so do their veths and IPAM allocations.
+ * The node keeps two sandboxes ready on its network (its pool): pods take those, and the pool goes
+ * when the agent stops.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ControlPlane, Resources } from '../../actors/index.js';
@@ -26,7 +29,20 @@ function links(master: string): string[] {
   }
 }
 
-t.test('each pod has its own address on the node bridge; pods and the node reach it; nothing leaks', async (t) => {
+/** A runtime's pooled sandboxes, ready ones: their addresses and pids. */
+function pool(dir: string): { ips: string[]; pids: number[] } {
+  const d = join(dir, 'runtime', 'pool');
+  let files: string[];
+  try {
+    files = readdirSync(d);
+  } catch {
+    files = [];
+  }
+  const read = (f: string) => readFileSync(join(d, f), 'utf8').trim();
+  return { ips: files.filter((f) => f.endsWith('.ip')).map(read), pids: files.filter((f) => f.endsWith('.pid')).map((f) => Number(read(f))) };
+}
+
+t.test('each pod has its own address on the node bridge, from a sandbox the node had ready; pods and the node reach it; nothing leaks', async (t) => {
   const bridge = bridgeName(NODE);
   t.teardown(() => {
     try {
@@ -42,13 +58,15 @@ t.test('each pod has its own address on the node bridge; pods and the node reach
   const src = tempDir(t);
   await (await ClusterImages.open(bus)).importRootfs(tarDir(busyboxRootfs(join(src, 'root')), join(src, 'rootfs.tar')), 'busybox:net');
   const dir = tempDir(t, 'troupe-pn-');
-  await startAgent(t, srv.url, NODE, dir);
+  const agent = await startAgent(t, srv.url, NODE, dir);
   const res = await Resources.open(bus);
   const node = await waitFor(async () => {
     const n = await res.get(kindInfo('Node')!, undefined, NODE);
     return n?.spec?.podCIDR ? n : undefined;
   }, 'a pod CIDR for the node');
   t.equal(node.spec.podCIDR, '10.251.1.0/24', 'the first /24 of the cluster CIDR');
+  // the node readies two sandboxes on its network once it has one
+  const ready = await waitFor(() => (pool(dir).ips.length === 2 ? pool(dir) : undefined), 'two pooled sandboxes ready');
 
   // a Service that exists before the pods start: its address reaches them as environment variables
   await res.apply(normalize({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web-front' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } }));
@@ -64,6 +82,11 @@ t.test('each pod has its own address on the node bridge; pods and the node reach
   t.match(b.status.podIP, /^10\.251\.1\.\d+$/);
   t.not(a.status.podIP, b.status.podIP, 'each pod its own address');
   t.same(a.status.podIPs, [{ ip: a.status.podIP }]);
+  t.same([a.status.podIP, b.status.podIP].sort(), ready.ips.sort(), 'the pods took the sandboxes the pool had ready');
+  for (const p of [a, b]) t.match(readFileSync(join(dir, 'runtime', 'sandboxes', `${p.metadata.uid}.cni`), 'utf8'), /^pool-[0-9a-f]+\n$/, 'known to CNI by its pool name');
+  // and the pool is full again, with other sandboxes
+  const refilled = await waitFor(() => (pool(dir).ips.length === 2 ? pool(dir) : undefined), 'the pool refilled');
+  t.same(refilled.ips.filter((ip) => ip === a.status.podIP || ip === b.status.podIP), [], 'new addresses');
   t.ok(a.status.hostIP, 'hostIP reported');
   const envCli = { ...process.env, TROUPE_SERVER: srv.url, TROUPE_HOME: join(dir, 'home') };
   // pod → pod, by address
@@ -80,12 +103,20 @@ t.test('each pod has its own address on the node bridge; pods and the node reach
   // node → pod (an address inside a namespace this test's agent made)
   const body = await (await fetch(`http://${a.status.podIP}:8080/`)).text();
   t.equal(body.trim(), a.metadata.name, 'the node reaches pod a');
-  t.equal(links(bridge).length, 2, 'two veths on the node bridge');
+  t.equal(links(bridge).length, 4, 'four veths on the node bridge: the pods’ and the pool’s');
   const cni = new Cni({ node: NODE, podCidr: node.spec.podCIDR, dataDir: join(dir, 'cni') });
-  t.same(cni.allocations().sort(), [a.status.podIP, b.status.podIP].sort(), 'host-local holds exactly their two addresses');
+  t.same(cni.allocations().sort(), [a.status.podIP, b.status.podIP, ...refilled.ips].sort(), 'host-local holds exactly their two addresses and the pool’s two');
 
   await res.send(kindInfo('Deployment')!, 'default', 'web', { type: 'delete' });
   await waitNodeEmpty(dir, NODE);
-  await waitFor(() => links(bridge).length === 0 && cni.allocations().length === 0, 'veths and addresses released');
-  t.pass('no veth and no IPAM allocation left');
+  await waitFor(() => links(bridge).length === 2 && cni.allocations().sort().join() === refilled.ips.sort().join(), 'the pods’ veths and addresses released');
+  t.pass('no veth and no IPAM allocation of the pods left');
+
+  // the agent stops: the pool leaves the network and its sandboxes end
+  agent.kill('SIGTERM');
+  await new Promise((r) => agent.once('exit', r));
+  t.equal(links(bridge).length, 0, 'no veth left');
+  t.same(cni.allocations(), [], 'no address left');
+  t.same(pool(dir).pids, [], 'no pooled sandbox file left');
+  for (const pid of refilled.pids) t.notOk(existsSync(`/proc/${pid}`), `pooled sandbox ${pid} ended`);
 });
