@@ -45,3 +45,18 @@ t.test('a runtime refuses a start limit that is not an integer ≥ 1, naming whe
   t.throws(() => new ContainerRuntime({ dataDir, node: 'g' }), { message: 'TROUPE_START_CONCURRENCY: expected an integer ≥ 1, got "many"' });
   t.notOk(existsSync(dataDir), 'no state folder was made');
 });
+
+t.test('a sandbox pool size that is not an integer ≥ 0 is refused before anything is made on disk', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'troupe-pool-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dataDir = join(dir, 'agent');
+  t.throws(() => new ContainerRuntime({ dataDir, node: 'g', sandboxPool: -1 }), { message: 'sandboxPool: expected an integer ≥ 0, got -1' });
+  const saved = process.env.TROUPE_SANDBOX_POOL;
+  process.env.TROUPE_SANDBOX_POOL = '1.5';
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.TROUPE_SANDBOX_POOL;
+    else process.env.TROUPE_SANDBOX_POOL = saved;
+  });
+  t.throws(() => new ContainerRuntime({ dataDir, node: 'g' }), { message: 'TROUPE_SANDBOX_POOL: expected an integer ≥ 0, got "1.5"' });
+  t.notOk(existsSync(dataDir), 'no state folder was made');
+});

@@ -112,11 +112,24 @@ t.test('each pod has its own address on the node bridge, from a sandbox the node
   await waitFor(() => links(bridge).length === 2 && cni.allocations().sort().join() === refilled.ips.sort().join(), 'the pods’ veths and addresses released');
   t.pass('no veth and no IPAM allocation of the pods left');
 
-  // the agent stops: the pool leaves the network and its sandboxes end
-  agent.kill('SIGTERM');
+  // killed, the agent leaves its pool behind: the next agent removes it and makes its own
+  agent.kill('SIGKILL');
   await new Promise((r) => agent.once('exit', r));
+  t.same(pool(dir).ips.sort(), refilled.ips.sort(), 'the killed agent’s pool is left');
+  const next = await startAgent(t, srv.url, NODE, dir);
+  const fresh = await waitFor(() => {
+    const p = pool(dir);
+    return p.ips.length === 2 && p.pids.every((pid) => !refilled.pids.includes(pid)) ? p : undefined;
+  }, 'a new pool');
+  for (const pid of refilled.pids) await waitFor(() => !existsSync(`/proc/${pid}`), `the old pooled sandbox ${pid} to end`);
+  t.same(cni.allocations().sort(), fresh.ips.sort(), 'only the new pool holds addresses');
+  t.equal(links(bridge).length, 2, 'and veths');
+
+  // the agent stops: the pool leaves the network and its sandboxes end
+  next.kill('SIGTERM');
+  await new Promise((r) => next.once('exit', r));
   t.equal(links(bridge).length, 0, 'no veth left');
   t.same(cni.allocations(), [], 'no address left');
   t.same(pool(dir).pids, [], 'no pooled sandbox file left');
-  for (const pid of refilled.pids) t.notOk(existsSync(`/proc/${pid}`), `pooled sandbox ${pid} ended`);
+  for (const pid of fresh.pids) t.notOk(existsSync(`/proc/${pid}`), `pooled sandbox ${pid} ended`);
 });
