@@ -19,7 +19,7 @@ import { Bus, ControlPlane, Informer, KvStore, Resources, startNatsServer } from
 import { ClusterImages, ImageStore, bridgeName, removeServiceProxy } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
-import { rawCrun } from './pod-start.js';
+import { poolSettled, rawCrun } from './pod-start.js';
 import { percentile } from './stats.js';
 
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -104,7 +104,9 @@ export async function benchApplyToRunning(n = 30): Promise<Record<string, number
     await run('warm'); // the image reaches the node once
     const times: number[] = [];
     for (let i = 0; i < n; i++) {
-      // crun's own lifecycle, twice, between each apply and the next (see rawCrun)
+      // crun's own lifecycle, twice, between each apply and the next (see rawCrun), once the
+      // node is quiet again
+      await poolSettled(join(dir, 'agent', 'runtime'), true);
       raw.push(...(await rawLifecycle.run(2)));
       times.push(await run(`b${i}`));
     }

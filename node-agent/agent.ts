@@ -194,6 +194,8 @@ export class Agent {
         .catch((err) => this.opts.logger?.warn({ err }, 'cgroup sweep failed'))
         .finally(() => (this.sweeping = undefined));
     }, 5000);
+    // sandboxes kept ready (see ContainerRuntime.fillPool): on the pod network once it is known
+    this.runtime.fillPool();
     this.opts.logger?.info({ node: this.opts.nodeName, cgroups: this.runtime.cgroups.layout }, 'node agent ready');
   }
 

@@ -165,10 +165,13 @@ export class ContainerRuntime {
   private readonly killedByUs = new Set<string>();
   /** How many ready sandboxes the pool keeps, those ready now, and how many are being made. */
   private readonly poolSize: number;
-  private readonly pool: { id: string; pid: number }[] = [];
+  private readonly pool: { id: string; pid: number; net: boolean }[] = [];
   private poolMaking = 0;
+  /** Pooled sandboxes being made (their ids). */
+  private readonly poolInFlight = new Set<string>();
   private poolClosed = false;
-  private poolSwept = false;
+  /** The last sweep of the pool folder: before the pod network was known, or with it. */
+  private poolSweep?: 'plain' | 'net';
   private refillTimer?: NodeJS.Timeout;
 
   constructor(readonly opts: RuntimeOptions) {
@@ -716,18 +719,21 @@ export class ContainerRuntime {
   }
 
   /**
-   * Keeps `sandboxPool` sandboxes ready on the pod network: a pod without host ports takes one
-   * (claimPooled) instead of waiting for its namespaces and for CNI, which on this machine is most
-   * of a pod's start (the bridge and host-local plugins alone take 15–30 ms). The container sets
-   * the pod's hostname in the shared UTS namespace itself (crun does, given one), so a pooled
-   * sandbox needs nothing more when it is taken. Each pooled sandbox holds one address of the
-   * node's pod CIDR. Sandboxes a killed agent left in the pool are removed first. Called when
-   * the network is known, and again after each one taken.
+   * Keeps `sandboxPool` sandboxes ready: a pod without host ports takes one (claimPooled) instead
+   * of waiting for its namespaces and, once the node has a pod network, for CNI, which on this
+   * machine is most of a pod's start (the bridge and host-local plugins alone take 15–30 ms). The
+   * container sets the pod's hostname in the shared UTS namespace itself (crun does, given one),
+   * so a pooled sandbox needs nothing more when it is taken. On the network each pooled sandbox
+   * holds one address of the node's pod CIDR. Those made before the network was known are
+   * replaced once it is; those a killed agent left are removed (their addresses given back once
+   * the network is known). Called when the agent starts, when the network comes, and (once no
+   * start is under way) after each one taken.
    */
   fillPool(): void {
-    if (!this.network || this.poolClosed || this.poolSize === 0) return;
-    if (!this.poolSwept) {
-      this.poolSwept = true;
+    if (this.poolClosed || this.poolSize === 0) return;
+    const mode = this.network ? 'net' : 'plain';
+    if (this.poolSweep !== mode && this.poolSweep !== 'net') {
+      this.poolSweep = mode;
       this.poolMaking++;
       void this.sweepPool().finally(() => {
         this.poolMaking--;
@@ -750,15 +756,18 @@ export class ContainerRuntime {
     const id = `pool-${randomBytes(6).toString('hex')}`;
     const base = join(this.poolDir(), id);
     mkdirSync(this.poolDir(), { recursive: true });
+    this.poolInFlight.add(id);
     const release = await this.sandboxStarts.enter();
     try {
       if (this.poolClosed) return;
+      const net = this.network !== undefined;
       const { pid } = await this.launchSandbox(id, 'troupe-pool', base, [], () => undefined);
       if (this.poolClosed) await this.destroySandbox(id, base);
-      else this.pool.push({ id, pid });
+      else this.pool.push({ id, pid, net });
     } catch {
       // (launchSandbox cleaned up) the pool is one short until the next one is taken
     } finally {
+      this.poolInFlight.delete(id);
       release();
     }
   }
@@ -767,7 +776,8 @@ export class ContainerRuntime {
   private claimPooled(podUid: string): number | undefined {
     for (let s = this.pool.shift(); s; s = this.pool.shift()) {
       const from = join(this.poolDir(), s.id);
-      if (!isSandbox(s.pid)) {
+      // (one made before the network was known has none)
+      if (!isSandbox(s.pid) || s.net !== (this.network !== undefined)) {
         void this.destroySandbox(s.id, from).catch(() => undefined);
         continue;
       }
@@ -800,11 +810,23 @@ export class ContainerRuntime {
     this.refillTimer.unref();
   }
 
-  /** Removes the pooled sandboxes a previous agent left (it was killed). */
+  /**
+   * Removes the pooled sandboxes a previous agent left (it was killed) and, once the network is
+   * known, this one's made without it. A leftover on the network waits for the network to be
+   * known: its address is given back then.
+   */
   private async sweepPool(): Promise<void> {
+    const net = this.network !== undefined;
+    const stale = this.pool.filter((s) => s.net !== net);
+    this.pool.splice(0, this.pool.length, ...this.pool.filter((s) => s.net === net));
+    for (const s of stale) await this.destroySandbox(s.id, join(this.poolDir(), s.id)).catch(() => undefined);
     const files = await readdir(this.poolDir()).catch(() => [] as string[]);
     const ids = new Set(files.map((f) => f.replace(/\.(pid|ip|err)$/, '')));
-    for (const id of ids) await this.destroySandbox(id, join(this.poolDir(), id)).catch(() => undefined);
+    for (const id of ids) {
+      const base = join(this.poolDir(), id);
+      if (this.pool.some((s) => s.id === id) || this.poolInFlight.has(id) || (!net && existsSync(`${base}.ip`))) continue;
+      await this.destroySandbox(id, base).catch(() => undefined);
+    }
   }
 
   /** Empties the pool (an agent stopping): its sandboxes leave the network and end. */
