@@ -784,7 +784,7 @@ export class ContainerRuntime {
       const to = this.sandboxBase(podUid);
       // the CNI name first: a pod whose files are half moved is still taken off the network right
       writeFileSync(`${to}.cni`, `${s.id}\n`);
-      renameSync(`${from}.ip`, `${to}.ip`);
+      if (s.net) renameSync(`${from}.ip`, `${to}.ip`);
       renameSync(`${from}.pid`, `${to}.pid`);
       rmSync(`${from}.err`, { force: true });
       this.refillWhenQuiet();
