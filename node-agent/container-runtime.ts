@@ -170,6 +170,8 @@ export class ContainerRuntime {
   /** Pooled sandboxes being made (their ids). */
   private readonly poolInFlight = new Set<string>();
   private poolClosed = false;
+  /** Whether fillPool() was called (a runtime whose owner never asks for a pool has none). */
+  private poolStarted = false;
   /** The last sweep of the pool folder: before the pod network was known, or with it. */
   private poolSweep?: 'plain' | 'net';
   private refillTimer?: NodeJS.Timeout;
@@ -731,6 +733,7 @@ export class ContainerRuntime {
    */
   fillPool(): void {
     if (this.poolClosed || this.poolSize === 0) return;
+    this.poolStarted = true;
     const mode = this.network ? 'net' : 'plain';
     if (this.poolSweep !== mode && this.poolSweep !== 'net') {
       this.poolSweep = mode;
@@ -799,7 +802,7 @@ export class ContainerRuntime {
    * took the sandbox is starting would take the CPU from it (and in a burst, from all of them).
    */
   private refillWhenQuiet(): void {
-    if (this.refillTimer) return;
+    if (this.refillTimer || !this.poolStarted) return;
     this.refillTimer = setInterval(() => {
       const busy = this.starts.load.held + this.starts.load.waiting + this.sandboxStarts.load.held + this.sandboxStarts.load.waiting;
       if (busy > 0 && !this.poolClosed) return;

@@ -21,6 +21,8 @@ export function testRuntime(t: Teardown, dir: string, node = 'tn', opts: { busyb
   const started: [string, string][] = [];
   rt.track = (podUid, name) => started.push([podUid, name]);
   t.teardown(async () => {
+    // (a pool only if the test asked for one)
+    await rt.drainPool();
     for (const [u, n] of started) await rt.remove(u, n).catch(() => undefined);
     // and the pods' sandboxes, for the tests that made them
     for (const u of new Set(started.map(([u]) => u))) await rt.removeSandbox(u).catch(() => undefined);
