@@ -244,13 +244,22 @@ export class ActorHost {
     cell.starting = true;
     const id = `${cell.kind.kind}/${cell.namespace}/${cell.name}`;
     try {
+      // The first snapshot is read before the supervisor takes the start: its operations run one
+      // at a time, so a read inside it (a store round trip) made every actor start on this host
+      // wait for the reads of all the starts before it. A restart reads again, from inside.
+      let first: { snapshot: Snapshot<unknown> | undefined } | undefined = { snapshot: await this.load(cell) };
       await this.supervisor.startChild(
         actorChild({
           id,
           machine: cell.kind.machine,
           input: cell.kind.input?.({ namespace: cell.namespace, name: cell.name }),
           restart: 'transient',
-          load: () => this.load(cell),
+          load: () => {
+            if (!first) return this.load(cell);
+            const { snapshot } = first;
+            first = undefined;
+            return snapshot;
+          },
           onStart: (actor, restored) => this.attach(cell, actor, restored),
         }),
       );

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ActorClient, ActorDoneError, ActorFailedError, ActorHost, ensureEventStream, packValue, type EventBody, type StoredActor } from '../../index.js';
+import { ActorClient, ActorDoneError, ActorFailedError, ActorHost, KvStore, ensureEventStream, packValue, type EventBody, type StoredActor } from '../../index.js';
 import { counter } from '../fixtures/counter.js';
 import { withBus, withNats, waitFor, type Teardown } from '../helpers/nats.js';
 
@@ -62,6 +62,31 @@ t.test('1,000 concurrent increments to one counter end at exactly 1,000', async 
   t.equal(storedN(stored), 1000, 'the persisted snapshot holds all 1,000');
   const writes = hostBus.metrics.get('snapshot_writes_total');
   t.ok(writes < 1000, `snapshot writes were coalesced (${writes} writes for 1,000 commands)`);
+});
+
+t.test('new actors read their snapshots at once, not one after another', async (t) => {
+  const nats = await withNats(t);
+  const hostBus = await withBus(t, nats.url, { name: 'host' });
+  const store = await KvStore.open(hostBus, hostBus.subjects.stateBucket);
+  // the real store, with each read held a little and the reads under way at once counted
+  let inFlight = 0;
+  let most = 0;
+  const get = store.get.bind(store);
+  store.get = async (key: string) => {
+    most = Math.max(most, ++inFlight);
+    await new Promise((r) => setTimeout(r, 50));
+    try {
+      return await get(key);
+    } finally {
+      inFlight--;
+    }
+  };
+  const host = await ActorHost.start(hostBus, { kinds: [counter], store });
+  t.teardown(() => host.stop());
+  const client = new ActorClient(await withBus(t, nats.url, { name: 'client' }), counter);
+  const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => client.send('default', `fresh-${i}`, { type: 'inc', by: i + 1 })));
+  t.same(replies.map((r) => r.n), [1, 2, 3, 4, 5], 'each started and answered');
+  t.equal(most, 5, 'all five reads were under way together');
 });
 
 t.test('an actor that throws answers with a typed error and restarts from its last snapshot', async (t) => {
