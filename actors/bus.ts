@@ -26,7 +26,7 @@ import {
 } from '../protocol/index.js';
 import { backoff, silentLogger, type Logger } from '../supervisor/index.js';
 import { BusConnectError } from './errors.js';
-import { FastPublisher, coalesceFlushes } from './fast-publish.js';
+import { FastPublisher, coalesceFlushes, settleRequestsCheaply } from './fast-publish.js';
 import { Metrics, RateLimit } from './metrics.js';
 
 export interface BusOptions {
@@ -96,6 +96,7 @@ export class Bus extends EventEmitter {
     this.requestTimeout = opts.requestTimeout ?? 5000;
     this.publisher = new FastPublisher(nc);
     if (opts.coalesceWrites !== false) coalesceFlushes(nc);
+    settleRequestsCheaply(nc);
     void this.watchStatus();
   }
 

@@ -150,3 +150,57 @@ export function coalesceFlushes(nc: NatsConnection): boolean {
   };
   return true;
 }
+
+interface RequestInternals {
+  resolver(err: Error | null, msg: unknown): void;
+  cancel(err?: Error): void;
+  timer?: { cancel(): void };
+  mux: { cancel(r: unknown): void };
+}
+
+const SETTLED = Symbol('troupe.settled');
+const patchedRequestClasses = new WeakSet<object>();
+
+/**
+ * No Error built for a request that is already answered.
+ *
+ * nats.js (3.4) ends every request, answered or not, with `cancel()`, which rejects its promise
+ * with a new RequestError: for an answered request the rejection changes nothing, but building the
+ * Error (its stack) was 4% of a control plane's CPU, one per store write. Here `cancel()` after
+ * the answer only does the rest of its work (the timer, the subscription's entry); a cancel before
+ * any answer (a timeout, a closed connection) is nats.js's own.
+ *
+ * The class changed is the one the connection's first single-answer request is made of (the
+ * process may hold more than one copy of nats.js's modules), once per class. Returns false (and
+ * changes nothing) when the connection's internals are not the expected ones.
+ */
+export function settleRequestsCheaply(nc: NatsConnection): boolean {
+  const mux = (nc as unknown as { protocol?: { muxSubscriptions?: { add?: (r: unknown) => unknown } } }).protocol?.muxSubscriptions;
+  const add = mux?.add;
+  if (!mux || typeof add !== 'function') return false;
+  mux.add = function (this: unknown, r: unknown) {
+    const proto = Object.getPrototypeOf(r) as Partial<RequestInternals> & { constructor?: { name?: string } };
+    if (proto?.constructor?.name === 'RequestOne') {
+      mux.add = add;
+      patchRequestClass(proto);
+    }
+    return add.call(this, r);
+  };
+  return true;
+}
+
+function patchRequestClass(proto: Partial<RequestInternals>): void {
+  if (patchedRequestClasses.has(proto) || typeof proto.resolver !== 'function' || typeof proto.cancel !== 'function') return;
+  patchedRequestClasses.add(proto);
+  const resolver = proto.resolver;
+  const cancel = proto.cancel;
+  proto.resolver = function (this: RequestInternals & { [SETTLED]?: boolean }, err, msg) {
+    this[SETTLED] = true;
+    resolver.call(this, err, msg);
+  };
+  proto.cancel = function (this: RequestInternals & { [SETTLED]?: boolean }, err?: Error) {
+    if (err !== undefined || !this[SETTLED]) return cancel.call(this, err);
+    this.timer?.cancel();
+    this.mux.cancel(this);
+  };
+}

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { connect } from '@nats-io/transport-node';
-import { FastPublisher } from '../../actors/fast-publish.js';
+import { FastPublisher, settleRequestsCheaply } from '../../actors/fast-publish.js';
 import { Bus } from '../../actors/bus.js';
 import { startNatsServer } from '../../actors/nats-server.js';
 import { Codec, MessageType } from '../../protocol/index.js';
@@ -140,4 +140,48 @@ t.test('writes gather per turn of the event loop: fewer socket writes, the same 
   last.publish('co.last', MessageType.Reply, { i: 5000 });
   await last.nc.close();
   await waitFor(() => got.includes(5000), 'the message published just before close');
+});
+
+t.test('an answered request builds no Error; unanswered ones still fail as nats.js says; nothing stays registered', async (t) => {
+  const nats = await withNats(t);
+  // a Bus applies the change to the request class its connection uses, at its first request
+  const bus = await withBus(t, nats.url);
+  const nc = bus.nc;
+  nc.subscribe('cheap.echo', { callback: (_e, m) => void m.respond(m.data) });
+  await nc.flush();
+  await nc.request('cheap.echo', Uint8Array.of(0), { timeout: 5000 });
+  // that class, from the next request
+  type Proto = { resolver(this: { deferred: { reject(e: unknown): void } }, err: unknown, msg: unknown): void };
+  const mux = (nc as unknown as { protocol: { muxSubscriptions: { add(r: unknown): unknown; size(): number } } }).protocol.muxSubscriptions;
+  const add = mux.add;
+  let proto: Proto | undefined;
+  mux.add = function (r: unknown) {
+    proto = Object.getPrototypeOf(r) as Proto;
+    mux.add = add;
+    return add.call(this, r);
+  };
+  await nc.request('cheap.echo', Uint8Array.of(0), { timeout: 5000 });
+  t.ok(proto, 'the request class seen');
+  // what an answered request is rejected with afterwards (nats.js 3.4 alone: a new RequestError each)
+  const resolver = proto!.resolver;
+  let built = 0;
+  proto!.resolver = function (err, msg) {
+    const reject = this.deferred.reject;
+    this.deferred.reject = (e: unknown) => {
+      if (e instanceof Error) built++;
+      reject(e);
+    };
+    resolver.call(this, err, msg);
+  };
+  t.teardown(() => {
+    proto!.resolver = resolver;
+  });
+  for (let i = 0; i < 50; i++) t.same((await nc.request('cheap.echo', Uint8Array.of(i), { timeout: 5000 })).data, Uint8Array.of(i));
+  t.equal(built, 0, 'fifty answered requests, no Error built');
+  await t.rejects(nc.request('cheap.nobody', Uint8Array.of(1), { timeout: 5000 }), { name: 'RequestError', message: /no responders/ }, 'no responders: nats.js’s error');
+  nc.subscribe('cheap.silent', { callback: () => undefined });
+  await nc.flush();
+  await t.rejects(nc.request('cheap.silent', Uint8Array.of(1), { timeout: 100 }), { name: 'TimeoutError' }, 'no answer in time: nats.js’s timeout');
+  t.equal(mux.size(), 0, 'no request left registered');
+  t.equal(settleRequestsCheaply({} as never), false, 'a connection without the expected internals is left alone');
 });
