@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { ActorClient, Bus, Crun, DEFAULT_SANDBOX_POOL, ImageStore, buildSpec, detectCgroups, favorDynamicCgroups, sweepNodeCgroups, namespacePrefix, requireProgram, startNatsServer, type EventBody, type PodStatus } from '../index.js';
+import { ActorClient, Bus, Crun, ImageStore, buildSpec, detectCgroups, favorDynamicCgroups, sweepNodeCgroups, namespacePrefix, requireProgram, sandboxPoolSize, startNatsServer, type EventBody, type PodStatus } from '../index.js';
 import { killNodeLeftovers } from '../test/helpers/agent.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { percentile } from './stats.js';
@@ -50,7 +50,7 @@ export function agentPid(wrapper: number): number {
  * lifecycle is timed: that would slow the raw side and flatter the ratio.
  */
 export async function poolSettled(runtimeDir: string, networked: boolean): Promise<void> {
-  const size = Number(process.env.TROUPE_SANDBOX_POOL ?? DEFAULT_SANDBOX_POOL);
+  const size = sandboxPoolSize();
   const count = (ext: string) => {
     try {
       return readdirSync(join(runtimeDir, 'pool')).filter((f) => f.endsWith(ext)).length;

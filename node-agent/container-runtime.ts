@@ -163,32 +163,24 @@ export class ContainerRuntime {
   dns?: { nameserver: string; domain: string };
   /** Containers the agent itself sent SIGKILL to (so their 137 is not an OOM kill). */
   private readonly killedByUs = new Set<string>();
-  /** How many ready sandboxes the pool keeps, those ready now, and how many are being made. */
+  /** How many ready sandboxes the pool keeps, and those ready now. */
   private readonly poolSize: number;
   private readonly pool: { id: string; pid: number; net: boolean }[] = [];
-  private poolMaking = 0;
   /** Pooled sandboxes being made (their ids). */
   private readonly poolInFlight = new Set<string>();
   private poolClosed = false;
-  /** Whether fillPool() was called (a runtime whose owner never asks for a pool has none). */
-  private poolStarted = false;
-  /** The last sweep of the pool folder: before the pod network was known, or with it. */
+  /**
+   * The last sweep of the pool folder: before the pod network was known, or with it (none yet: no
+   * fillPool() so far, and a runtime whose owner never asks for a pool has none); the one under way.
+   */
   private poolSweep?: 'plain' | 'net';
+  private poolSweeping?: Promise<void>;
   private refillTimer?: NodeJS.Timeout;
 
   constructor(readonly opts: RuntimeOptions) {
     // (checked before anything is made on disk)
-    const fromEnv = process.env.TROUPE_START_CONCURRENCY;
-    const parallel = opts.startConcurrency ?? (fromEnv === undefined ? DEFAULT_START_CONCURRENCY : Number(fromEnv));
-    if (!Number.isInteger(parallel) || parallel < 1) {
-      throw new RuntimeError(`${opts.startConcurrency === undefined ? 'TROUPE_START_CONCURRENCY' : 'startConcurrency'}: expected an integer ≥ 1, got ${JSON.stringify(opts.startConcurrency ?? fromEnv)}`, {});
-    }
-    const poolEnv = process.env.TROUPE_SANDBOX_POOL;
-    const pool = opts.sandboxPool ?? (poolEnv === undefined ? DEFAULT_SANDBOX_POOL : Number(poolEnv));
-    if (!Number.isInteger(pool) || pool < 0) {
-      throw new RuntimeError(`${opts.sandboxPool === undefined ? 'TROUPE_SANDBOX_POOL' : 'sandboxPool'}: expected an integer ≥ 0, got ${JSON.stringify(opts.sandboxPool ?? poolEnv)}`, {});
-    }
-    this.poolSize = pool;
+    const parallel = countSetting('startConcurrency', opts.startConcurrency, 'TROUPE_START_CONCURRENCY', DEFAULT_START_CONCURRENCY, 1);
+    this.poolSize = sandboxPoolSize(opts.sandboxPool);
     this.starts = new Gate(parallel);
     this.sandboxStarts = new Gate(parallel);
     prepareStateDir(opts.dataDir, opts.node);
@@ -732,27 +724,19 @@ export class ContainerRuntime {
    * start is under way) after each one taken.
    */
   fillPool(): void {
-    if (this.poolClosed || this.poolSize === 0) return;
-    this.poolStarted = true;
+    // (a sweep under way calls it again when done)
+    if (this.poolClosed || this.poolSize === 0 || this.poolSweeping) return;
     const mode = this.network ? 'net' : 'plain';
     if (this.poolSweep !== mode && this.poolSweep !== 'net') {
       this.poolSweep = mode;
-      this.poolMaking++;
-      void this.sweepPool().finally(() => {
-        this.poolMaking--;
+      this.poolSweeping = this.sweepPool().finally(() => {
+        this.poolSweeping = undefined;
         this.fillPool();
       });
       return;
     }
-    while (this.pool.length + this.poolMaking < this.poolSize) {
-      this.poolMaking++;
-      void this.makePooled().finally(() => this.poolMaking--);
-    }
-  }
-
-  /** Ready pooled sandboxes (their pids), for tests and figures. */
-  pooled(): number[] {
-    return this.pool.map((s) => s.pid);
+    // (makePooled counts itself in poolInFlight before its first wait)
+    while (this.pool.length + this.poolInFlight.size < this.poolSize) void this.makePooled();
   }
 
   private async makePooled(): Promise<void> {
@@ -777,6 +761,7 @@ export class ContainerRuntime {
 
   /** Hands a ready pooled sandbox to a pod (its files move to the pod's names), or undefined. */
   private claimPooled(podUid: string): number | undefined {
+    this.refillWhenQuiet();
     for (let s = this.pool.shift(); s; s = this.pool.shift()) {
       const from = join(this.poolDir(), s.id);
       // (one made before the network was known has none)
@@ -790,10 +775,8 @@ export class ContainerRuntime {
       if (s.net) renameSync(`${from}.ip`, `${to}.ip`);
       renameSync(`${from}.pid`, `${to}.pid`);
       rmSync(`${from}.err`, { force: true });
-      this.refillWhenQuiet();
       return s.pid;
     }
-    this.refillWhenQuiet();
     return undefined;
   }
 
@@ -802,7 +785,7 @@ export class ContainerRuntime {
    * took the sandbox is starting would take the CPU from it (and in a burst, from all of them).
    */
   private refillWhenQuiet(): void {
-    if (this.refillTimer || !this.poolStarted) return;
+    if (this.refillTimer || this.poolSweep === undefined) return;
     this.refillTimer = setInterval(() => {
       const busy = this.starts.load.held + this.starts.load.waiting + this.sandboxStarts.load.held + this.sandboxStarts.load.waiting;
       if (busy > 0 && !this.poolClosed) return;
@@ -837,7 +820,7 @@ export class ContainerRuntime {
     this.poolClosed = true;
     clearInterval(this.refillTimer);
     this.refillTimer = undefined;
-    while (this.poolMaking > 0) await new Promise((r) => setTimeout(r, 5));
+    while (this.poolInFlight.size > 0 || this.poolSweeping) await new Promise((r) => setTimeout(r, 5));
     for (const s of this.pool.splice(0)) await this.destroySandbox(s.id, join(this.poolDir(), s.id)).catch(() => undefined);
   }
 
@@ -989,6 +972,24 @@ function readdirSyncSafe(dir: string): string[] {
 
 function hasExitCode(dir: string): boolean {
   return readIf(join(dir, 'exitcode')).trim() !== '';
+}
+
+/**
+ * A whole-number setting: the option's value, else its environment variable, else the default;
+ * anything that is not an integer ≥ min is refused, naming where it came from.
+ */
+function countSetting(option: string, value: number | undefined, env: string, fallback: number, min: number): number {
+  const fromEnv = process.env[env];
+  const n = value ?? (fromEnv === undefined ? fallback : Number(fromEnv));
+  if (!Number.isInteger(n) || n < min) {
+    throw new RuntimeError(`${value === undefined ? env : option}: expected an integer ≥ ${min}, got ${JSON.stringify(value ?? fromEnv)}`, {});
+  }
+  return n;
+}
+
+/** How many ready sandboxes a runtime keeps (see fillPool): `sandboxPool`, else TROUPE_SANDBOX_POOL, else 2. */
+export function sandboxPoolSize(sandboxPool?: number): number {
+  return countSetting('sandboxPool', sandboxPool, 'TROUPE_SANDBOX_POOL', DEFAULT_SANDBOX_POOL, 0);
 }
 
 /** USER_HZ: the unit of /proc's clock ticks (100 on every Linux architecture node runs on). */

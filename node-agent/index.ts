@@ -13,7 +13,7 @@ export type { ExtractStats } from './rootfs-extract.js';
 export { readTar, ByteReader } from './tar-reader.js';
 export type { TarEntry, EntryType } from './tar-reader.js';
 export { ImageFormatError, UnsafeArchiveError, ImageNotFoundError, ImageRefError, RuntimeError } from './errors.js';
-export { ContainerRuntime, DEFAULT_SANDBOX_POOL } from './container-runtime.js';
+export { ContainerRuntime, sandboxPoolSize } from './container-runtime.js';
 export { Agent, heartbeatBody, statsBody } from './agent.js';
 export { serveNode, nodeCommand, rfc3339Nano } from './node-service.js';
 export { runProbes, probeTiming, netProbe, resolvePort } from './probes.js';
