@@ -18,6 +18,16 @@ export function tempDir(t: Teardown, prefix = 'troupe-test-'): string {
   return dir;
 }
 
+/** Sets an environment variable for the rest of the test; its value before (or its absence) comes back at the end. */
+export function setEnv(t: Teardown, name: string, value: string): void {
+  const saved = process.env[name];
+  process.env[name] = value;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
+  });
+}
+
 export async function withNats(t: Teardown, opts: { port?: number } = {}): Promise<EmbeddedNats & { dataDir: string }> {
   const dataDir = tempDir(t, 'troupe-nats-');
   const srv = await startNatsServer({ dataDir, port: opts.port ?? 0 });

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContainerRuntime } from '../../node-agent/index.js';
 import { Gate } from '../../node-agent/gate.js';
+import { setEnv, tempDir } from '../helpers/nats.js';
 
 t.test('a gate lets `limit` through at once, the rest in arrival order as places free up', async (t) => {
   const gate = new Gate(2);
@@ -32,31 +32,19 @@ t.test('a gate lets `limit` through at once, the rest in arrival order as places
 });
 
 t.test('a runtime refuses a start limit that is not an integer ≥ 1, naming where it came from, and makes nothing', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'troupe-gate-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'troupe-gate-');
   const dataDir = join(dir, 'agent');
   t.throws(() => new ContainerRuntime({ dataDir, node: 'g', startConcurrency: 0 }), { message: 'startConcurrency: expected an integer ≥ 1, got 0' });
-  const saved = process.env.TROUPE_START_CONCURRENCY;
-  process.env.TROUPE_START_CONCURRENCY = 'many';
-  t.teardown(() => {
-    if (saved === undefined) delete process.env.TROUPE_START_CONCURRENCY;
-    else process.env.TROUPE_START_CONCURRENCY = saved;
-  });
+  setEnv(t, 'TROUPE_START_CONCURRENCY', 'many');
   t.throws(() => new ContainerRuntime({ dataDir, node: 'g' }), { message: 'TROUPE_START_CONCURRENCY: expected an integer ≥ 1, got "many"' });
   t.notOk(existsSync(dataDir), 'no state folder was made');
 });
 
 t.test('a sandbox pool size that is not an integer ≥ 0 is refused before anything is made on disk', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'troupe-pool-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'troupe-pool-');
   const dataDir = join(dir, 'agent');
   t.throws(() => new ContainerRuntime({ dataDir, node: 'g', sandboxPool: -1 }), { message: 'sandboxPool: expected an integer ≥ 0, got -1' });
-  const saved = process.env.TROUPE_SANDBOX_POOL;
-  process.env.TROUPE_SANDBOX_POOL = '1.5';
-  t.teardown(() => {
-    if (saved === undefined) delete process.env.TROUPE_SANDBOX_POOL;
-    else process.env.TROUPE_SANDBOX_POOL = saved;
-  });
+  setEnv(t, 'TROUPE_SANDBOX_POOL', '1.5');
   t.throws(() => new ContainerRuntime({ dataDir, node: 'g' }), { message: 'TROUPE_SANDBOX_POOL: expected an integer ≥ 0, got "1.5"' });
   t.notOk(existsSync(dataDir), 'no state folder was made');
 });
