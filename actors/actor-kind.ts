@@ -10,7 +10,7 @@ export const Persist = {
   Durable: 'durable',
   /** Snapshots are written behind, coalesced; answers do not wait. */
   Async: 'async',
-  /** Never persisted: the actor starts fresh after a restart. */
+  /** Never persisted, nor read: the actor starts fresh, first and after every restart. */
   None: 'none',
 } as const;
 export type Persist = (typeof Persist)[keyof typeof Persist];

@@ -41,9 +41,10 @@ log() {
 }`;
 
 /**
- * A shim: the two loggers (process substitutions: pipes, no fifo files, no new shell), the
- * container's overlay rootfs, and crun in the foreground; then the overlay is unmounted and the
- * status goes to `exitcode` once both loggers have drained, and to the agent. Its pid is in
+ * A shim: the container's overlay rootfs (mounted by a job of its own, while the shim starts the
+ * rest), the two loggers (process substitutions: pipes, no fifo files, no new shell), and crun in
+ * the foreground; then the overlay is unmounted and the status goes to `exitcode` once both
+ * loggers have drained, and to the agent. Its pid is in
  * `shim.pid` (an adopting agent watches it). The overlay is mounted where the launcher lives (the
  * agent's mount namespace, as containerd mounts a task's rootfs): crun's container takes its own
  * copy at create, and the shim needs no namespace, shell or exec of its own for it (an `unshare`
@@ -58,9 +59,11 @@ shim() {
   exec 2>>"$D/shim.log"
   echo "$BASHPID" > "$D/shim.pid"
   mapfile -d '' -t a < "$D/shim.args"
+  $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null &
+  local M=$!
   exec 3> >(log "\${a[1]}.stdout.log"); local L1=$!
   exec 4> >(exec 3>&-; log "\${a[1]}.stderr.log"); local L2=$!
-  if $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null 3>&- 4>&-; then
+  if wait $M; then
     if [ -n "$WAIT" ] && ! gowait "$D"; then code=91; echo "not started: the pod's sandbox did not become ready" >&2; fi
     if [ -z "$code" ]; then
       "\${a[@]:2}" </dev/null >&3 2>&4 3>&- 4>&-

@@ -162,6 +162,24 @@ t.test("persist 'async': answers at once, writes coalesced behind, flushed on st
   t.equal(storedN(await client.stored('default', 'a')), 50, 'stop flushed the last changes');
 });
 
+t.test("persist 'none': an actor starts without reading the store, and nothing is written for it", async (t) => {
+  const nats = await withNats(t);
+  const hostBus = await withBus(t, nats.url);
+  const kind = { ...counter, kind: 'ncounter', persist: 'none' as const };
+  // bytes at its key that no snapshot decodes to: a host that read them could not start the actor
+  const store = await KvStore.open(hostBus, hostBus.subjects.stateBucket);
+  const key = hostBus.subjects.stateKey('ncounter', 'default', 'n1');
+  const garbage = Uint8Array.of(0xc1, 0xc1, 0xc1);
+  await store.put(key, garbage);
+  const host = await ActorHost.start(hostBus, { kinds: [kind] });
+  t.teardown(() => host.stop());
+  const client = new ActorClient(await withBus(t, nats.url), kind);
+  t.same(await client.send('default', 'n1', { type: 'inc', by: 2 }), { n: 2, state: 'running' }, 'started fresh');
+  t.same(await client.send('default', 'n1', { type: 'inc', by: 3 }), { n: 5, state: 'running' });
+  t.same((await store.get(key))?.value, garbage, 'the entry is as it was');
+  t.equal(hostBus.metrics.get('snapshot_writes_total'), 0, 'no snapshot written');
+});
+
 t.test("persist 'async': under a steady stream of commands, one write per delay at most", async (t) => {
   const nats = await withNats(t);
   const hostBus = await withBus(t, nats.url);
