@@ -35,7 +35,7 @@ import {
 } from '../protocol/index.js';
 import { Supervisor, backoff, sleep, systemClock, type Clock, type ExitReason, type Logger } from '../supervisor/index.js';
 import { actorChild } from './actor-child.js';
-import { Persist, type ActorKind } from './actor-kind.js';
+import { Persist, type ActorKey, type ActorKind } from './actor-kind.js';
 import type { Bus } from './bus.js';
 import { ActorDoneError, ActorFailedError, PersistError } from './errors.js';
 import { KvStore } from './kv-store.js';
@@ -63,6 +63,13 @@ export interface ActorHostOptions {
   /** Actor restarts allowed per period before the host gives up. */
   intensity?: number;
   period?: number;
+  /**
+   * Says that an actor about to start for `command` has no stored snapshot (the control plane
+   * asks its informers). Such an actor of a durable kind starts without reading the store, and
+   * its first write creates the entry; its events wait for that write. Should an entry be there
+   * after all, the actor is dropped unheard and its commands go again to one loaded from it.
+   */
+  fresh?: (kind: string, key: ActorKey, command: CommandBody) => boolean;
 }
 
 /** What is stored per actor in KV. */
@@ -102,7 +109,15 @@ interface Cell {
   waiters: Waiter[];
   /** When it last took a command (clock ms), for passivation. */
   active: number;
+  /**
+   * Started without reading the store (the `fresh` hint) and not yet written: its events are
+   * held, and the commands it took kept, until its first write (a create) lands.
+   */
+  unwritten?: { events: EventBody[]; commands: { env: Envelope<CommandBody>; msg: Msg }[] };
 }
+
+/** A fresh actor's first write found an entry there (see ActorHostOptions.fresh). */
+class NotFresh extends Error {}
 
 export class ActorHost {
   readonly exited: Promise<ExitReason>;
@@ -117,6 +132,8 @@ export class ActorHost {
   private readonly scratch: Issue[] = [];
   private readonly commands;
   private readonly subjects: Subjects;
+  /** In-process followers of every transition (see onTransition). */
+  private readonly followers = new Set<(e: EventBody) => void>();
 
   private constructor(
     readonly bus: Bus,
@@ -186,6 +203,17 @@ export class ActorHost {
     return this.cells.size;
   }
 
+  /**
+   * Calls `follower` with every transition's event, in this process, as it is published: what
+   * lives beside the host (the node's pod sync beside its pod actors) learns of a change without
+   * the round trip through the server. The body is the published one: not to be changed. Returns
+   * the way to stop.
+   */
+  onTransition(follower: (e: EventBody) => void): () => void {
+    this.followers.add(follower);
+    return () => this.followers.delete(follower);
+  }
+
   /** Stops taking commands, lets pending snapshot writes finish, and stops every actor. */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -199,7 +227,7 @@ export class ActorHost {
     await this.supervisor.stop();
   }
 
-  private onCommand(kind: ActorKind<AnyStateMachine, unknown>, env: Envelope<CommandBody>, msg: Msg): void {
+  private onCommand(kind: ActorKind<AnyStateMachine, unknown>, env: Envelope<CommandBody>, msg: Msg, load = false): void {
     // Cells are found by the command subject itself: no key is rebuilt or re-validated per message.
     const subject = msg.subject;
     let cell = this.cells.get(subject);
@@ -227,6 +255,7 @@ export class ActorHost {
         active: this.clock.now(),
       };
       this.cells.set(subject, cell);
+      if (!load && (kind.persist ?? Persist.Durable) === Persist.Durable && this.opts.fresh?.(kind.kind, key, env.body)) cell.unwritten = { events: [], commands: [] };
     }
     if (!kind.events.check(env.body, 'body', this.scratch)) {
       const issues = this.scratch.splice(0);
@@ -247,7 +276,7 @@ export class ActorHost {
       // The first snapshot is read before the supervisor takes the start: its operations run one
       // at a time, so a read inside it (a store round trip) made every actor start on this host
       // wait for the reads of all the starts before it. A restart reads again, from inside.
-      let first: { snapshot: Snapshot<unknown> | undefined } | undefined = { snapshot: await this.load(cell) };
+      let first: { snapshot: Snapshot<unknown> | undefined } | undefined = { snapshot: cell.unwritten ? this.nothingStored(cell) : await this.load(cell) };
       await this.supervisor.startChild(
         actorChild({
           id,
@@ -273,15 +302,17 @@ export class ActorHost {
     }
   }
 
+  private nothingStored(cell: Cell): undefined {
+    cell.revision = 0;
+    cell.seq = 0;
+    return undefined;
+  }
+
   /** The actor's stored snapshot, if any. A kind that never persists has none: nothing is read. */
   private async load(cell: Cell): Promise<Snapshot<unknown> | undefined> {
     // (a store round trip saved on every start of such an actor: a millisecond of each pod start)
     const entry = cell.kind.persist === Persist.None ? undefined : await this.store.get(cell.storeKey);
-    if (!entry) {
-      cell.revision = 0;
-      cell.seq = 0;
-      return undefined;
-    }
+    if (!entry) return this.nothingStored(cell);
     const stored = unpackValue<StoredActor>(entry.value, `snapshot of ${cell.storeKey}`);
     cell.revision = entry.revision;
     cell.seq = stored.seq;
@@ -303,6 +334,8 @@ export class ActorHost {
         if (cell.actor === actor) {
           cell.actor = undefined;
           cell.starting = true;
+          // it restarts from the store (load): what it held is dropped with what it was
+          cell.unwritten = undefined;
         }
       },
     });
@@ -340,15 +373,28 @@ export class ActorHost {
       status: snap.status,
       data: cell.kind.publish ? cell.kind.publish(snapshot as never) : (snap.context ?? null),
     };
+    if (cell.unwritten) cell.unwritten.events.push(body);
+    else this.announce(cell, body);
+    const persist = cell.kind.persist ?? Persist.Durable;
+    if (snapshot.status !== 'error' && persist !== Persist.None) this.markDirty(cell);
+    else if (snapshot.status === 'done' && cell.kind.deleteWhenDone) queueMicrotask(() => this.evict(cell));
+  }
+
+  /** Publishes a transition's event and tells the followers in this process. */
+  private announce(cell: Cell, body: EventBody): void {
     try {
       this.bus.publish(cell.evtSubject, MessageType.Event, body);
     } catch (err) {
       this.logger.warn({ err, actor: cell.storeKey }, 'event not published');
       this.bus.metrics.inc('events_unpublished_total', { kind: cell.kind.kind });
     }
-    const persist = cell.kind.persist ?? Persist.Durable;
-    if (snapshot.status !== 'error' && persist !== Persist.None) this.markDirty(cell);
-    else if (snapshot.status === 'done' && cell.kind.deleteWhenDone) queueMicrotask(() => this.evict(cell));
+    for (const f of this.followers) {
+      try {
+        f(body);
+      } catch (err) {
+        this.logger.error({ err, actor: cell.storeKey }, 'a transition follower failed');
+      }
+    }
   }
 
   private apply(cell: Cell, env: Envelope<CommandBody>, msg: Msg): void {
@@ -360,6 +406,7 @@ export class ActorHost {
       return this.bus.respondError(msg, new ActorDoneError(`${id} has finished (final state) and takes no more commands`, { actor: id }), env.id);
     }
     cell.cause = env.body.type;
+    cell.unwritten?.commands.push({ env, msg });
     actor.send(env.body as never);
     this.commands.inc();
     const after = actor.getSnapshot() as Snapshot<unknown> & { error?: unknown; value?: unknown; context?: unknown };
@@ -424,10 +471,20 @@ export class ActorHost {
           try {
             await this.persist(cell, packValue(stored));
           } catch (err) {
+            if (err instanceof NotFresh) {
+              this.loadInstead(cell);
+              return;
+            }
             const e = err as TroupeError;
             for (const w of waiters) this.bus.respondError(w.msg, e, w.cid);
             if (e instanceof ConflictError) this.evict(cell);
             continue;
+          }
+          const held = cell.unwritten;
+          if (held) {
+            // created: what it held goes out now, before the answers
+            cell.unwritten = undefined;
+            for (const body of held.events) this.announce(cell, body);
           }
         }
         for (const w of waiters) this.bus.respond(w.msg, w.body, w.cid);
@@ -453,6 +510,8 @@ export class ActorHost {
         this.bus.metrics.inc('snapshot_writes_total');
         return;
       } catch (err) {
+        // a fresh actor's first create finding an entry: it was not fresh
+        if (err instanceof ConflictError && cell.unwritten && attempt === 0) throw new NotFresh();
         if (err instanceof ConflictError) {
           // Our own earlier write may have landed without our hearing back: then the entry is ours.
           const entry = await this.store.get(cell.storeKey).catch(() => undefined);
@@ -461,6 +520,7 @@ export class ActorHost {
             cell.revision = entry.revision;
             continue;
           }
+          if (cell.unwritten) throw new NotFresh();
           this.bus.metrics.inc('snapshot_conflicts_total');
           throw new ConflictError(`${cell.storeKey}: another host wrote this actor; this host let it go`, { key: cell.storeKey }, { cause: err });
         }
@@ -489,6 +549,20 @@ export class ActorHost {
         await sleep(this.clock, backoff(attempt, 50, 1000));
       }
     }
+  }
+
+  /**
+   * A fresh actor whose first write found an entry: it is dropped unheard (no event went out, no
+   * answer), and its commands go, in order, to one loaded from the store.
+   */
+  private loadInstead(cell: Cell): void {
+    const commands = cell.unwritten?.commands ?? [];
+    cell.unwritten = undefined;
+    cell.waiters = [];
+    cell.dirty = false;
+    this.bus.metrics.inc('actor_fresh_conflicts_total', { kind: cell.kind.kind });
+    this.evict(cell);
+    for (const { env, msg } of commands) this.onCommand(cell.kind, env, msg, true);
   }
 
   /** Drops an actor this host no longer owns; its next command loads it afresh. */

@@ -23,6 +23,8 @@ export class Informer {
   private done: Promise<void> = Promise.resolve();
   /** The highest store revision seen. */
   revision = 0;
+  /** True once the first list is loaded (start() resolved): from then on it follows the store. */
+  synced = false;
 
   constructor(
     readonly bus: Bus,
@@ -54,6 +56,7 @@ export class Informer {
       if (obj) this.upsert(obj);
     }
     const it = await this.kv.watch({ filter, fromRevision: this.revision, signal: this.abort.signal });
+    this.synced = true;
     this.done = (async () => {
       try {
         for await (const ev of it) {

@@ -5,10 +5,12 @@
 export type Labels = Record<string, string | number>;
 
 function keyOf(name: string, labels?: Labels): string {
-  if (!labels) return name;
-  const parts = Object.keys(labels)
+  const keys = labels ? Object.keys(labels) : [];
+  // no labels and empty labels are the same counter
+  if (keys.length === 0) return name;
+  const parts = keys
     .sort()
-    .map((k) => `${k}=${JSON.stringify(String(labels[k]))}`);
+    .map((k) => `${k}=${JSON.stringify(String(labels![k]))}`);
   return `${name}{${parts.join(',')}}`;
 }
 

@@ -170,6 +170,7 @@ export class Agent {
         podIp: (uid) => this.runtime.sandboxIp(uid),
         hostIp: this.nodeIp,
         beforeStop: (podIp, maxMs) => this.net?.drain(podIp, maxMs) ?? Promise.resolve(),
+        podEvents: (follower) => this.host!.onTransition(follower),
       });
       await this.podSync.start({ ...this.nodeInfo(), nodeIp: this.nodeIp }, adopted);
     }

@@ -9,7 +9,6 @@
  * removes it from the store. Status goes out coalesced: one send in flight per pod, the newest
  * pending one replacing older ones.
  */
-import type { Subscription } from '@nats-io/transport-node';
 import { Informer, KvStore, Resources, type Bus } from '../actors/index.js';
 import { MessageType, kindInfo, serviceEnv, stableJson, type EventBody, type KObject } from '../protocol/index.js';
 import { backoff, sleep, systemClock, type Logger } from '../supervisor/index.js';
@@ -39,7 +38,8 @@ export class PodSync {
   private readonly local = new Map<string, Local>();
   private informer?: Informer;
   private services?: Informer;
-  private evtSub?: Subscription;
+  /** Stops following the pod actors' transitions. */
+  private stopEvents?: () => void;
   private stopped = false;
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly pendingStatus = new Map<string, { uid: string; status: unknown }>();
@@ -64,6 +64,11 @@ export class PodSync {
       /** A pod's address on the pod network. */
       podIp?: (uid: string) => string | undefined;
       hostIp?: string;
+      /**
+       * The pod actors' transitions from where they are hosted, in this process (ActorHost's
+       * onTransition); without it they are followed on the bus.
+       */
+      podEvents?: (follower: (e: EventBody) => void) => () => void;
     } = {},
   ) {
     if (!hooks.onPodCidr) this.networkReady = true;
@@ -79,7 +84,11 @@ export class PodSync {
     this.res = await Resources.open(this.bus);
     for (const p of adopted) if (p.managed) this.local.set(`${p.namespace}/${p.pod}`, { uid: p.uid, want: 'run', finalize: false });
     const subjects = this.bus.subjects.scoped(this.scope);
-    this.evtSub = this.bus.subscribe<EventBody>(subjects.evtFilter('pod'), (env) => this.onRuntimeEvent(env.body), { accept: [MessageType.Event] });
+    if (this.hooks.podEvents) this.stopEvents = this.hooks.podEvents((e) => e.kind === 'pod' && this.onRuntimeEvent(e));
+    else {
+      const sub = this.bus.subscribe<EventBody>(subjects.evtFilter('pod'), (env) => this.onRuntimeEvent(env.body), { accept: [MessageType.Event] });
+      this.stopEvents = () => sub.unsubscribe();
+    }
     this.informer = new Informer(this.bus, kv, POD, this.logger);
     this.informer.on((type, pod) => {
       if (type === 'delete') this.sync(`${pod.metadata.namespace}/${pod.metadata.name}`, undefined);
@@ -339,7 +348,7 @@ export class PodSync {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.evtSub?.unsubscribe();
+    this.stopEvents?.();
     await this.informer?.stop();
     await this.services?.stop();
     await Promise.all(this.inflight.values());

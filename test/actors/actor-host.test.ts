@@ -122,6 +122,83 @@ t.test('a second host started on the same store resumes the actor from its snaps
   ]);
 });
 
+t.test('fresh: an actor said to be new starts without a store read; its events wait for its first write, then come before the answer', async (t) => {
+  const nats = await withNats(t);
+  const hostBus = await withBus(t, nats.url, { name: 'host' });
+  const store = await KvStore.open(hostBus, hostBus.subjects.stateBucket);
+  let reads = 0;
+  const get = store.get.bind(store);
+  store.get = (key: string) => {
+    reads++;
+    return get(key);
+  };
+  const asked: string[] = [];
+  const host = await ActorHost.start(hostBus, {
+    kinds: [counter],
+    store,
+    fresh: (kind, key, command) => {
+      asked.push(`${kind} ${key.namespace}/${key.name} ${command.type}`);
+      return key.name.startsWith('new-');
+    },
+  });
+  t.teardown(() => host.stop());
+  const bus = await withBus(t, nats.url, { name: 'client' });
+  const client = new ActorClient(bus, counter);
+  const order: string[] = [];
+  const events = client.watch('default', 'new-1');
+  const seen = collect(events, 2).then((es) => {
+    order.push('events');
+    return es;
+  });
+  await client.ready();
+  const reply = await client.send('default', 'new-1', { type: 'inc', by: 2 });
+  order.push('reply');
+  t.same(reply, { n: 2, state: 'running' });
+  t.same((await seen).map((e) => [e.seq, e.cause, (e.data as { n: number }).n]), [
+    [1, 'xstate.init', 0],
+    [2, 'inc', 2],
+  ]);
+  t.same(order, ['events', 'reply'], 'the held events went out before the answer');
+  t.equal(reads, 0, 'no store read');
+  t.equal(storedN(await client.stored('default', 'new-1')), 2, 'its first write created the entry');
+  t.same(await client.send('default', 'new-1', { type: 'inc', by: 1 }), { n: 3, state: 'running' }, 'and it goes on as any actor');
+  t.same(asked, ['counter default/new-1 inc'], 'asked once, for the actor started');
+  await client.send('default', 'old-1', { type: 'inc', by: 1 });
+  t.equal(reads, 1, 'an actor not said to be new is read');
+});
+
+t.test('fresh, wrongly: an actor said to be new whose key has an entry is dropped unheard, and its commands go to one loaded from the store', async (t) => {
+  const nats = await withNats(t);
+  // a first host leaves the counter at 5
+  const bus1 = await withBus(t, nats.url, { name: 'host1' });
+  const host1 = await ActorHost.start(bus1, { kinds: [counter] });
+  const bus = await withBus(t, nats.url, { name: 'client' });
+  const client = new ActorClient(bus, counter);
+  await client.send('default', 'c', { type: 'inc', by: 5 });
+  await host1.stop();
+  // the next one is told (wrongly) that it is new
+  const bus2 = await withBus(t, nats.url, { name: 'host2' });
+  const host2 = await ActorHost.start(bus2, { kinds: [counter], fresh: () => true });
+  t.teardown(() => host2.stop());
+  const events: EventBody[] = [];
+  const watching = collect(client.watch('default', 'c'), 2, events);
+  await client.ready();
+  const replies = await Promise.all([client.send('default', 'c', { type: 'inc', by: 1 }), client.send('default', 'c', { type: 'inc', by: 10 })]);
+  t.same(replies.map((r) => r.n), [6, 16], 'both answered from the stored state, in order');
+  await watching;
+  await client.send('default', 'c', { type: 'get' });
+  t.same(
+    events.map((e) => [e.seq, (e.data as { n: number }).n]),
+    [
+      [3, 6],
+      [4, 16],
+    ],
+    'no event of the unheard actor went out: the sequence goes on from the stored one',
+  );
+  t.equal(storedN(await client.stored('default', 'c')), 16);
+  t.equal(bus2.metrics.get('actor_fresh_conflicts_total', { kind: 'counter' }), 1);
+});
+
 t.test('a host that lost an actor to another writer lets it go (fenced by revision)', async (t) => {
   const { client, hostBus, host } = await cluster(t);
   await client.send('default', 'c6', { type: 'inc', by: 1 });
@@ -160,6 +237,26 @@ t.test("persist 'async': answers at once, writes coalesced behind, flushed on st
   t.ok(writes < 25, `50 sequential commands made ${writes} writes`);
   await host.stop();
   t.equal(storedN(await client.stored('default', 'a')), 50, 'stop flushed the last changes');
+});
+
+t.test('onTransition: followers in the process get each event as published, and one that throws harms nothing', async (t) => {
+  const { host, client } = await cluster(t);
+  const direct: EventBody[] = [];
+  const stop = host.onTransition((e) => direct.push(e));
+  host.onTransition(() => {
+    throw new Error('a follower that fails');
+  });
+  const onBus = client.watch('default', 'f1');
+  await client.ready();
+  await client.send('default', 'f1', { type: 'inc', by: 1 });
+  await client.send('default', 'f1', { type: 'inc', by: 2 });
+  const published = await collect(onBus, 3);
+  t.same(direct, published, 'the same events, in the same order, as on the bus');
+  t.same(direct.map((e) => (e.data as { n: number }).n), [0, 1, 3]);
+  stop();
+  await client.send('default', 'f1', { type: 'inc', by: 4 });
+  t.equal(direct.length, 3, 'none after it stopped');
+  t.same(await client.send('default', 'f1', { type: 'get' }), { n: 7, state: 'running' }, 'the actor kept serving');
 });
 
 t.test("persist 'none': an actor starts without reading the store, and nothing is written for it", async (t) => {

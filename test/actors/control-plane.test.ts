@@ -1,8 +1,9 @@
 import t from 'tap';
 import { kindInfo, type KObject } from '../../protocol/index.js';
-import { recordedEvents, revisionOf } from '../../actors/index.js';
-import { deployment, hollowCluster, isReadyPod } from '../helpers/cluster.js';
-import { waitFor } from '../helpers/nats.js';
+import { connect } from '@nats-io/transport-node';
+import { ControlPlane, Resources, recordedEvents, revisionOf } from '../../actors/index.js';
+import { deployment, hollowCluster, isReadyPod, quiet } from '../helpers/cluster.js';
+import { waitFor, withBus, withNats } from '../helpers/nats.js';
 
 const DEPLOY = kindInfo('Deployment')!;
 const RS = kindInfo('ReplicaSet')!;
@@ -180,4 +181,41 @@ t.test('a pod that tolerates an unreachable node for a while is kept that long',
   t.ok(c.pods.get('default', 'patient'), 'still there once the node is NotReady');
   await waitFor(() => !c.pods.get('default', 'patient'), 'evicted after its toleration', 8000);
   t.ok(Date.now() - killedAt >= 2000, 'not before tolerationSeconds');
+});
+
+t.test('objects the informers do not have start without a store read; one that left memory is read again, not taken for new', async (t) => {
+  const srv = await withNats(t);
+  const cpBus = await withBus(t, srv.url, { name: 'cp', logger: quiet });
+  const cp = await ControlPlane.start({ bus: cpBus, logger: quiet, idleMs: 200 });
+  t.teardown(() => cp.stop());
+  const bus = await withBus(t, srv.url, { name: 'test', logger: quiet });
+  const res = await Resources.open(bus);
+  // every read of a stored object, seen on the wire (a direct get, or a stream message get)
+  const key = bus.subjects.stateKey('deployment', 'default', 'reads');
+  let reads = 0;
+  const watcher = await connect({ servers: srv.url });
+  t.teardown(() => watcher.close());
+  for (const subject of ['$JS.API.DIRECT.GET.>', '$JS.API.STREAM.MSG.GET.>']) {
+    watcher.subscribe(subject, {
+      callback: (_e, m) => {
+        if (m.subject.endsWith(key) || new TextDecoder().decode(m.data).includes(key)) reads++;
+      },
+    });
+  }
+  await watcher.flush();
+
+  const first = await res.apply(deployment('reads', { replicas: 0 }));
+  t.equal(first.object?.metadata.generation, 1);
+  t.equal(reads, 0, 'a new object: no read');
+  await waitFor(async () => (await res.get(DEPLOY, 'default', 'reads'))?.status?.observedGeneration === 1, 'its status written');
+  // idle past 200 ms, the actor leaves memory (passivated)
+  const passivated = cpBus.metrics.get('actors_passivated_total');
+  await waitFor(() => cpBus.metrics.get('actors_passivated_total') > passivated, 'actors out of memory', 5000);
+  await new Promise((r) => setTimeout(r, 600));
+  const before = reads;
+  const again = await res.apply(deployment('reads', { replicas: 2 }));
+  t.equal(again.object?.metadata.generation, 2, 'the stored object was changed, not made anew');
+  t.equal(again.object?.metadata.uid, first.object?.metadata.uid, 'same uid');
+  t.ok(reads > before, `read from the store (${reads - before})`);
+  t.equal(cpBus.metrics.get('actor_fresh_conflicts_total', { kind: 'deployment' }), 0, 'never taken for new');
 });
