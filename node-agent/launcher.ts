@@ -414,7 +414,10 @@ export class Launcher {
         p.onNs?.(true);
         break;
       case 'done':
+        // (a short command may end before the launcher has said it spawned it: its `spawned` line
+        // then finds no request, and what waits on `spawned` would wait for ever)
         this.replies.delete(key);
+        p.onSpawned(p.childPid ?? 0);
         p.onExit?.(n);
         break;
       case 'ready':

@@ -137,6 +137,23 @@ t.test('short commands run as launcher jobs: input, env, output, status, a deadl
   t.same(await exec, { stdout: 'inside\n', stderr: '', exitCode: 4 });
 });
 
+t.test('a command that ends before the launcher has said it started it is answered all the same', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'race-node');
+  // hundreds of instant commands at once: some end, and say so, before the launcher's own
+  // `spawned` line for them (before the fix, 2–3% of them were never answered)
+  const n = 400;
+  let answered = 0;
+  const all = Promise.all(Array.from({ length: n }, () => rt.runCommand(['/bin/true']).then((r) => (answered++, r.exitCode))));
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), 20_000)));
+  const codes = await Promise.race([all, late]);
+  clearTimeout(timer);
+  t.not(codes, 'late', `every command answered (${answered} of ${n} within 20 s)`);
+  if (codes !== 'late') t.ok(codes.every((c) => c === 0), 'each with its status');
+  t.same(readdirSync(join(img.dir, 'agent-race-node', 'tmp')), [], 'their files are gone');
+});
+
 t.test('tcpSocket and httpGet probes run as launcher jobs, inside the pod’s network namespace', async (t) => {
   const img = await busyboxImage(t);
   const rt = testRuntime(t, img.dir, 'probe-node');
