@@ -190,7 +190,7 @@ export class ActorHost {
     for (const cell of [...this.cells.values()]) {
       if (now - cell.active < idleMs || !cell.actor || cell.starting) continue;
       if (cell.dirty || cell.writing || cell.scheduled || cell.waiters.length > 0 || cell.mailbox.length > 0) continue;
-      if ((cell.kind.persist ?? Persist.Durable) === Persist.None) continue;
+      if (persistOf(cell.kind) === Persist.None) continue;
       this.evict(cell);
       n++;
     }
@@ -255,7 +255,7 @@ export class ActorHost {
         active: this.clock.now(),
       };
       this.cells.set(subject, cell);
-      if (!load && (kind.persist ?? Persist.Durable) === Persist.Durable && this.opts.fresh?.(kind.kind, key, env.body)) cell.unwritten = { events: [], commands: [] };
+      if (!load && persistOf(kind) === Persist.Durable && this.opts.fresh?.(kind.kind, key, env.body)) cell.unwritten = { events: [], commands: [] };
     }
     if (!kind.events.check(env.body, 'body', this.scratch)) {
       const issues = this.scratch.splice(0);
@@ -311,7 +311,7 @@ export class ActorHost {
   /** The actor's stored snapshot, if any. A kind that never persists has none: nothing is read. */
   private async load(cell: Cell): Promise<Snapshot<unknown> | undefined> {
     // (a store round trip saved on every start of such an actor: a millisecond of each pod start)
-    const entry = cell.kind.persist === Persist.None ? undefined : await this.store.get(cell.storeKey);
+    const entry = persistOf(cell.kind) === Persist.None ? undefined : await this.store.get(cell.storeKey);
     if (!entry) return this.nothingStored(cell);
     const stored = unpackValue<StoredActor>(entry.value, `snapshot of ${cell.storeKey}`);
     cell.revision = entry.revision;
@@ -375,7 +375,7 @@ export class ActorHost {
     };
     if (cell.unwritten) cell.unwritten.events.push(body);
     else this.announce(cell, body);
-    const persist = cell.kind.persist ?? Persist.Durable;
+    const persist = persistOf(cell.kind);
     if (snapshot.status !== 'error' && persist !== Persist.None) this.markDirty(cell);
     else if (snapshot.status === 'done' && cell.kind.deleteWhenDone) queueMicrotask(() => this.evict(cell));
   }
@@ -426,7 +426,7 @@ export class ActorHost {
     } catch (err) {
       return this.bus.respondError(msg, err, env.id);
     }
-    const durable = (cell.kind.persist ?? Persist.Durable) === Persist.Durable;
+    const durable = persistOf(cell.kind) === Persist.Durable;
     if (durable && (cell.dirty || cell.writing || cell.scheduled)) cell.waiters.push({ msg, cid: env.id, body });
     else this.bus.respond(msg, body, env.id);
   }
@@ -435,7 +435,7 @@ export class ActorHost {
     cell.dirty = true;
     if (cell.writing || cell.scheduled) return;
     cell.scheduled = true;
-    if ((cell.kind.persist ?? Persist.Durable) === Persist.Async) {
+    if (persistOf(cell.kind) === Persist.Async) {
       // nobody waits on an async write: let changes gather a little longer
       this.clock.setTimeout(() => void this.writeLoop(cell), this.opts.asyncPersistDelay ?? 20);
       return;
@@ -488,7 +488,7 @@ export class ActorHost {
           }
         }
         for (const w of waiters) this.bus.respond(w.msg, w.body, w.cid);
-        if (cell.dirty && cell.waiters.length === 0 && (cell.kind.persist ?? Persist.Durable) === Persist.Async) {
+        if (cell.dirty && cell.waiters.length === 0 && persistOf(cell.kind) === Persist.Async) {
           // an async actor that changed again meanwhile waits again before its next write: one
           // write per delay at most, however fast the commands come (nobody waits on it)
           cell.scheduled = true;
@@ -576,6 +576,11 @@ export class ActorHost {
     cell.actor = undefined;
     void this.supervisor.terminateChild(id).catch(() => undefined);
   }
+}
+
+/** How a kind's snapshots are kept (durable unless it says otherwise). */
+function persistOf(kind: ActorKind<AnyStateMachine, unknown>): Persist {
+  return kind.persist ?? Persist.Durable;
 }
 
 function describe(cell: Cell): string {

@@ -11,7 +11,7 @@
  */
 import { ConflictError, kindInfo, packValue, unpackValue, type KObject } from '../protocol/index.js';
 import { sleep, systemClock, type Clock, type Logger } from '../supervisor/index.js';
-import { ActorHost } from './actor-host.js';
+import { ActorHost, type ActorHostOptions } from './actor-host.js';
 import type { Bus } from './bus.js';
 import { DeploymentController } from './deployment-controller.js';
 import { EventRecorder, ensureRecordedEventStream } from './event-recorder.js';
@@ -108,7 +108,7 @@ export class ControlPlane {
     // an object the informers do not have is new: its actor starts without a store read (a
     // round trip per created object; should the informer lag, its first write finds out)
     const byToken = new Map(this.informers.map((i) => [i.info.token, i]));
-    const fresh = (kind: string, key: { namespace: string; name: string }, command: { type: string; create?: unknown }) => {
+    const fresh: ActorHostOptions['fresh'] = (kind, key, command: { type: string; create?: unknown }) => {
       if (command.type !== 'apply' && !(command.type === 'patch' && command.create)) return false;
       const informer = byToken.get(kind);
       return !!informer?.synced && !informer.get(key.namespace, key.name);

@@ -5,12 +5,13 @@
 export type Labels = Record<string, string | number>;
 
 function keyOf(name: string, labels?: Labels): string {
-  const keys = labels ? Object.keys(labels) : [];
-  // no labels and empty labels are the same counter
+  if (!labels) return name;
+  const keys = Object.keys(labels);
+  // empty labels are no labels: the same counter
   if (keys.length === 0) return name;
   const parts = keys
     .sort()
-    .map((k) => `${k}=${JSON.stringify(String(labels![k]))}`);
+    .map((k) => `${k}=${JSON.stringify(String(labels[k]))}`);
   return `${name}{${parts.join(',')}}`;
 }
 

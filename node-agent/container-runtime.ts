@@ -267,11 +267,16 @@ export class ContainerRuntime {
   private async launchContainer(req: RunRequest, id: string, d: string, prepare: () => void, writeConfig: (sandboxPid: number | undefined) => void): Promise<Started> {
     // crun in the foreground under the shim (measured here, `run --detach` + waitpid lost the status ~10% of the time)
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
+    // without a sandbox to wait for, everything is written before the shim starts
+    if (!req.sandbox) {
+      prepare();
+      writeConfig(undefined);
+    }
+    const exited = this.watchExit(id);
+    this.exits.set(id, exited.then(() => this.collect(id, req.podUid, req.container.name)));
     let notStarted: unknown;
     let shimmed: Promise<number>;
     if (req.sandbox) {
-      const exited = this.watchExit(id);
-      this.exits.set(id, exited.then(() => this.collect(id, req.podUid, req.container.name)));
       // the shim gets going at once, while the folder is prepared and the sandbox comes up: it
       // starts its loggers and mounts the rootfs meanwhile, and runs crun once `go` is there (the
       // config written with the sandbox's namespaces, the sandbox ready), or gives up at `abort`
@@ -283,29 +288,21 @@ export class ContainerRuntime {
         }
       };
       shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv, true);
-      let prepared: Promise<void>;
-      try {
-        prepare();
-        prepared = Promise.resolve();
-      } catch (err) {
-        prepared = Promise.reject(err);
-      }
-      const configured = prepared.then(() => req.sandboxPid ?? req.sandbox!.then((sb) => sb.pid)).then(writeConfig);
-      Promise.all([configured, req.sandbox]).then(
+      // (a failure to prepare is the start's, as the sandbox's is)
+      const sandbox = req.sandbox;
+      const configured = Promise.resolve()
+        .then(prepare)
+        .then(() => req.sandboxPid ?? sandbox.then((sb) => sb.pid))
+        .then(writeConfig);
+      Promise.all([configured, sandbox]).then(
         () => tell('go'),
         (err: unknown) => {
           notStarted = err;
           tell('abort');
         },
       );
-      return this.started(id, d, shimmed, exited, () => notStarted);
-    }
-    prepare();
-    writeConfig(undefined);
-    const exited = this.watchExit(id);
-    this.exits.set(id, exited.then(() => this.collect(id, req.podUid, req.container.name)));
-    shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv);
-    return this.started(id, d, shimmed, exited, () => undefined);
+    } else shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv);
+    return this.started(id, d, shimmed, exited, () => notStarted);
   }
 
   /** Waits until container `id`'s shim has crun's pid (Running), or the container ended first. */

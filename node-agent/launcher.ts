@@ -44,11 +44,11 @@ log() {
  * A shim: the container's overlay rootfs (mounted by a job of its own, while the shim starts the
  * rest), the two loggers (process substitutions: pipes, no fifo files, no new shell), and crun in
  * the foreground; then the overlay is unmounted and the status goes to `exitcode` once both
- * loggers have drained, and to the agent. Its pid is in
- * `shim.pid` (an adopting agent watches it). The overlay is mounted where the launcher lives (the
- * agent's mount namespace, as containerd mounts a task's rootfs): crun's container takes its own
- * copy at create, and the shim needs no namespace, shell or exec of its own for it (an `unshare`
- * and a `sh` per container were a sixth of a pod start's processes). Its long arguments (the image's
+ * loggers have drained, and to the agent. Its pid is in `shim.pid` (an adopting agent watches it).
+ * The overlay is mounted where the launcher lives (the agent's mount namespace, as containerd
+ * mounts a task's rootfs): crun's container takes its own copy at create, and the shim needs no
+ * namespace, shell or exec of its own for it (an `unshare` and a `sh` per container were a sixth
+ * of a pod start's processes). Its long arguments (the image's
  * folder, the log base, crun's command line) come in `shim.args`, NUL-separated: bash reads a pipe
  * one byte per read call, a file in blocks.
  */
@@ -415,7 +415,8 @@ export class Launcher {
         break;
       case 'done':
         // (a short command may end before the launcher has said it spawned it: its `spawned` line
-        // then finds no request, and what waits on `spawned` would wait for ever)
+        // then finds no request, and what waits on `spawned` would wait for ever; for a command
+        // only its settling counts, not the pid)
         this.replies.delete(key);
         p.onSpawned(p.childPid ?? 0);
         p.onExit?.(n);
