@@ -34,7 +34,9 @@ export function runCli(env: NodeJS.ProcessEnv, args: string[]): Promise<{ code: 
     let stderr = '';
     c.stdout.on('data', (d) => (stdout += d));
     c.stderr.on('data', (d) => (stderr += d));
-    c.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // 'close', not 'exit': at 'exit' the output may not all have been read yet (it lost the end of
+    // `logs` output now and then: an empty or partial --tail)
+    c.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }
 
