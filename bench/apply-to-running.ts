@@ -119,7 +119,7 @@ export async function benchApplyToRunning(n = 30): Promise<Record<string, number
       rawCrunP50Ms: round(rawP50),
       applyToRunningP50Ms: round(p50),
       applyToRunningP99Ms: round(percentile(times, 99)),
-      ratio: round(p50 / rawP50),
+      ratio: Math.round((p50 / rawP50) * 100) / 100,
       // the parts of the p50 path (medians of each part, so they need not add up exactly)
       applyToPodCreatedP50Ms: round(createdP50),
       createdToBoundP50Ms: round(boundP50),

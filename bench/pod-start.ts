@@ -45,21 +45,23 @@ export function agentPid(wrapper: number): number {
 }
 
 /**
- * Waits until a node's pool of ready sandboxes is full again (its refill after a pod took one is
- * done; with `networked`, each on the pod network), so that no refill runs while crun's own
- * lifecycle is timed: that would slow the raw side and flatter the ratio.
+ * Waits until a node's pools are full again: its ready sandboxes (with `networked`, each on the
+ * pod network) and its shims made ahead (their refill after a pod took one is done), so that no
+ * refill runs while crun's own lifecycle is timed: that would slow the raw side and flatter the
+ * ratio.
  */
 export async function poolSettled(runtimeDir: string, networked: boolean): Promise<void> {
   const size = sandboxPoolSize();
-  const count = (ext: string) => {
+  const count = (sub: string, ext: string) => {
     try {
-      return readdirSync(join(runtimeDir, 'pool')).filter((f) => f.endsWith(ext)).length;
+      return readdirSync(join(runtimeDir, sub)).filter((f) => f.endsWith(ext)).length;
     } catch {
       return 0;
     }
   };
+  const full = () => count('pool', '.pid') === size && (!networked || count('pool', '.ip') === size) && count('shims', '.pid') === size;
   const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && (count('.pid') !== size || (networked && count('.ip') !== size))) await new Promise((r) => setTimeout(r, 5));
+  while (Date.now() < deadline && !full()) await new Promise((r) => setTimeout(r, 5));
 }
 
 /**
@@ -209,7 +211,7 @@ export async function benchPodStart(): Promise<Record<string, number>> {
       rawCrunP50Ms: round(rawP50),
       agentPodStartP50Ms: round(agentP50),
       agentPodStartP99Ms: round(percentile(single, 99)),
-      ratio: round(agentP50 / rawP50),
+      ratio: round2(agentP50 / rawP50),
       podsPerSecond: round(100 / burstSec),
       agentRssMbIdle: idleRss,
       agentRssMb100Pods: busyRss,
@@ -230,6 +232,7 @@ export async function benchPodStart(): Promise<Record<string, number>> {
 }
 
 const round = (x: number) => Math.round(x * 10) / 10;
+const round2 = (x: number) => Math.round(x * 100) / 100;
 
 /** Kills what a failed run left: containers (their shims then end), sandboxes, then the node's cgroups. */
 async function killLeftovers(runtimeDir: string): Promise<void> {

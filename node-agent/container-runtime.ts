@@ -133,8 +133,8 @@ export interface RuntimeOptions {
    */
   startConcurrency?: number;
   /**
-   * Sandboxes kept ready on the pod network, for pods without host ports to take (default
-   * TROUPE_SANDBOX_POOL, else 2; 0: none). See fillPool().
+   * Sandboxes kept ready on the pod network, for pods without host ports to take, and as many
+   * shims made ahead (default TROUPE_SANDBOX_POOL, else 2; 0: none). See fillPool().
    */
   sandboxPool?: number;
 }
@@ -286,6 +286,7 @@ export class ContainerRuntime {
         } catch {
           // the folder is gone (the container removed meanwhile): its shim stops waiting too
         }
+        this.launcher().wake(id);
       };
       shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv, true);
       // (a failure to prepare is the start's, as the sandbox's is)
@@ -302,6 +303,8 @@ export class ContainerRuntime {
         },
       );
     } else shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv);
+    // (a pooled shim it may have taken is made again once the node is quiet)
+    this.refillWhenQuiet();
     return this.started(id, d, shimmed, exited, () => notStarted);
   }
 
@@ -592,6 +595,9 @@ export class ContainerRuntime {
       pidKnown.catch(() => undefined);
       this.sandboxPids.set(podUid, pidKnown);
       p = (async () => {
+        // after this turn of the loop: what the pod's first container does before its shim has
+        // its words (image, folder) is not held up by this (half a millisecond of files here)
+        await new Promise((r) => setImmediate(r));
         const pidFile = this.sandboxPidFile(podUid);
         const known = Number(readIf(pidFile).trim());
         if (known > 0 && isSandbox(known)) {
@@ -741,7 +747,7 @@ export class ContainerRuntime {
    * holds one address of the node's pod CIDR. Those made before the network was known are
    * replaced once it is; those a killed agent left are removed (their addresses given back once
    * the network is known). Called when the agent starts, when the network comes, and (once no
-   * start is under way) after each one taken.
+   * start is under way) after each one taken. As many shims are kept ready (Launcher.fillShims).
    */
   fillPool(): void {
     // (a sweep under way calls it again when done)
@@ -757,6 +763,8 @@ export class ContainerRuntime {
     }
     // (makePooled counts itself in poolInFlight before its first wait)
     while (this.pool.length + this.poolInFlight.size < this.poolSize) void this.makePooled();
+    // and as many shims made ahead (see launcher.ts, SHIM): a pod takes one of each
+    this.launcher().fillShims(join(this.opts.dataDir, 'shims'), this.poolSize);
   }
 
   private async makePooled(): Promise<void> {

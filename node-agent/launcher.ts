@@ -14,7 +14,7 @@
  * the next agent to adopt (a shim's exit status is also in its folder's `exitcode` file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RuntimeError } from './errors.js';
@@ -38,6 +38,12 @@ log() {
     size=$(( size + \${#line} + 19 ))
     if [ "$size" -ge "$LOGMAX" ]; then exec 5>&-; mv -f "$f" "$f.1"; exec 5>>"$f"; size=0; fi
   done
+}
+# (a shim's loggers start before their container is known: the first line they read is their file)
+logpath() {
+  local f
+  IFS= read -r f || return 0
+  log "$f"
 }`;
 
 /**
@@ -51,31 +57,83 @@ log() {
  * of a pod start's processes). Its long arguments (the image's
  * folder, the log base, crun's command line) come in `shim.args`, NUL-separated: bash reads a pipe
  * one byte per read call, a file in blocks.
+ *
+ * A pooled shim (`pooled`) is the same made ahead of its container: it forks its loggers, opens
+ * its FIFO (`<base>.fifo`, its pid in `<base>.pid`), says `ready` and waits for one line, the
+ * words a fresh shim gets (or `quit`). On a pod's start path that leaves the mount and crun: the
+ * launcher's fork, the shell's start and the loggers' forks (a millisecond and a half here, more
+ * while the node is busy) are behind it. It quits on its own within a second of its launcher's end.
  */
 const SHIM = `
 shim() {
-  local id="$1" D="$2" WAIT="$3" a code=
+  local id="$1" D="$2" WAIT="$3" W= a code= M L1 L2 R w
   trap '' PIPE
+  shimstart
+  exec 3> >(logpath); L1=$!
+  exec 4> >(exec 3>&-; logpath); L2=$!
+  runner
+  shimrun
+}
+pooled() {
+  local rid="$1" base="$2" f line rc id D WAIT W a code= M L1 L2 R w
+  trap '' PIPE
+  exec 3> >(logpath); L1=$!
+  exec 4> >(exec 3>&-; logpath); L2=$!
+  runner
+  if ! { $BB mkfifo "$base.fifo" || mkfifo "$base.fifo"; } 2>/dev/null || ! exec {f}<>"$base.fifo"; then
+    rm -f "$base.fifo"; exec {w}>&- 3>&- 4>&-; wait $R $L1 $L2; echo "failed $rid 1"; return
+  fi
+  echo "$BASHPID" > "$base.pid"
+  echo "ready $rid $BASHPID"
+  until IFS= read -r -t 1 -u "$f" line; do
+    rc=$?
+    # (a timeout: is the launcher still there? anything else: give up)
+    if [ "$rc" -le 128 ] || ! kill -0 $$ 2>/dev/null; then line=quit; break; fi
+  done
+  # (its files are the agent's to remove: an rm here was a fork and exec on the pod's start path)
+  if [ "$line" = quit ]; then exec {f}>&- {w}>&- 3>&- 4>&-; wait $R $L1 $L2; return; fi
+  eval "set -- $line"
+  id="$1" D="$2" WAIT="$3"
+  # the FIFO stays open for the agent's word that \`go\` is there (see gowait)
+  if [ -n "$WAIT" ]; then W=$f; else exec {f}>&-; fi
+  shimstart
+  shimrun
+}
+# the job that becomes crun, forked ahead (its output already the loggers'): it reads the
+# container's folder on its input, then execs crun's command line from there; at the input's end
+# (nothing to run) it ends with 92
+runner() {
+  coproc RUNNER { IFS= read -r D || exit 92; mapfile -d '' -t a < "$D/shim.args" && exec "\${a[@]:2}" </dev/null >&3 2>&4 3>&- 4>&-; exit 93; }
+  R=$RUNNER_PID w=\${RUNNER[1]}
+}
+shimstart() {
   exec 2>>"$D/shim.log"
   echo "$BASHPID" > "$D/shim.pid"
   mapfile -d '' -t a < "$D/shim.args"
-  $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null &
-  local M=$!
-  exec 3> >(log "\${a[1]}.stdout.log"); local L1=$!
-  exec 4> >(exec 3>&-; log "\${a[1]}.stderr.log"); local L2=$!
+  $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null 3>&- 4>&- &
+  M=$!
+}
+shimrun() {
+  printf '%s\\n' "\${a[1]}.stdout.log" >&3
+  printf '%s\\n' "\${a[1]}.stderr.log" >&4
   if wait $M; then
-    if [ -n "$WAIT" ] && ! gowait "$D"; then code=91; echo "not started: the pod's sandbox did not become ready" >&2; fi
+    if [ -n "$WAIT" ] && ! gowait "$D" "$W"; then code=91; echo "not started: the pod's sandbox did not become ready" >&2; fi
+    [ -n "$W" ] && exec {W}>&-
     if [ -z "$code" ]; then
-      "\${a[@]:2}" </dev/null >&3 2>&4 3>&- 4>&-
+      echo "$D" >&$w
+      exec {w}>&-
+      wait $R
       code=$?
+      R=
     fi
     $BB umount "$D/rootfs" >/dev/null 3>&- 4>&- || $BB umount -l "$D/rootfs" >/dev/null 3>&- 4>&-
   else
     code=90
   fi
-  # the loggers end when the last writer is gone (the container's processes and this shell)
-  exec 3>&- 4>&-
-  wait $L1 $L2
+  # (a runner not used ends at its input's end) the loggers end when the last writer is gone
+  # (the container's processes and this shell)
+  exec {w}>&- 3>&- 4>&-
+  wait $R $L1 $L2
   echo "$code" > "$D/exitcode"
   echo "exit $id $code" 2>/dev/null
 }`;
@@ -83,21 +141,23 @@ shim() {
 /**
  * Waits until the agent writes `go` in the container's folder (its pod's sandbox is ready), in
  * steps of a millisecond: a `read` with a timeout on the launcher's FIFO (opened read-write, it
- * never has data and never ends), so the wait forks nothing. Fails at `abort`, when the folder is
- * gone, or after two minutes.
+ * never has data and never ends), so the wait forks nothing. A pooled shim waits on its own FIFO
+ * instead (the fd in `$2`), where the agent writes a line once `go` or `abort` is there: no step
+ * to wait out. Fails at `abort`, when the folder is gone, or after two minutes.
  */
 const GOWAIT = `
 gowait() {
-  local D="$1" n=0 t
-  [ -p "$TICK" ] && exec {t}<>"$TICK"
+  local D="$1" w="$2" n=0 t step=0.001 max=120000
+  if [ -n "$w" ]; then t=$w; step=0.1; max=1200
+  elif [ -p "$TICK" ]; then exec {t}<>"$TICK"; fi
   until [ -e "$D/go" ]; do
-    if [ -e "$D/abort" ] || [ ! -d "$D" ] || [ $((n++)) -ge 120000 ]; then
-      [ -n "$t" ] && exec {t}>&-
+    if [ -e "$D/abort" ] || [ ! -d "$D" ] || [ $((n++)) -ge $max ]; then
+      [ -n "$t" ] && [ -z "$w" ] && exec {t}>&-
       return 1
     fi
-    if [ -n "$t" ]; then read -r -t 0.001 -u "$t"; else $BB sleep 0.001; fi
+    if [ -n "$t" ]; then read -r -t $step -u "$t"; else $BB sleep 0.001; fi
   done
-  [ -n "$t" ] && exec {t}>&-
+  [ -n "$t" ] && [ -z "$w" ] && exec {t}>&-
   return 0
 }`;
 
@@ -172,6 +232,7 @@ while IFS= read -r line; do
   verb="$1"; rid="$2"; shift 2
   case "$verb" in
     shim) shim "$@" </dev/null & ;;
+    pooled) pooled "$rid" "$@" </dev/null & ;;
     sandbox) sandbox "$rid" "$@" & ;;
     run) runcmd "$rid" "$@" & ;;
     *) echo "failed $rid 2"; continue ;;
@@ -189,6 +250,40 @@ function writeWords(path: string, words: string[]): void {
   writeFileSync(path, `${words.join('\0')}\0`);
 }
 
+function readdirIf(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** A pooled shim's FIFO and pid file, once it is no longer waiting. */
+function removeShimFiles(fifo: string): void {
+  rmSync(fifo, { force: true });
+  rmSync(fifo.replace(/\.fifo$/, '.pid'), { force: true });
+}
+
+/**
+ * Writes one line to a FIFO that has a reader, without blocking: false when there is none (its
+ * process is gone) or the FIFO is.
+ */
+function writeFifo(path: string, line: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch {
+    return false;
+  }
+  try {
+    return writeSync(fd, line) === Buffer.byteLength(line);
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** A word for the launcher's shell: single-quoted. */
 function quote(arg: string): string {
   if (/[\n\0]/.test(arg)) throw new RuntimeError(`launcher argument has a newline or NUL: ${JSON.stringify(arg)}`, {});
@@ -199,6 +294,8 @@ const REPLY_TIMEOUT_MS = 30_000;
 
 interface Pending {
   kind: 'spawn' | 'sandbox' | 'run';
+  /** The launcher it was sent to. */
+  child: ChildProcess;
   spawned: Promise<number>;
   done?: Promise<boolean>;
   /** A sandbox: resolves true once its namespaces exist (`ns`), false if it failed first. */
@@ -206,6 +303,8 @@ interface Pending {
   onNs?: (ok: boolean) => void;
   exit?: Promise<number>;
   childPid?: number;
+  /** The pid a `ready` line gave (a sandbox's, a pooled shim's). */
+  readyPid?: number;
   onSpawned: (pid: number) => void;
   onFail: (err: Error) => void;
   onDone?: (ok: boolean) => void;
@@ -227,6 +326,12 @@ export class Launcher {
   /** Requests waiting for their replies, by request id. */
   private readonly replies = new Map<string, Pending>();
   private readonly exitWaiters = new Map<string, (code: number) => void>();
+  /** Pooled shims ready for a container (see SHIM), oldest first, and how many are on their way. */
+  private idle: { pid: number; fifo: string }[] = [];
+  private idleComing = 0;
+  /** Pooled shims given a container that waits for `go`, by container id: their FIFOs. */
+  private readonly waiting = new Map<string, string>();
+  private shimSeq = 0;
 
   /** `prefix` puts the launcher (and so every shim) where crun can work (see namespacePrefix). */
   constructor(
@@ -256,7 +361,68 @@ export class Launcher {
    */
   async shim(id: string, dir: string, lowerDir: string, logBase: string, argv: string[], waitForGo = false): Promise<number> {
     writeWords(join(dir, 'shim.args'), [lowerDir, logBase, ...argv]);
-    return this.request('shim', [id, dir, waitForGo ? 'wait' : '']).spawned;
+    const words = [id, dir, waitForGo ? 'wait' : ''];
+    const pooled = this.takeShim(words);
+    if (!pooled) return this.request('shim', words).spawned;
+    if (waitForGo) this.waiting.set(id, pooled.fifo);
+    else removeShimFiles(pooled.fifo);
+    return pooled.pid;
+  }
+
+  /**
+   * Tells container `id`'s shim, when it is a pooled one, that `go` or `abort` is now in its
+   * folder (a fresh shim looks every millisecond).
+   */
+  wake(id: string): void {
+    const fifo = this.waiting.get(id);
+    if (!fifo) return;
+    this.waiting.delete(id);
+    writeFifo(fifo, 'go\n');
+    removeShimFiles(fifo);
+  }
+
+  /** Pooled shims ready now. */
+  get idleShims(): number {
+    return this.idle.length;
+  }
+
+  /**
+   * Keeps `size` pooled shims ready (their files under `dir`, on tmpfs). Called when the node is
+   * quiet: making one forks three processes, which a start under way would wait for.
+   */
+  fillShims(dir: string, size: number): void {
+    if (this.idle.length + this.idleComing >= size) return;
+    if (!this.shimSeq) {
+      // those a killed agent's launcher left: they quit by themselves (their launcher is gone)
+      for (const f of readdirIf(dir)) if (!f.startsWith(`shim-${process.pid}-`)) rmSync(join(dir, f), { force: true });
+    }
+    mkdirSync(dir, { recursive: true });
+    while (this.idle.length + this.idleComing < size) {
+      const fifo = join(dir, `shim-${process.pid}-${++this.shimSeq}`);
+      const child = this.ensure();
+      const r = this.request('pooled', [fifo], 'sandbox');
+      this.idleComing++;
+      void r.done!.then((ok) => {
+        this.idleComing--;
+        // (one of a launcher that has ended since quits by itself)
+        if (ok && this.child === child) this.idle.push({ pid: r.readyPid!, fifo: `${fifo}.fifo` });
+        else if (ok) removeShimFiles(`${fifo}.fifo`);
+      });
+    }
+  }
+
+  /**
+   * Hands a container to a pooled shim: its words in one write to the shim's FIFO (atomic: far
+   * below PIPE_BUF). Returns the shim, or undefined when none is ready (or none took it: one whose
+   * FIFO has no reader any more is gone).
+   */
+  private takeShim(words: string[]): { pid: number; fifo: string } | undefined {
+    const line = `${words.map(quote).join(' ')}\n`;
+    for (let s = this.idle.shift(); s; s = this.idle.shift()) {
+      if (writeFifo(s.fifo, line)) return s;
+      removeShimFiles(s.fifo);
+    }
+    return undefined;
   }
 
   /** Starts a pod sandbox; resolves with its pid once spawned (then `ready` tells how it went). */
@@ -310,6 +476,11 @@ export class Launcher {
 
   /** Ends the launcher (its shims and sandboxes live on). */
   close(): void {
+    // the pooled shims quit now (rather than at their next look at the launcher)
+    for (const s of this.idle.splice(0)) {
+      writeFifo(s.fifo, 'quit\n');
+      removeShimFiles(s.fifo);
+    }
     this.child?.stdin?.end();
     this.child = undefined;
   }
@@ -325,7 +496,7 @@ export class Launcher {
     const rid = String(++this.rid);
     let timer: NodeJS.Timeout | undefined;
     const settle = () => clearTimeout(timer);
-    const p: Pending = { kind } as Pending;
+    const p: Pending = { kind, child } as Pending;
     p.spawned = new Promise<number>((resolve, reject) => {
       p.onSpawned = (pid) => {
         if (kind === 'spawn') settle();
@@ -375,8 +546,14 @@ export class Launcher {
     child.stdin!.on('error', () => undefined);
     createInterface({ input: child.stdout! }).on('line', (line) => this.onLine(line));
     const gone = (why: string) => {
-      if (this.child === child) this.child = undefined;
+      if (this.child === child) {
+        this.child = undefined;
+        // its pooled shims quit by themselves once they see it gone
+        this.idle = [];
+      }
       for (const [rid, e] of this.replies) {
+        // (a launcher closed earlier ends after its successor has taken requests)
+        if (e.child !== child) continue;
         this.replies.delete(rid);
         e.onFail(new RuntimeError(`the launcher ended (${why}) before it answered`, {}));
       }
@@ -426,6 +603,7 @@ export class Launcher {
         // (a sandbox may say so before the launcher said it spawned it)
         this.replies.delete(key);
         if (verb === 'failed' && p.kind !== 'sandbox') p.onFail(new RuntimeError(`the launcher could not start it (${value})`, {}));
+        if (verb === 'ready') p.readyPid = n;
         p.onSpawned(verb === 'ready' ? n : 0);
         p.onDone?.(verb === 'ready');
         break;

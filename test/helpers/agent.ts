@@ -79,6 +79,12 @@ export async function killNodeLeftovers(runtimeDir: string): Promise<void> {
       if (pid > 0 && /^(\/bin\/busybox\0)?sleep\0/.test(readFileSafe(`/proc/${pid}/cmdline`))) process.kill(pid, 'SIGKILL');
     }
   }
+  // the shims it kept ready (children of its launcher: they carry its command line)
+  for (const f of readdirSafe(join(runtimeDir, 'shims'))) {
+    if (!f.endsWith('.pid')) continue;
+    const pid = Number(readFileSync(join(runtimeDir, 'shims', f), 'utf8'));
+    if (pid > 0 && readFileSafe(`/proc/${pid}/cmdline`).includes('troupe-launcher')) process.kill(pid, 'SIGKILL');
+  }
 }
 
 /** Removes a runtime's state folder on tmpfs (what its link points to) and the link. */

@@ -107,6 +107,84 @@ t.test('a launcher that dies loses no exit status, and the next start gets a new
   t.equal((await rt.wait(b.podUid, 'main')).exitCode, 0);
 });
 
+/**
+ * Whether a process runs: it exists and has not ended (an orphan that ended stays a zombie until
+ * pid 1 reaps it, which here can take a second).
+ */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** The pids of a runtime's shims made ahead and waiting (their pid files). */
+function idleShims(rt: ReturnType<typeof testRuntime>): number[] {
+  const dir = join(rt.opts.dataDir, 'shims');
+  return (existsSync(dir) ? readdirSync(dir) : []).filter((f) => f.endsWith('.pid')).map((f) => Number(readFileSync(join(dir, f), 'utf8')));
+}
+
+t.test('shims made ahead: a container takes a ready one, which runs it as a fresh one would; the node makes it again', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'shimpool-node');
+  rt.fillPool();
+  const launcher = rt.launcher();
+  await waitFor(() => launcher.idleShims === 2, 'two shims ready');
+  const ready = idleShims(rt);
+  t.equal(ready.length, 2, 'each has its pid file');
+  for (const pid of ready) {
+    t.ok(children(launcher.pid!).includes(pid), `shim ${pid} is a job of the launcher`);
+    // its two loggers and the job that becomes crun are there already
+    t.equal(children(pid).length, 3, `shim ${pid} has forked its loggers and its runner`);
+  }
+
+  const a = await run(rt, img, { command: ['/bin/sh', '-c', 'echo out; echo err >&2; echo "$HOSTNAME"; exit 3'] }, true);
+  const shimOf = (p: { podUid: string; name: string }) => Number(readFileSync(join(rt.dir(rt.containerId(p.podUid, p.name)), 'shim.pid'), 'utf8'));
+  t.ok(ready.includes(shimOf(a)), 'the container’s shim is one of those made ahead');
+  t.ok(a.started.pid > 0, 'it ran');
+  const e = await rt.wait(a.podUid, 'main');
+  t.equal(e.exitCode, 3, 'its status comes back');
+  t.equal(e.reason, 'Error');
+  t.same(await rt.logs(a.podUid, 'main'), { stdout: `out\n${a.podName}\n`, stderr: 'err\n' }, 'its output reached the logs, in the pod’s sandbox');
+  t.notOk(idleShims(rt).includes(shimOf(a)), 'a taken shim leaves the pool’s files');
+
+  // the node makes one again once nothing is starting
+  await waitFor(() => launcher.idleShims === 2, 'the pool full again');
+  t.equal(idleShims(rt).length, 2);
+
+  // one that died waiting is passed over: the container gets another (or a fresh one)
+  const dead = idleShims(rt);
+  for (const pid of dead) process.kill(pid, 'SIGKILL');
+  await waitFor(() => dead.every((pid) => !running(pid)), 'the shims gone');
+  const b = await run(rt, img, { command: ['/bin/sh', '-c', 'echo again'] }, true);
+  t.notOk(dead.includes(shimOf(b)), 'not a dead shim');
+  t.equal((await rt.wait(b.podUid, 'main')).exitCode, 0);
+  t.equal((await rt.logs(b.podUid, 'main')).stdout, 'again\n');
+  t.same(idleShims(rt).filter((pid) => dead.includes(pid)), [], 'the dead ones’ files are gone');
+});
+
+t.test('shims made ahead end with their launcher: told to when it closes, by themselves when it dies', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'shimquit-node');
+  rt.fillPool();
+  await waitFor(() => rt.launcher().idleShims === 2, 'two shims ready');
+  const first = idleShims(rt);
+  const family = (pids: number[]) => pids.flatMap((p) => [p, ...children(p)]);
+  const firstAll = family(first);
+  t.equal(firstAll.length, 8, 'two shims, each with two loggers and a runner');
+  rt.launcher().close();
+  await waitFor(() => firstAll.every((pid) => !running(pid)), 'told to quit: shims, loggers and runners gone', 5000);
+  t.same(idleShims(rt), [], 'their files removed');
+
+  // a new launcher with new shims; then it is killed: they see it gone within about a second
+  rt.fillPool();
+  await waitFor(() => rt.launcher().idleShims === 2, 'two new shims ready');
+  const second = family(idleShims(rt));
+  process.kill(rt.launcher().pid!, 'SIGKILL');
+  await waitFor(() => second.every((pid) => !running(pid)), 'they quit by themselves', 5000);
+});
+
 t.test('without busybox the shims and sandboxes use util-linux and the same steps', async (t) => {
   const img = await busyboxImage(t);
   const rt = testRuntime(t, img.dir, 'nobb-node', { busybox: '' });
