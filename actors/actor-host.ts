@@ -54,6 +54,13 @@ export interface ActorHostOptions {
    * persisted kinds. Default: never.
    */
   idleMs?: number;
+  /**
+   * At most this many actors of persisted kinds stay in memory: past it, the ones longest without
+   * a command (and at least a second idle, with nothing unwritten) are passivated, oldest first,
+   * down to nine tenths of it. A burst (a control plane creating thousands of pods a second)
+   * otherwise keeps every actor of the last idleMs in memory. Default: no cap.
+   */
+  maxResident?: number;
   /** A NATS queue group for the kind subscriptions (only with partitioned ownership). */
   queue?: string;
   /** How long a snapshot write may keep retrying before the commands waiting on it fail (ms). */
@@ -188,14 +195,43 @@ export class ActorHost {
     const now = this.clock.now();
     let n = 0;
     for (const cell of [...this.cells.values()]) {
-      if (now - cell.active < idleMs || !cell.actor || cell.starting) continue;
-      if (cell.dirty || cell.writing || cell.scheduled || cell.waiters.length > 0 || cell.mailbox.length > 0) continue;
-      if (persistOf(cell.kind) === Persist.None) continue;
+      if (now - cell.active < idleMs || !this.passivable(cell)) continue;
       this.evict(cell);
       n++;
     }
     if (n) this.bus.metrics.inc('actors_passivated_total', {}, n);
     return n;
+  }
+
+  private trimming = false;
+
+  /** Passivates down to the cap (maxResident) once the commands of this turn are in. */
+  private trimSoon(): void {
+    if (this.trimming) return;
+    this.trimming = true;
+    setImmediate(() => {
+      this.trimming = false;
+      const max = this.opts.maxResident!;
+      if (this.cells.size <= max) return;
+      const now = this.clock.now();
+      const target = Math.floor(max * 0.9);
+      let n = 0;
+      // the map keeps the order actors were started in: close to the order they went quiet
+      for (const cell of this.cells.values()) {
+        if (this.cells.size <= target) break;
+        if (now - cell.active < MIN_IDLE_BEFORE_TRIM_MS || !this.passivable(cell)) continue;
+        this.evict(cell);
+        n++;
+      }
+      if (n) this.bus.metrics.inc('actors_passivated_total', {}, n);
+    });
+  }
+
+  /** In memory, started, with nothing unwritten or waiting, and kept in the store. */
+  private passivable(cell: Cell): boolean {
+    if (!cell.actor || cell.starting || cell.unwritten) return false;
+    if (cell.dirty || cell.writing || cell.scheduled || cell.waiters.length > 0 || cell.mailbox.length > 0) return false;
+    return persistOf(cell.kind) !== Persist.None;
   }
 
   /** Actors currently in memory. */
@@ -255,6 +291,7 @@ export class ActorHost {
         active: this.clock.now(),
       };
       this.cells.set(subject, cell);
+      if (this.opts.maxResident && this.cells.size > this.opts.maxResident) this.trimSoon();
       if (!load && persistOf(kind) === Persist.Durable && this.opts.fresh?.(kind.kind, key, env.body)) cell.unwritten = { events: [], commands: [] };
     }
     if (!kind.events.check(env.body, 'body', this.scratch)) {
@@ -577,6 +614,9 @@ export class ActorHost {
     void this.supervisor.terminateChild(id).catch(() => undefined);
   }
 }
+
+/** An actor is passivated to keep under maxResident only once it has been idle this long (ms). */
+const MIN_IDLE_BEFORE_TRIM_MS = 1000;
 
 /** How a kind's snapshots are kept (durable unless it says otherwise). */
 function persistOf(kind: ActorKind<AnyStateMachine, unknown>): Persist {

@@ -299,6 +299,29 @@ t.test("persist 'async': under a steady stream of commands, one write per delay 
   await waitFor(async () => storedN(await client.stored('default', 's')) === n, 'the last change written behind');
 });
 
+t.test('maxResident: past the cap the quietest actors leave memory, never one busy within the last second', async (t) => {
+  const srv = await withNats(t);
+  const bus = await withBus(t, srv.url);
+  const host = await ActorHost.start(bus, { kinds: [counter], maxResident: 5 });
+  t.teardown(() => host.stop());
+  const client = new ActorClient(bus, counter);
+  for (let i = 0; i < 5; i++) await client.send('default', `old${i}`, { type: 'inc', by: i + 1 });
+  // over the cap at once, but every actor was busy within the second: all stay
+  await client.send('default', 'early', { type: 'inc', by: 1 });
+  await new Promise((r) => setImmediate(r));
+  t.equal(host.actorCount(), 6, 'none idle for a second yet: none leaves');
+  await new Promise((r) => setTimeout(r, 1100));
+  await client.send('default', 'old4', { type: 'inc', by: 10 });
+  for (let i = 0; i < 3; i++) await client.send('default', `new${i}`, { type: 'inc', by: 1 });
+  await new Promise((r) => setImmediate(r));
+  // started order: old0..old4, early, new0..; old4 just took a command and every new one is new
+  t.equal(host.actorCount(), 4, 'down to nine tenths of the cap');
+  t.ok(bus.metrics.get('actors_passivated_total') >= 5, 'counted as passivated');
+  const r = await client.send('default', 'old0', { type: 'inc', by: 1 });
+  t.equal(r.n, 2, 'a passivated actor resumes from its snapshot');
+  t.equal((await client.send('default', 'old4', { type: 'get' })).n, 15, 'the busy one kept its state');
+});
+
 t.test('passivation: an idle actor leaves memory and comes back from its snapshot on its next command', async (t) => {
   const srv = await withNats(t);
   const bus = await withBus(t, srv.url);
