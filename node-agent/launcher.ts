@@ -47,93 +47,109 @@ logpath() {
 }`;
 
 /**
- * A shim: the container's overlay rootfs (mounted by a job of its own, while the shim starts the
- * rest), the two loggers (process substitutions: pipes, no fifo files, no new shell), and crun in
- * the foreground; then the overlay is unmounted and the status goes to `exitcode` once both
- * loggers have drained, and to the agent. Its pid is in `shim.pid` (an adopting agent watches it).
- * The overlay is mounted where the launcher lives (the agent's mount namespace, as containerd
- * mounts a task's rootfs): crun's container takes its own copy at create, and the shim needs no
- * namespace, shell or exec of its own for it (an `unshare` and a `sh` per container were a sixth
- * of a pod start's processes). Its long arguments (the image's
+ * A shim: the container's two loggers (process substitutions: pipes, no fifo files, no new
+ * shell) and its runner, a job that mounts the overlay rootfs, waits for `go` when told to, and
+ * becomes crun (exec: nothing is handed from one process to another between the mount and crun,
+ * a wakeup and a fork less on the start path); then the shim unmounts the rootfs and writes the
+ * status to `exitcode` once both loggers have drained, and to the agent. Its pid is in `shim.pid`
+ * (an adopting agent watches it). The overlay is mounted where the launcher lives (the agent's
+ * mount namespace, as containerd mounts a task's rootfs): crun's container takes its own copy at
+ * create, and the shim needs no namespace, shell or exec of its own for it (an `unshare` and a
+ * `sh` per container were a sixth of a pod start's processes). Its long arguments (the image's
  * folder, the log base, crun's command line) come in `shim.args`, NUL-separated: bash reads a pipe
  * one byte per read call, a file in blocks.
  *
- * A pooled shim (`pooled`) is the same made ahead of its container: it forks its loggers, opens
- * its FIFO (`<base>.fifo`, its pid in `<base>.pid`), says `ready` and waits for one line, the
- * words a fresh shim gets (or `quit`). On a pod's start path that leaves the mount and crun: the
- * launcher's fork, the shell's start and the loggers' forks (a millisecond and a half here, more
- * while the node is busy) are behind it. It quits on its own within a second of its launcher's end.
+ * A pooled shim (`pooled`) is the same made ahead of its container: it forks its loggers and its
+ * runner, which opens the shim's FIFO (`<base>.fifo`, the shim's pid in `<base>.pid`) and waits
+ * there for one line, the words a fresh shim gets (or `quit`); the FIFO then carries the agent's
+ * word that `go` is there. On a pod's start path that leaves the mount and crun: the launcher's
+ * fork, the shell's start and the loggers' and runner's forks (a millisecond and a half here,
+ * more while the node is busy) are behind it. It quits on its own within a second of its
+ * launcher's end.
  */
 const SHIM = `
 shim() {
-  local id="$1" D="$2" WAIT="$3" W= a code= M L1 L2 R w
+  local id="$1" D="$2" WAIT="$3" code= L1 L2 R stage=
   trap '' PIPE
-  shimstart
-  exec 3> >(logpath); L1=$!
-  exec 4> >(exec 3>&-; logpath); L2=$!
-  runner
-  shimrun
-}
-pooled() {
-  local rid="$1" base="$2" f line rc id D WAIT W a code= M L1 L2 R w
-  trap '' PIPE
-  exec 3> >(logpath); L1=$!
-  exec 4> >(exec 3>&-; logpath); L2=$!
-  runner
-  if ! { $BB mkfifo "$base.fifo" || mkfifo "$base.fifo"; } 2>/dev/null || ! exec {f}<>"$base.fifo"; then
-    rm -f "$base.fifo"; exec {w}>&- 3>&- 4>&-; wait $R $L1 $L2; echo "failed $rid 1"; return
-  fi
-  echo "$BASHPID" > "$base.pid"
-  echo "ready $rid $BASHPID"
-  until IFS= read -r -t 1 -u "$f" line; do
-    rc=$?
-    # (a timeout: is the launcher still there? anything else: give up)
-    if [ "$rc" -le 128 ] || ! kill -0 $$ 2>/dev/null; then line=quit; break; fi
-  done
-  # (its files are the agent's to remove: an rm here was a fork and exec on the pod's start path)
-  if [ "$line" = quit ]; then exec {f}>&- {w}>&- 3>&- 4>&-; wait $R $L1 $L2; return; fi
-  eval "set -- $line"
-  id="$1" D="$2" WAIT="$3"
-  # the FIFO stays open for the agent's word that \`go\` is there (see gowait)
-  if [ -n "$WAIT" ]; then W=$f; else exec {f}>&-; fi
-  shimstart
-  shimrun
-}
-# the job that becomes crun, forked ahead (its output already the loggers'): it reads the
-# container's folder on its input, then execs crun's command line from there; at the input's end
-# (nothing to run) it ends with 92
-runner() {
-  coproc RUNNER { IFS= read -r D || exit 92; mapfile -d '' -t a < "$D/shim.args" && exec "\${a[@]:2}" </dev/null >&3 2>&4 3>&- 4>&-; exit 93; }
-  R=$RUNNER_PID w=\${RUNNER[1]}
-}
-shimstart() {
   exec 2>>"$D/shim.log"
   echo "$BASHPID" > "$D/shim.pid"
-  mapfile -d '' -t a < "$D/shim.args"
-  $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null 3>&- 4>&- &
-  M=$!
+  exec 3> >(logpath); L1=$!
+  exec 4> >(exec 3>&-; logpath); L2=$!
+  runjob "$D" "$WAIT" '' &
+  R=$!
+  shimend
 }
-shimrun() {
+pooled() {
+  local rid="$1" base="$2" f line id D WAIT code= L1 L2 R stage=
+  trap '' PIPE
+  exec 3> >(logpath); L1=$!
+  exec 4> >(exec 3>&-; logpath); L2=$!
+  if ! { $BB mkfifo "$base.fifo" || mkfifo "$base.fifo"; } 2>/dev/null || ! exec {f}<>"$base.fifo"; then
+    rm -f "$base.fifo"; exec 3>&- 4>&-; wait $L1 $L2; echo "failed $rid 1"; return
+  fi
+  local me=$BASHPID
+  coproc RUNNER { pooledrun "$f" "$me"; }
+  R=$RUNNER_PID
+  # (the FIFO is the runner's now)
+  exec {f}>&-
+  echo "$BASHPID" > "$base.pid"
+  echo "ready $rid $BASHPID"
+  IFS= read -r line <&"\${RUNNER[0]}" || line=quit
+  # (its files are the agent's to remove: an rm here was a fork and exec on the pod's start path)
+  if [ "$line" = quit ]; then exec 3>&- 4>&-; wait $R $L1 $L2; return; fi
+  eval "set -- $line"
+  id="$1" D="$2" WAIT="$3"
+  exec 2>>"$D/shim.log"
+  shimend
+}
+# a pooled shim's runner: it waits for its container on the FIFO (looking every second that the
+# launcher and its shim are still there), tells its shim, writes the shim's pid file and goes on as runjob
+pooledrun() {
+  local f="$1" shim="$2" line rc
+  until IFS= read -r -t 1 -u "$f" line; do
+    rc=$?
+    # (one kill each: with two pids, kill succeeds when either is there)
+    if [ "$rc" -le 128 ] || ! kill -0 $$ 2>/dev/null || ! kill -0 "$shim" 2>/dev/null; then exit 0; fi
+  done
+  [ "$line" = quit ] && exit 0
+  # (a shim that is gone, killed meanwhile, cannot see its container through)
+  echo "$line" || exit 0
+  eval "set -- $line"
+  # (the shim's pid is there before the container runs, as a fresh shim writes it)
+  echo "$shim" > "$2/shim.pid"
+  runjob "$2" "$3" "$f"
+}
+# the job that becomes crun, so that nothing is handed from process to process between the
+# rootfs and crun: it mounts the rootfs, waits for \`go\` (on the FIFO in \`$3\` for a pooled
+# shim) and execs crun's command line, its output the loggers'. It says in \`shim.stage\` where
+# it stopped short (the shim then knows the status is not crun's)
+runjob() {
+  local D="$1" WAIT="$2" W="$3" a
+  exec 2>>"$D/shim.log"
+  mapfile -d '' -t a < "$D/shim.args"
   printf '%s\\n' "\${a[1]}.stdout.log" >&3
   printf '%s\\n' "\${a[1]}.stderr.log" >&4
-  if wait $M; then
-    if [ -n "$WAIT" ] && ! gowait "$D" "$W"; then code=91; echo "not started: the pod's sandbox did not become ready" >&2; fi
-    [ -n "$W" ] && exec {W}>&-
-    if [ -z "$code" ]; then
-      echo "$D" >&$w
-      exec {w}>&-
-      wait $R
-      code=$?
-      R=
-    fi
-    $BB umount "$D/rootfs" >/dev/null 3>&- 4>&- || $BB umount -l "$D/rootfs" >/dev/null 3>&- 4>&-
-  else
-    code=90
+  if ! $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null 3>&- 4>&-; then
+    echo mount > "$D/shim.stage"; exit 90
   fi
-  # (a runner not used ends at its input's end) the loggers end when the last writer is gone
-  # (the container's processes and this shell)
-  exec {w}>&- 3>&- 4>&-
-  wait $R $L1 $L2
+  if [ -n "$WAIT" ] && ! gowait "$D" "$W"; then
+    echo wait > "$D/shim.stage"; echo "not started: the pod's sandbox did not become ready" >&2; exit 91
+  fi
+  [ -n "$W" ] && exec {W}>&-
+  exec "\${a[@]:2}" </dev/null >&3 2>&4 3>&- 4>&-
+}
+shimend() {
+  wait $R
+  code=$?
+  [ -e "$D/shim.stage" ] && read -r stage < "$D/shim.stage"
+  if [ "$stage" = mount ]; then code=90
+  else
+    [ "$stage" = wait ] && code=91
+    $BB umount "$D/rootfs" >/dev/null 3>&- 4>&- || $BB umount -l "$D/rootfs" >/dev/null 3>&- 4>&-
+  fi
+  # the loggers end when the last writer is gone (the container's processes and this shell)
+  exec 3>&- 4>&-
+  wait $L1 $L2
   echo "$code" > "$D/exitcode"
   echo "exit $id $code" 2>/dev/null
 }`;
@@ -255,6 +271,15 @@ function readdirIf(dir: string): string[] {
     return readdirSync(dir);
   } catch {
     return [];
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -419,7 +444,8 @@ export class Launcher {
   private takeShim(words: string[]): { pid: number; fifo: string } | undefined {
     const line = `${words.map(quote).join(' ')}\n`;
     for (let s = this.idle.shift(); s; s = this.idle.shift()) {
-      if (writeFifo(s.fifo, line)) return s;
+      // (one killed meanwhile: its runner, which reads the FIFO, leaves within a second)
+      if (isAlive(s.pid) && writeFifo(s.fifo, line)) return s;
       removeShimFiles(s.fifo);
     }
     return undefined;

@@ -164,6 +164,31 @@ t.test('shims made ahead: a container takes a ready one, which runs it as a fres
   t.same(idleShims(rt).filter((pid) => dead.includes(pid)), [], 'the dead ones’ files are gone');
 });
 
+t.test('a rootfs that cannot be mounted: the container cannot run, with the mount’s own words, from a fresh shim and from one made ahead', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'nomount-node');
+  for (const pooled of [false, true]) {
+    if (pooled) {
+      rt.fillPool();
+      await waitFor(() => rt.launcher().idleShims === 2, 'two shims ready');
+    }
+    const ready = idleShims(rt);
+    const podUid = `nomount${pooled ? 'p' : 'f'}`;
+    rt.track(podUid, 'main');
+    const sb = rt.ensureSandbox(podUid, `pod-${podUid}`, 'default');
+    t.teardown(() => rt.removeSandbox(podUid).catch(() => undefined));
+    const c = { name: 'main', image: 'busybox:test', command: ['/bin/true'] } as Container;
+    const start = rt.run({ podUid, podName: `pod-${podUid}`, namespace: 'default', container: c, image: img.image.config.config, lowerDir: join(img.dir, 'no-such-image'), sandbox: sb });
+    await t.rejects(start, /mount/, `${pooled ? 'made ahead' : 'fresh'}: the start fails with the mount’s message`);
+    const e = await rt.wait(podUid, 'main');
+    t.equal(e.reason, 'ContainerCannotRun');
+    t.equal(readFileSync(join(rt.dir(rt.containerId(podUid, 'main')), 'exitcode'), 'utf8').trim(), '90', 'the shim says the mount failed (not crun’s status)');
+    t.notOk(existsSync(join(rt.dir(rt.containerId(podUid, 'main')), 'pid')), 'crun never ran');
+    const shim = Number(readFileSync(join(rt.dir(rt.containerId(podUid, 'main')), 'shim.pid'), 'utf8'));
+    t.equal(ready.includes(shim), pooled, pooled ? 'its shim was one made ahead' : 'its shim was a fresh one');
+  }
+});
+
 t.test('shims made ahead end with their launcher: told to when it closes, by themselves when it dies', async (t) => {
   const img = await busyboxImage(t);
   const rt = testRuntime(t, img.dir, 'shimquit-node');
