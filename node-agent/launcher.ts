@@ -14,7 +14,7 @@
  * the next agent to adopt (a shim's exit status is also in its folder's `exitcode` file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RuntimeError } from './errors.js';
@@ -274,10 +274,10 @@ function readdirIf(dir: string): string[] {
   }
 }
 
+/** Whether a process runs: there, and not a zombie (a killed shim is one until its launcher reaps it). */
 function isAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }
@@ -444,7 +444,8 @@ export class Launcher {
   private takeShim(words: string[]): { pid: number; fifo: string } | undefined {
     const line = `${words.map(quote).join(' ')}\n`;
     for (let s = this.idle.shift(); s; s = this.idle.shift()) {
-      // (one killed meanwhile: its runner, which reads the FIFO, leaves within a second)
+      // (one killed meanwhile: its runner, which reads the FIFO, leaves within a second; killed
+      // between this look and the write, its container is lost to the start's deadline)
       if (isAlive(s.pid) && writeFifo(s.fifo, line)) return s;
       removeShimFiles(s.fifo);
     }
