@@ -16,6 +16,16 @@ import type { PodRunSpec, PodStatus } from './pod-machine.js';
 import { isGoneOrConflict, untilAnswered } from './retry.js';
 import type { NodeInfo } from './agent.js';
 
+/**
+ * A status that says the pod is still starting (phase Pending) waits this long before it is
+ * written, and is dropped if a newer one comes meanwhile; any other phase is written at once. A
+ * pod that starts in milliseconds so goes from nothing straight to Running in the store, instead
+ * of a write (and its informers' and controllers' work) per step while its container starts: on a
+ * small node that work took the CPU from crun. A slow start (an image pull) shows as before, this
+ * much later.
+ */
+const PENDING_HOLD_MS = 50;
+
 const POD = kindInfo('Pod')!;
 const NODE = kindInfo('Node')!;
 const SERVICE = kindInfo('Service')!;
@@ -43,6 +53,8 @@ export class PodSync {
   private stopped = false;
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly pendingStatus = new Map<string, { uid: string; status: unknown }>();
+  /** Pending-phase statuses held back (PENDING_HOLD_MS), by pod. */
+  private readonly held = new Map<string, NodeJS.Timeout>();
   private registerLoop?: Promise<void>;
   private res?: Resources;
 
@@ -306,7 +318,21 @@ export class PodSync {
     if (cur.queued !== undefined ? cur.queued === json : pod && pod.metadata.uid === cur.uid && stableJson(pod.status) === json) return;
     cur.queued = json;
     this.pendingStatus.set(key, { uid: cur.uid, status });
-    if (!this.inflight.has(key)) this.inflight.set(key, this.flushStatus(key));
+    if (this.inflight.has(key)) return;
+    if (status.phase === 'Pending') {
+      if (!this.held.has(key)) {
+        const t = setTimeout(() => {
+          this.held.delete(key);
+          if (!this.stopped && !this.inflight.has(key) && this.pendingStatus.has(key)) this.inflight.set(key, this.flushStatus(key));
+        }, PENDING_HOLD_MS);
+        t.unref();
+        this.held.set(key, t);
+      }
+      return;
+    }
+    clearTimeout(this.held.get(key));
+    this.held.delete(key);
+    this.inflight.set(key, this.flushStatus(key));
   }
 
   private async flushStatus(key: string): Promise<void> {
@@ -348,6 +374,8 @@ export class PodSync {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const t of this.held.values()) clearTimeout(t);
+    this.held.clear();
     this.stopEvents?.();
     await this.informer?.stop();
     await this.services?.stop();

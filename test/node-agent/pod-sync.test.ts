@@ -65,3 +65,55 @@ t.test('a status that goes back to what the informer still shows is written all 
   t.equal(ready(await res.get(POD, 'default', 'web')), 'True', 'the store ends with Ready True');
   t.same(seen, ['False', 'True'], 'both statuses were written, in order');
 });
+
+t.test('a pod that starts at once goes from nothing to Running in the store; a slow one shows Pending first', async (t) => {
+  const srv = await withNats(t);
+  const cp = await ControlPlane.start({ bus: await withBus(t, srv.url, { logger: quiet }), logger: quiet });
+  t.teardown(() => cp.stop());
+  const bus = await withBus(t, srv.url, { logger: quiet });
+  const res = await Resources.open(bus);
+  const uids: Record<string, string> = {};
+  for (const name of ['fast', 'slow']) {
+    await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default' }, spec: { nodeName: 'hold-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
+    uids[name] = (await res.get(POD, 'default', name))!.metadata.uid as string;
+  }
+  const sync = new PodSync(bus, 'hold-node', 'node.hold-node', quiet);
+  await sync.start({ name: 'hold-node', labels: {}, capacity: { cpu: '1', memory: '1Gi', pods: '10' }, allocatable: { cpu: '1', memory: '1Gi', pods: '10' }, cgroupLayout: 'v1', startedAt: new Date().toISOString(), agentId: 'test' }, [
+    { namespace: 'default', pod: 'fast', uid: uids.fast!, managed: true },
+    { namespace: 'default', pod: 'slow', uid: uids.slow!, managed: true },
+  ]);
+  t.teardown(() => sync.stop());
+  // every phase the node writes to the store, per pod (the control plane's own Pending at
+  // creation has no container statuses)
+  const kv = await KvStore.open(bus, bus.subjects.stateBucket);
+  const mine = new Informer(bus, kv, POD, quiet);
+  const phases: Record<string, string[]> = { fast: [], slow: [] };
+  mine.on((type, p) => {
+    const ph = p.status?.containerStatuses ? (p.status.phase as string | undefined) : undefined;
+    const list = phases[p.metadata.name];
+    if (type !== 'delete' && ph && list && list.at(-1) !== ph) list.push(ph);
+  });
+  await mine.start();
+  t.teardown(() => mine.stop());
+  const event = (name: string, seq: number, running: boolean) =>
+    bus.publish(bus.subjects.scoped('node.hold-node').evt('pod', 'default', name), MessageType.Event, {
+      kind: 'pod', namespace: 'default', name, seq, cause: 'x', value: running ? 'running' : 'starting', status: 'active',
+      data: {
+        uid: uids[name],
+        phase: running ? 'Running' : 'Pending',
+        conditions: [{ type: 'Ready', status: running ? 'True' : 'False' }, { type: 'ContainersReady', status: running ? 'True' : 'False' }],
+        containerStatuses: [{ name: 'c', image: 'busybox:test', state: running ? { running: { startedAt: '2026-11-27T00:00:00.000Z' } } : { waiting: { reason: 'ContainerCreating' } }, restartCount: 0, started: running, ready: running }],
+      },
+    });
+  // fast: Pending, then Running 5 ms later; slow: Pending, Running only after 300 ms
+  event('fast', 1, false);
+  event('slow', 1, false);
+  await new Promise((r) => setTimeout(r, 5));
+  event('fast', 2, true);
+  await waitFor(() => phases.fast!.includes('Running'), 'fast Running in the store');
+  await waitFor(() => phases.slow!.includes('Pending'), 'slow Pending in the store (after the hold)');
+  event('slow', 2, true);
+  await waitFor(() => phases.slow!.includes('Running'), 'slow Running in the store');
+  t.same(phases.fast, ['Running'], 'the fast pod’s Pending was never written');
+  t.same(phases.slow, ['Pending', 'Running'], 'the slow pod’s Pending was, then its Running');
+});
