@@ -53,7 +53,7 @@ export class PodSync {
   private stopped = false;
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly pendingStatus = new Map<string, { uid: string; status: unknown }>();
-  /** Pending-phase statuses held back (PENDING_HOLD_MS), by pod. */
+  /** Pending-phase statuses held back (pendingHoldMs), by pod. */
   private readonly held = new Map<string, NodeJS.Timeout>();
   private registerLoop?: Promise<void>;
   private res?: Resources;
@@ -81,6 +81,8 @@ export class PodSync {
        * onTransition); without it they are followed on the bus.
        */
       podEvents?: (follower: (e: EventBody) => void) => () => void;
+      /** How long a Pending status waits before it is written (default PENDING_HOLD_MS). */
+      pendingHoldMs?: number;
     } = {},
   ) {
     if (!hooks.onPodCidr) this.networkReady = true;
@@ -324,7 +326,7 @@ export class PodSync {
         const t = setTimeout(() => {
           this.held.delete(key);
           if (!this.stopped && !this.inflight.has(key) && this.pendingStatus.has(key)) this.inflight.set(key, this.flushStatus(key));
-        }, PENDING_HOLD_MS);
+        }, this.hooks.pendingHoldMs ?? PENDING_HOLD_MS);
         t.unref();
         this.held.set(key, t);
       }
