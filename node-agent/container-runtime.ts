@@ -21,7 +21,7 @@ import { ContainerCgroup, detectCgroups, sweepNodeCgroups, type CgroupInfo, type
 import { Crun } from './crun.js';
 import type { Cni, CniResult, PortMapping } from './cni.js';
 import { RuntimeError } from './errors.js';
-import { readIf } from './files.js';
+import { readdirIf, readIf } from './files.js';
 import { Gate } from './gate.js';
 import { Launcher } from './launcher.js';
 import type { ImageRuntimeConfig } from './image-config.js';
@@ -978,8 +978,8 @@ export function releaseStateDir(dataDir: string): boolean {
     return false;
   }
   const target = resolve(dirname(dataDir), readlinkSync(dataDir));
-  const pids = (sub: string) => readdirSyncSafe(join(target, sub)).some((f) => f.endsWith('.pid'));
-  if (readdirSyncSafe(join(target, 'containers')).some((f) => !f.startsWith('.')) || pids('sandboxes') || pids('pool')) return false;
+  const pids = (sub: string) => readdirIf(join(target, sub)).some((f) => f.endsWith('.pid'));
+  if (readdirIf(join(target, 'containers')).some((f) => !f.startsWith('.')) || pids('sandboxes') || pids('pool')) return false;
   rmSync(target, { recursive: true, force: true });
   unlinkSync(dataDir);
   try {
@@ -988,14 +988,6 @@ export function releaseStateDir(dataDir: string): boolean {
     // other nodes' folders are there
   }
   return true;
-}
-
-function readdirSyncSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
 }
 
 function hasExitCode(dir: string): boolean {

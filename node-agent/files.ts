@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** A file's text, or '' when it cannot be read (not there yet, or gone). */
 export function readIf(path: string): string {
@@ -6,5 +6,14 @@ export function readIf(path: string): string {
     return readFileSync(path, 'utf8');
   } catch {
     return '';
+  }
+}
+
+/** A folder's entries, or none when it cannot be read (not there yet, or gone). */
+export function readdirIf(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }

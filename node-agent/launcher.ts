@@ -14,11 +14,11 @@
  * the next agent to adopt (a shim's exit status is also in its folder's `exitcode` file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RuntimeError } from './errors.js';
-import { readIf } from './files.js';
+import { readdirIf, readIf } from './files.js';
 
 /**
  * One stream's logger, a shell function run in a forked subshell (no exec): each line stamped with
@@ -264,14 +264,6 @@ function writeWords(path: string, words: string[]): void {
   const bad = words.find((w) => w.includes('\0'));
   if (bad !== undefined) throw new RuntimeError(`launcher argument has a NUL: ${JSON.stringify(bad)}`, {});
   writeFileSync(path, `${words.join('\0')}\0`);
-}
-
-function readdirIf(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
 }
 
 /** Whether a process runs: there, and not a zombie (a killed shim is one until its launcher reaps it). */
