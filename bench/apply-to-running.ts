@@ -20,10 +20,9 @@ import { ClusterImages, ImageStore, bridgeName, removeServiceProxy } from '../no
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { poolSettled, rawCrun } from './pod-start.js';
-import { percentile } from './stats.js';
+import { percentile, round1, round2 } from './stats.js';
 
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-const round = (x: number) => Math.round(x * 10) / 10;
 
 function deployment(name: string): KObject {
   return normalize({
@@ -116,14 +115,14 @@ export async function benchApplyToRunning(n = 30): Promise<Record<string, number
     const createdP50 = percentile(created.slice(1), 50);
     const boundP50 = percentile(bound.slice(1), 50);
     return {
-      rawCrunP50Ms: round(rawP50),
-      applyToRunningP50Ms: round(p50),
-      applyToRunningP99Ms: round(percentile(times, 99)),
-      ratio: Math.round((p50 / rawP50) * 100) / 100,
+      rawCrunP50Ms: round1(rawP50),
+      applyToRunningP50Ms: round1(p50),
+      applyToRunningP99Ms: round1(percentile(times, 99)),
+      ratio: round2(p50 / rawP50),
       // the parts of the p50 path (medians of each part, so they need not add up exactly)
-      applyToPodCreatedP50Ms: round(createdP50),
-      createdToBoundP50Ms: round(boundP50),
-      boundToRunningP50Ms: round(p50 - createdP50 - boundP50),
+      applyToPodCreatedP50Ms: round1(createdP50),
+      createdToBoundP50Ms: round1(boundP50),
+      boundToRunningP50Ms: round1(p50 - createdP50 - boundP50),
     };
   } finally {
     if (agent && agent.exitCode === null) {

@@ -22,7 +22,7 @@ import { connect } from '@nats-io/transport-node';
 import { assign, setup } from 'xstate';
 import { ActorHost, Bus, Codec, KvStore, MessageType, defineKind, s, startNatsServer } from '../index.js';
 import { FastPublisher } from '../actors/fast-publish.js';
-import { percentile, printFigures } from './stats.js';
+import { percentile, printFigures, round1, round2 } from './stats.js';
 
 const self = fileURLToPath(import.meta.url);
 
@@ -243,8 +243,6 @@ export async function benchBus(): Promise<Record<string, number>> {
   }
 }
 
-const round1 = (x: number) => Math.round(x * 10) / 10;
-const round2 = (x: number) => Math.round(x * 100) / 100;
 
 if (process.argv[2] === '--role') {
   await role(process.argv[3]!, process.argv[4]!);

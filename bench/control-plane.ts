@@ -21,10 +21,9 @@ import { Bus, Informer, KvStore, Resources, startNatsServer } from '../actors/in
 import { HollowFleet } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
 import { rssMb } from './pod-start.js';
-import { percentile } from './stats.js';
+import { percentile, round1 } from './stats.js';
 
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-const round = (x: number) => Math.round(x * 10) / 10;
 
 function isRunning(p: KObject): boolean {
   return !p.metadata.deletionTimestamp && p.status?.phase === 'Running';
@@ -130,8 +129,8 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
       nodes: nodeCount,
       pods: podCount,
       podsPerSecond: Math.round(podCount / seconds),
-      p50ScheduleMs: round(percentile(schedule, 50)),
-      p99ScheduleMs: round(percentile(schedule, 99)),
+      p50ScheduleMs: round1(percentile(schedule, 50)),
+      p99ScheduleMs: round1(percentile(schedule, 99)),
       controllerRssMb: controllerRss,
       podsOnLostNode: lostCount,
       nodeLossToReplacedMs: replacedAt - tKill,

@@ -21,7 +21,7 @@ import { execa } from 'execa';
 import { ActorClient, Bus, Crun, ImageStore, buildSpec, detectCgroups, favorDynamicCgroups, sweepNodeCgroups, namespacePrefix, requireProgram, sandboxPoolSize, startNatsServer, type EventBody, type PodStatus } from '../index.js';
 import { killNodeLeftovers } from '../test/helpers/agent.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
-import { percentile } from './stats.js';
+import { percentile, round1, round2 } from './stats.js';
 
 const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
@@ -208,11 +208,11 @@ export async function benchPodStart(): Promise<Record<string, number>> {
     const rawP50 = percentile(raw, 50);
     const agentP50 = percentile(single, 50);
     return {
-      rawCrunP50Ms: round(rawP50),
-      agentPodStartP50Ms: round(agentP50),
-      agentPodStartP99Ms: round(percentile(single, 99)),
+      rawCrunP50Ms: round1(rawP50),
+      agentPodStartP50Ms: round1(agentP50),
+      agentPodStartP99Ms: round1(percentile(single, 99)),
       ratio: round2(agentP50 / rawP50),
-      podsPerSecond: round(100 / burstSec),
+      podsPerSecond: round1(100 / burstSec),
       agentRssMbIdle: idleRss,
       agentRssMb100Pods: busyRss,
     };
@@ -231,8 +231,6 @@ export async function benchPodStart(): Promise<Record<string, number>> {
   }
 }
 
-const round = (x: number) => Math.round(x * 10) / 10;
-const round2 = (x: number) => Math.round(x * 100) / 100;
 
 /** Kills what a failed run left: containers (their shims then end), sandboxes, then the node's cgroups. */
 async function killLeftovers(runtimeDir: string): Promise<void> {

@@ -25,11 +25,10 @@ import { pino } from 'pino';
 import { Bus, ControlPlane, Informer, KvStore, Resources, startNatsServer } from '../actors/index.js';
 import { NodeNetwork, bridgeName, readNetworkConfig, type ServicePortRule } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
-import { percentile } from './stats.js';
+import { percentile, round1, round2 } from './stats.js';
 
 const main = fileURLToPath(new URL('./main.js', import.meta.url));
 const POD = kindInfo('Pod')!;
-const round = (x: number) => Math.round(x * 10) / 10;
 
 const SERVER = `const http = require('node:http');
 http.createServer((req, res) => res.end('ok')).listen(8080, '0.0.0.0', () => console.log('ready'));`;
@@ -198,12 +197,12 @@ export async function benchService(): Promise<Record<string, number>> {
     return {
       directRps: Math.round(best(direct)),
       serviceRps: Math.round(best(service)),
-      ratio: Math.round((best(service) / best(direct)) * 100) / 100,
+      ratio: round2(best(service) / best(direct)),
       userspaceRps: Math.round(best(userspace)),
-      userspaceRatio: Math.round((best(userspace) / best(direct)) * 100) / 100,
+      userspaceRatio: round2(best(userspace) / best(direct)),
       failedRequests: failures,
-      endpointUpdateP50Ms: round(percentile(updates, 50)),
-      endpointUpdateP99Ms: round(percentile(updates, 99)),
+      endpointUpdateP50Ms: round1(percentile(updates, 50)),
+      endpointUpdateP99Ms: round1(percentile(updates, 99)),
     };
   } finally {
     proxy?.close();

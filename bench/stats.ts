@@ -7,6 +7,12 @@ export function percentile(values: number[], p: number): number {
   return sorted[i]!;
 }
 
+/** A figure to one decimal (times in ms, rates). */
+export const round1 = (x: number): number => Math.round(x * 10) / 10;
+
+/** A figure to two decimals (ratios). */
+export const round2 = (x: number): number => Math.round(x * 100) / 100;
+
 /** Prints one line per figure for people, then the figures as one JSON object (the last line). */
 export function printFigures(name: string, figures: Record<string, number>): void {
   for (const [k, v] of Object.entries(figures)) process.stdout.write(`${name}: ${k} = ${v}\n`);
