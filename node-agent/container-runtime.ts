@@ -13,7 +13,7 @@
  * Limits live on the agent's own cgroup for the container (cgroups.ts); crun's is a child of it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { readFile, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Container } from '../protocol/index.js';

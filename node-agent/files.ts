@@ -17,3 +17,12 @@ export function readdirIf(dir: string): string[] {
     return [];
   }
 }
+
+/**
+ * Whether a process runs: there, and not a zombie (one that ended stays a zombie until its parent
+ * reaps it, and `kill -0` finds it all the same).
+ */
+export function running(pid: number): boolean {
+  const stat = readIf(`/proc/${pid}/stat`);
+  return stat !== '' && !/^\d+ \(.*\) Z/.test(stat);
+}

@@ -14,11 +14,11 @@
  * the next agent to adopt (a shim's exit status is also in its folder's `exitcode` file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RuntimeError } from './errors.js';
-import { readdirIf, readIf } from './files.js';
+import { readdirIf, readIf, running } from './files.js';
 
 /**
  * One stream's logger, a shell function run in a forked subshell (no exec): each line stamped with
@@ -266,15 +266,6 @@ function writeWords(path: string, words: string[]): void {
   writeFileSync(path, `${words.join('\0')}\0`);
 }
 
-/** Whether a process runs: there, and not a zombie (a killed shim is one until its launcher reaps it). */
-function isAlive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 /** A pooled shim's FIFO and pid file, once it is no longer waiting. */
 function removeShimFiles(fifo: string): void {
   rmSync(fifo, { force: true });
@@ -405,7 +396,8 @@ export class Launcher {
 
   /**
    * Keeps `size` pooled shims ready (their files under `dir`, on tmpfs). Called when the node is
-   * quiet: making one forks three processes, which a start under way would wait for.
+   * quiet: making one forks four processes (the shim, its loggers, its runner) and runs mkfifo,
+   * which a start under way would wait for.
    */
   fillShims(dir: string, size: number): void {
     if (this.idle.length + this.idleComing >= size) return;
@@ -416,13 +408,12 @@ export class Launcher {
     mkdirSync(dir, { recursive: true });
     while (this.idle.length + this.idleComing < size) {
       const fifo = join(dir, `shim-${process.pid}-${++this.shimSeq}`);
-      const child = this.ensure();
       const r = this.request('pooled', [fifo], 'sandbox');
       this.idleComing++;
       void r.done!.then((ok) => {
         this.idleComing--;
         // (one of a launcher that has ended since quits by itself)
-        if (ok && this.child === child) this.idle.push({ pid: r.readyPid!, fifo: `${fifo}.fifo` });
+        if (ok && this.child === r.child) this.idle.push({ pid: r.readyPid!, fifo: `${fifo}.fifo` });
         else if (ok) removeShimFiles(`${fifo}.fifo`);
       });
     }
@@ -436,9 +427,10 @@ export class Launcher {
   private takeShim(words: string[]): { pid: number; fifo: string } | undefined {
     const line = `${words.map(quote).join(' ')}\n`;
     for (let s = this.idle.shift(); s; s = this.idle.shift()) {
-      // (one killed meanwhile: its runner, which reads the FIFO, leaves within a second; killed
-      // between this look and the write, its container is lost to the start's deadline)
-      if (isAlive(s.pid) && writeFifo(s.fifo, line)) return s;
+      // (one killed meanwhile, a zombie until its launcher reaps it: its runner, which reads the
+      // FIFO, leaves within a second; killed between this look and the write, its container is
+      // lost to the start's deadline)
+      if (running(s.pid) && writeFifo(s.fifo, line)) return s;
       removeShimFiles(s.fifo);
     }
     return undefined;

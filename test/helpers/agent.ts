@@ -5,24 +5,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Teardown } from './nats.js';
-import { lstatSync, readFileSync, readdirSync, realpathSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
+import { lstatSync, readFileSync, realpathSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { readdirIf, readIf } from '../../node-agent/files.js';
 
-function readdirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
-function readFileSafe(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
 
 export const cli = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 
@@ -71,19 +57,16 @@ export async function killNodeLeftovers(runtimeDir: string): Promise<void> {
   const { Crun } = await import('../../node-agent/index.js');
   const crun = new Crun(join(runtimeDir, 'crun'));
   for (const c of await crun.list()) await crun.kill(c.id, 'SIGKILL');
-  // the pods' sandboxes and those the node kept ready (its pool)
-  for (const sub of ['sandboxes', 'pool']) {
-    for (const f of readdirSafe(join(runtimeDir, sub))) {
+  // the pods' sandboxes and those the node kept ready (its pool), each a sleep; the shims it kept
+  // ready, children of its launcher (they carry its command line)
+  const sandbox = (cmd: string) => /^(\/bin\/busybox\0)?sleep\0/.test(cmd);
+  const shim = (cmd: string) => cmd.includes('troupe-launcher');
+  for (const [sub, ours] of [['sandboxes', sandbox], ['pool', sandbox], ['shims', shim]] as const) {
+    for (const f of readdirIf(join(runtimeDir, sub))) {
       if (!f.endsWith('.pid')) continue;
       const pid = Number(readFileSync(join(runtimeDir, sub, f), 'utf8'));
-      if (pid > 0 && /^(\/bin\/busybox\0)?sleep\0/.test(readFileSafe(`/proc/${pid}/cmdline`))) process.kill(pid, 'SIGKILL');
+      if (pid > 0 && ours(readIf(`/proc/${pid}/cmdline`))) process.kill(pid, 'SIGKILL');
     }
-  }
-  // the shims it kept ready (children of its launcher: they carry its command line)
-  for (const f of readdirSafe(join(runtimeDir, 'shims'))) {
-    if (!f.endsWith('.pid')) continue;
-    const pid = Number(readFileSync(join(runtimeDir, 'shims', f), 'utf8'));
-    if (pid > 0 && readFileSafe(`/proc/${pid}/cmdline`).includes('troupe-launcher')) process.kill(pid, 'SIGKILL');
   }
 }
 
@@ -95,7 +78,7 @@ export function removeStateDir(link: string): void {
     rmSync(target, { recursive: true, force: true });
     unlinkSync(link);
     // the shared parent (…/troupe) too, once no other node's folder is in it
-    if (readdirSafe(dirname(target)).length === 0) rmdirSync(dirname(target));
+    if (readdirIf(dirname(target)).length === 0) rmdirSync(dirname(target));
   } catch {
     // gone already
   }
@@ -124,8 +107,8 @@ export async function waitNodeEmpty(dataDir: string, node: string): Promise<void
     async () => {
       const parts = [
         ...(await crun.list()).map((c) => `container ${c.id}`),
-        ...readdirSafe(join(dataDir, 'runtime', 'containers')).map((f) => `folder ${f}`),
-        ...readdirSafe(join(dataDir, 'runtime', 'sandboxes')).map((f) => `sandbox file ${f}`),
+        ...readdirIf(join(dataDir, 'runtime', 'containers')).map((f) => `folder ${f}`),
+        ...readdirIf(join(dataDir, 'runtime', 'sandboxes')).map((f) => `sandbox file ${f}`),
         ...hierarchies.filter((h) => existsSync(join(h, `troupe-${node}`))).map((h) => `cgroup ${h}/troupe-${node}`),
       ];
       left = parts.join(', ');

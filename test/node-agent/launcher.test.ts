@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { running } from '../../node-agent/files.js';
 import { netProbe } from '../../node-agent/probes.js';
 import type { CommandRunner } from '../../node-agent/crun.js';
 import type { Container, Probe } from '../../protocol/index.js';
@@ -106,18 +107,6 @@ t.test('a launcher that dies loses no exit status, and the next start gets a new
   t.not(rt.launcher().pid, first, 'a new launcher');
   t.equal((await rt.wait(b.podUid, 'main')).exitCode, 0);
 });
-
-/**
- * Whether a process runs: it exists and has not ended (an orphan that ended stays a zombie until
- * pid 1 reaps it, which here can take a second).
- */
-function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 /** The pids of a runtime's shims made ahead and waiting (their pid files). */
 function idleShims(rt: ReturnType<typeof testRuntime>): number[] {

@@ -7,7 +7,7 @@
  * first host's own requests come from host 1, so every request to the Service crosses nodes.
  * Traffic goes only to addresses inside the lab's namespaces.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { Bus, ControlPlane, Informer, KvStore, startNatsServer } from '../../actors/index.js';
 import { bridgeName, proxyTable, serviceInterface } from '../../node-agent/index.js';
+import { readdirIf } from '../../node-agent/files.js';
 import { kindInfo, type KObject } from '../../protocol/index.js';
 import { runCli, startAgent } from '../helpers/agent.js';
 import { quiet } from '../helpers/cluster.js';
@@ -258,8 +259,8 @@ spec:
     t.notMatch(table, /chain (svc|sep|np)-/, `${h.name}: no service chain left`);
     t.notMatch(table, /set aff-/, `${h.name}: no affinity set left`);
     // (the node's pool of ready sandboxes keeps its own: exactly those are left)
-    const allocated = () => readdirSafe(join(dir, h.name, 'cni', `troupe-${h.name}`)).filter((f) => /^\d+\./.test(f)).sort().join(' ');
-    const pooled = () => readdirSafe(join(dir, h.name, 'runtime', 'pool')).filter((f) => f.endsWith('.ip')).map((f) => readFileSync(join(dir, h.name, 'runtime', 'pool', f), 'utf8').trim()).sort().join(' ');
+    const allocated = () => readdirIf(join(dir, h.name, 'cni', `troupe-${h.name}`)).filter((f) => /^\d+\./.test(f)).sort().join(' ');
+    const pooled = () => readdirIf(join(dir, h.name, 'runtime', 'pool')).filter((f) => f.endsWith('.ip')).map((f) => readFileSync(join(dir, h.name, 'runtime', 'pool', f), 'utf8').trim()).sort().join(' ');
     await waitFor(() => allocated() === pooled(), `${h.name}: every pod address given back (${allocated()} held, the pool has ${pooled()})`).catch(() => undefined);
     t.equal(allocated(), pooled(), `${h.name}: every pod address given back`);
     t.notMatch((await h.exec(['iptables', '-t', 'nat', '-S'])).stdout, /8088/, `${h.name}: no host port rule left`);
@@ -269,11 +270,3 @@ spec:
   for (const n of lab.netnsNames) t.notOk(await netnsExists(n), `netns ${n} is gone`);
   t.notOk(await linkExists(lab.hostVeth), `link ${lab.hostVeth} is gone`);
 });
-
-function readdirSafe(d: string): string[] {
-  try {
-    return readdirSync(d);
-  } catch {
-    return [];
-  }
-}
