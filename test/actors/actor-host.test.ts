@@ -1,14 +1,14 @@
 import t from 'tap';
-import { ActorClient, ActorDoneError, ActorFailedError, ActorHost, KvStore, ensureEventStream, packValue, type EventBody, type StoredActor } from '../../index.js';
+import { ActorClient, ActorDoneError, ActorFailedError, ActorHost, KvStore, ensureEventStream, packValue, type ActorHostOptions, type EventBody, type StoredActor } from '../../index.js';
 import { counter } from '../fixtures/counter.js';
 import { withBus, withNats, waitFor, type Teardown } from '../helpers/nats.js';
 
 const storedN = (s: StoredActor | undefined) => (s?.snapshot as unknown as { context: { n: number } }).context.n;
 
-async function cluster(t: Teardown) {
+async function cluster(t: Teardown, opts: Omit<ActorHostOptions, 'kinds'> = {}) {
   const nats = await withNats(t);
   const hostBus = await withBus(t, nats.url, { name: 'host' });
-  const host = await ActorHost.start(hostBus, { kinds: [counter] });
+  const host = await ActorHost.start(hostBus, { kinds: [counter], ...opts });
   t.teardown(() => host.stop());
   const bus = await withBus(t, nats.url, { name: 'client' });
   return { nats, hostBus, host, bus, client: new ActorClient(bus, counter) };
@@ -300,11 +300,7 @@ t.test("persist 'async': under a steady stream of commands, one write per delay 
 });
 
 t.test('maxResident: past the cap the quietest actors leave memory, never one busy within the last second', async (t) => {
-  const srv = await withNats(t);
-  const bus = await withBus(t, srv.url);
-  const host = await ActorHost.start(bus, { kinds: [counter], maxResident: 5 });
-  t.teardown(() => host.stop());
-  const client = new ActorClient(bus, counter);
+  const { host, hostBus, client } = await cluster(t, { maxResident: 5 });
   for (let i = 0; i < 5; i++) await client.send('default', `old${i}`, { type: 'inc', by: i + 1 });
   // over the cap at once, but every actor was busy within the second: all stay
   await client.send('default', 'early', { type: 'inc', by: 1 });
@@ -316,18 +312,14 @@ t.test('maxResident: past the cap the quietest actors leave memory, never one bu
   await new Promise((r) => setImmediate(r));
   // started order: old0..old4, early, new0..; old4 just took a command and every new one is new
   t.equal(host.actorCount(), 4, 'down to nine tenths of the cap');
-  t.ok(bus.metrics.get('actors_passivated_total') >= 5, 'counted as passivated');
+  t.ok(hostBus.metrics.get('actors_passivated_total') >= 5, 'counted as passivated');
   const r = await client.send('default', 'old0', { type: 'inc', by: 1 });
   t.equal(r.n, 2, 'a passivated actor resumes from its snapshot');
   t.equal((await client.send('default', 'old4', { type: 'get' })).n, 15, 'the busy one kept its state');
 });
 
 t.test('passivation: an idle actor leaves memory and comes back from its snapshot on its next command', async (t) => {
-  const srv = await withNats(t);
-  const bus = await withBus(t, srv.url);
-  const host = await ActorHost.start(bus, { kinds: [counter], idleMs: 60_000 });
-  t.teardown(() => host.stop());
-  const client = new ActorClient(bus, counter);
+  const { host, client } = await cluster(t, { idleMs: 60_000 });
   await client.send('default', 'idle', { type: 'inc', by: 5 });
   await client.send('default', 'busy', { type: 'inc', by: 1 });
   t.equal(host.actorCount(), 2);

@@ -7,19 +7,24 @@ import { pino } from 'pino';
 import { ControlPlane, Informer, KvStore, Resources } from '../../actors/index.js';
 import { PodSync } from '../../node-agent/index.js';
 import { heartbeatBody, kindInfo, MessageType, type KObject } from '../../protocol/index.js';
-import { waitFor, withBus, withNats } from '../helpers/nats.js';
+import { waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
 
 const POD = kindInfo('Pod')!;
 const quiet = pino({ level: 'silent' });
 const ready = (p: KObject | undefined) => (p?.status?.conditions as { type: string; status: string }[] | undefined)?.find((c) => c.type === 'Ready')?.status;
 
-t.test('a status that goes back to what the informer still shows is written all the same', async (t) => {
-  // (an agent restart showed it: an adopted pod stayed Ready False in the store for good)
+/** A nats-server, a control plane on it, and a bus and Resources for the test. */
+async function withControlPlane(t: Teardown) {
   const srv = await withNats(t);
   const cp = await ControlPlane.start({ bus: await withBus(t, srv.url, { logger: quiet }), logger: quiet });
   t.teardown(() => cp.stop());
   const bus = await withBus(t, srv.url, { logger: quiet });
-  const res = await Resources.open(bus);
+  return { bus, res: await Resources.open(bus) };
+}
+
+t.test('a status that goes back to what the informer still shows is written all the same', async (t) => {
+  // (an agent restart showed it: an adopted pod stayed Ready False in the store for good)
+  const { bus, res } = await withControlPlane(t);
   // a pod on this node
   await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'default' }, spec: { nodeName: 'ps-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
   const uid = (await res.get(POD, 'default', 'web'))!.metadata.uid as string;
@@ -67,11 +72,7 @@ t.test('a status that goes back to what the informer still shows is written all 
 });
 
 t.test('a pod that starts at once goes from nothing to Running in the store; a slow one shows Pending first', async (t) => {
-  const srv = await withNats(t);
-  const cp = await ControlPlane.start({ bus: await withBus(t, srv.url, { logger: quiet }), logger: quiet });
-  t.teardown(() => cp.stop());
-  const bus = await withBus(t, srv.url, { logger: quiet });
-  const res = await Resources.open(bus);
+  const { bus, res } = await withControlPlane(t);
   // the node's heartbeats, as its agent sends them: a node that is not Ready has its pods evicted
   if (!bus.codec.types.has('hb')) bus.codec.types.register('hb', heartbeatBody);
   let seq = 0;
