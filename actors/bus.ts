@@ -8,12 +8,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { connect, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { errors as natsErrors } from '@nats-io/nats-core';
 import {
   Codec,
   MessageType,
-  TimeoutError,
-  UnavailableError,
   UnknownTypeError,
   errorFromWire,
   newInstanceId,
@@ -22,12 +19,12 @@ import {
   type Envelope,
   type ErrorBody,
   type Subjects,
-  type TroupeError,
 } from '../protocol/index.js';
 import { backoff, silentLogger, type Logger } from '../supervisor/index.js';
 import { BusConnectError } from './errors.js';
 import { FastPublisher, coalesceFlushes, settleRequestsCheaply } from './fast-publish.js';
 import { Metrics, RateLimit } from './metrics.js';
+import { Requester } from './requester.js';
 
 export interface BusOptions {
   /** NATS server URL(s), e.g. nats://127.0.0.1:4222. */
@@ -84,6 +81,7 @@ export class Bus extends EventEmitter {
   readonly requestTimeout: number;
   private readonly rejectLog = new RateLimit(20);
   private readonly publisher: FastPublisher;
+  private readonly requester: Requester;
 
   private constructor(nc: NatsConnection, opts: BusOptions, id: string) {
     super();
@@ -97,6 +95,7 @@ export class Bus extends EventEmitter {
     this.publisher = new FastPublisher(nc);
     if (opts.coalesceWrites !== false) coalesceFlushes(nc);
     settleRequestsCheaply(nc);
+    this.requester = new Requester(nc, this.publisher);
     void this.watchStatus();
   }
 
@@ -174,38 +173,16 @@ export class Bus extends EventEmitter {
   async request<R = unknown, B = unknown>(subject: string, type: string, body: B, opts: RequestOptions = {}): Promise<Envelope<R>> {
     const timeout = opts.timeout ?? this.requestTimeout;
     const data = this.codec.encode(type, body, { from: this.from, cid: opts.cid ?? null });
-    let msg: Msg;
-    try {
-      msg = await this.nc.request(subject, data, { timeout });
-    } catch (err) {
-      throw this.requestError(err, subject, timeout);
-    }
-    const env = this.codec.decode<R>(msg.data);
+    const env = this.codec.decode<R>(await this.requester.request(subject, data, timeout));
     if (env.t === MessageType.Error) throw errorFromWire(env.body as unknown as ErrorBody);
     return env;
-  }
-
-  private requestError(err: unknown, subject: string, timeout: number): TroupeError {
-    if (err instanceof natsErrors.TimeoutError) {
-      return new TimeoutError(`no reply on ${subject} within ${timeout} ms`, { subject, timeout }, { cause: err });
-    }
-    if (err instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())) {
-      return new UnavailableError(`nothing is serving ${subject} (no responders)`, { subject }, { cause: err });
-    }
-    if (err instanceof natsErrors.ClosedConnectionError || err instanceof natsErrors.DrainingConnectionError) {
-      return new UnavailableError(`the bus connection is closed`, { subject }, { cause: err });
-    }
-    if (err instanceof natsErrors.RequestError) {
-      return new UnavailableError(`request on ${subject} failed: ${err.message}`, { subject }, { cause: err });
-    }
-    return toTroupeError(err);
   }
 
   /** Answers a request with a reply envelope. */
   respond<B>(msg: Msg, body: B, cid: string | null): void {
     if (!msg.reply) return;
     try {
-      msg.respond(this.codec.encode(MessageType.Reply, body, { from: this.from, cid }));
+      this.publish(msg.reply, MessageType.Reply, body, cid);
     } catch (err) {
       this.respondError(msg, err, cid);
     }

@@ -91,6 +91,29 @@ export class FastPublisher {
     this.send(p, frame, size);
   }
 
+  /**
+   * Publishes `data` with a reply subject: `PUB <subject> <reply> <size>`, one frame. Falls back to
+   * nc.publish (which then throws its own error) when frames cannot go straight to the connection.
+   */
+  publishWithReply(subject: string, reply: string, data: Uint8Array): void {
+    const p = this.proto;
+    const max = p?.info?.max_payload;
+    const prefix = p && !p.noMorePublishing && !this.nc.isClosed() && (max === undefined || data.length <= max) ? this.prefix(subject) : undefined;
+    if (!p || !prefix || WHITESPACE.test(reply)) {
+      this.nc.publish(subject, data, { reply });
+      return;
+    }
+    const tail = `${reply} ${data.length}\r\n`;
+    const frame = Buffer.allocUnsafe(prefix.length + Buffer.byteLength(tail) + data.length + 2);
+    prefix.copy(frame, 0);
+    let o = prefix.length + frame.write(tail, prefix.length);
+    frame.set(data, o);
+    o += data.length;
+    frame[o++] = 13;
+    frame[o] = 10;
+    this.send(p, frame, data.length);
+  }
+
   private prefix(subject: string): Buffer | undefined {
     let prefix = this.prefixes.get(subject);
     if (!prefix) {

@@ -144,21 +144,32 @@ t.test('fresh: an actor said to be new starts without a store read; its events w
   t.teardown(() => host.stop());
   const bus = await withBus(t, nats.url, { name: 'client' });
   const client = new ActorClient(bus, counter);
+  // the order the host sent them in: callbacks on one connection run in the order its messages
+  // arrive, which is the order the host published them (promises would add their own hops)
   const order: string[] = [];
-  const events = client.watch('default', 'new-1');
-  const seen = collect(events, 2).then((es) => {
-    order.push('events');
-    return es;
+  const seen: EventBody[] = [];
+  bus.nc.subscribe(bus.subjects.evt('counter', 'default', 'new-1'), {
+    callback: (_e, m) => {
+      order.push('event');
+      seen.push(bus.codec.decode<EventBody>(m.data).body);
+    },
   });
-  await client.ready();
-  const reply = await client.send('default', 'new-1', { type: 'inc', by: 2 });
-  order.push('reply');
-  t.same(reply, { n: 2, state: 'running' });
-  t.same((await seen).map((e) => [e.seq, e.cause, (e.data as { n: number }).n]), [
+  bus.nc.subscribe('test.fresh.reply', {
+    callback: (_e, m) => {
+      order.push('reply');
+      replied(bus.codec.decode(m.data).body);
+    },
+  });
+  let replied!: (body: unknown) => void;
+  const reply = new Promise((r) => (replied = r));
+  await bus.flush();
+  bus.nc.publish(bus.subjects.cmd('counter', 'default', 'new-1'), bus.codec.encode('cmd', { type: 'inc', by: 2 }, { from: bus.from }), { reply: 'test.fresh.reply' });
+  t.same(await reply, { n: 2, state: 'running' });
+  t.same(seen.map((e) => [e.seq, e.cause, (e.data as { n: number }).n]), [
     [1, 'xstate.init', 0],
     [2, 'inc', 2],
   ]);
-  t.same(order, ['events', 'reply'], 'the held events went out before the answer');
+  t.same(order, ['event', 'event', 'reply'], 'the held events went out before the answer');
   t.equal(reads, 0, 'no store read');
   t.equal(storedN(await client.stored('default', 'new-1')), 2, 'its first write created the entry');
   t.same(await client.send('default', 'new-1', { type: 'inc', by: 1 }), { n: 3, state: 'running' }, 'and it goes on as any actor');
