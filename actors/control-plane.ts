@@ -29,6 +29,9 @@ import { HEARTBEAT_TYPE, heartbeatBody } from '../protocol/index.js';
 
 export const LEASE_KEY = 'lease.controller';
 
+/** How long a stopping control plane lets the work it has begun finish (ms). */
+const STOP_GRACE_MS = 2000;
+
 export interface ControlPlaneOptions {
   bus: Bus;
   logger?: Logger;
@@ -185,6 +188,12 @@ export class ControlPlane {
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.lifecycle?.stop();
     for (const q of this.queues) q.stop();
+    // work already begun finishes while the actors still answer (bounded: a command stuck on an
+    // unavailable store must not hold the stop)
+    const clock = this.opts.clock ?? systemClock;
+    let grace: ReturnType<Clock['setTimeout']> | undefined;
+    await Promise.race([Promise.all(this.queues.map((q) => q.idle())), new Promise<void>((r) => (grace = clock.setTimeout(r, STOP_GRACE_MS)))]);
+    if (grace) clock.clearTimeout(grace);
     await Promise.all(this.informers.map((i) => i.stop()));
     await this.host?.stop();
     if (!lost) {

@@ -91,8 +91,11 @@ export class WorkQueue {
     } catch (err) {
       const n = (this.failures.get(key) ?? 0) + 1;
       this.failures.set(key, n);
-      this.opts.onError?.(key, err);
-      if (!this.stopped) this.addAfter(key, backoff(n - 1, 50, 5000));
+      // a queue stopped meanwhile drops the key: a failure then is the shutdown's, not news
+      if (!this.stopped) {
+        this.opts.onError?.(key, err);
+        this.addAfter(key, backoff(n - 1, 50, 5000));
+      }
     } finally {
       this.active.delete(key);
       this.running--;
