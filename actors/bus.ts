@@ -158,8 +158,13 @@ export class Bus extends EventEmitter {
 
   /** Encodes and publishes one message. */
   publish<B>(subject: string, type: string, body: B, cid?: string | null): void {
-    const opts = { from: this.from, cid: cid ?? null };
-    const prefix = this.publisher.framePrefix(subject);
+    this.send(subject, type, body, cid ?? null, false);
+  }
+
+  /** publish(); `once` for a subject used for one message (a reply's inbox: see framePrefix). */
+  private send(subject: string, type: string, body: unknown, cid: string | null, once: boolean): void {
+    const opts = { from: this.from, cid };
+    const prefix = this.publisher.framePrefix(subject, once);
     if (!prefix) {
       this.publisher.publish(subject, this.codec.encode(type, body, opts));
       return;
@@ -182,7 +187,7 @@ export class Bus extends EventEmitter {
   respond<B>(msg: Msg, body: B, cid: string | null): void {
     if (!msg.reply) return;
     try {
-      this.publish(msg.reply, MessageType.Reply, body, cid);
+      this.send(msg.reply, MessageType.Reply, body, cid, true);
     } catch (err) {
       this.respondError(msg, err, cid);
     }

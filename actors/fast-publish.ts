@@ -69,12 +69,14 @@ export class FastPublisher {
 
   /**
    * The `PUB <subject> ` prefix for a caller that builds whole frames itself (Codec.encodeFrame),
-   * or undefined when frames cannot go straight to the connection now (then: publish()).
+   * or undefined when frames cannot go straight to the connection now (then: publish()). With
+   * `once` (a reply's inbox, used for one message) the prefix is made but not kept.
    */
-  framePrefix(subject: string): Buffer | undefined {
+  framePrefix(subject: string, once = false): Buffer | undefined {
     const p = this.proto;
     if (!p || p.noMorePublishing || this.nc.isClosed()) return undefined;
-    return this.prefix(subject);
+    if (!once) return this.prefix(subject);
+    return subject.length === 0 || WHITESPACE.test(subject) ? undefined : Buffer.from(`PUB ${subject} `, 'utf8');
   }
 
   /**
