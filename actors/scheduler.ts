@@ -184,13 +184,19 @@ export class Scheduler {
     if (this.facts) return this.facts;
     this.facts = [...this.nodes.list()].map((node) => {
       const alloc = node.status?.allocatable ?? {};
+      const cpu = alloc.cpu !== undefined ? (milliCpu(alloc.cpu) ?? 0) : Infinity;
+      const memory = alloc.memory !== undefined ? (parseQuantity(alloc.memory) ?? 0) : Infinity;
       return {
         node,
         name: node.metadata.name,
-        cpu: alloc.cpu !== undefined ? (milliCpu(alloc.cpu) ?? 0) : Infinity,
-        memory: alloc.memory !== undefined ? (parseQuantity(alloc.memory) ?? 0) : Infinity,
+        cpu,
+        memory,
+        scoreCpu: Number.isFinite(cpu) && cpu > 0 ? cpu : 1,
+        scoreMemory: Number.isFinite(memory) && memory > 0 ? memory : 1,
         pods: Number(alloc.pods ?? 110),
         ready: condition(node, 'Ready')?.status === 'True',
+        taints: ((node.spec?.taints ?? []) as { key: string; value?: string; effect: string }[]).filter((t) => t.effect !== 'PreferNoSchedule'),
+        use: this.usage(node.metadata.name),
       };
     });
     return this.facts;
@@ -234,15 +240,16 @@ export class Scheduler {
     const node = f.node;
     if (!f.ready) return "node(s) had untolerated taint {node.kubernetes.io/not-ready: }";
     if (node.spec?.unschedulable && !tolerates(pod.spec.tolerations, { key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' })) return 'node(s) were unschedulable';
-    for (const t of node.spec?.taints ?? []) {
-      if (t.effect === 'PreferNoSchedule') continue;
+    for (const t of f.taints) {
       if (!tolerates(pod.spec.tolerations, t)) return `node(s) had untolerated taint {${t.key}: ${t.value ?? ''}}`;
     }
-    const labels = node.metadata.labels ?? {};
-    if (pod.spec.nodeSelector) for (const [k, v] of Object.entries(pod.spec.nodeSelector)) if (labels[k] !== v) return "node(s) didn't match Pod's node affinity/selector";
-    const terms = pod.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-    if (terms && !terms.some((t: { matchExpressions?: NodeReq[] }) => (t.matchExpressions ?? []).every((e) => nodeMatches(e, labels)))) return "node(s) didn't match Pod's node affinity/selector";
-    const u = this.usage(f.name);
+    if (pod.spec.nodeSelector || pod.spec.affinity) {
+      const labels = node.metadata.labels ?? {};
+      if (pod.spec.nodeSelector) for (const [k, v] of Object.entries(pod.spec.nodeSelector)) if (labels[k] !== v) return "node(s) didn't match Pod's node affinity/selector";
+      const terms = pod.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+      if (terms && !terms.some((t: { matchExpressions?: NodeReq[] }) => (t.matchExpressions ?? []).every((e) => nodeMatches(e, labels)))) return "node(s) didn't match Pod's node affinity/selector";
+    }
+    const u = f.use;
     if (u.pods + 1 > f.pods) return 'Too many pods';
     if (req.milliCpu > 0 && u.milliCpu + req.milliCpu > f.cpu) return 'Insufficient cpu';
     if (req.memory > 0 && u.memory + req.memory > f.memory) return 'Insufficient memory';
@@ -251,11 +258,9 @@ export class Scheduler {
   }
 
   private score(f: NodeFacts, req: { milliCpu: number; memory: number }, owner: string | undefined): number {
-    const u = this.usage(f.name);
-    const cpu = Number.isFinite(f.cpu) && f.cpu > 0 ? f.cpu : 1;
-    const mem = Number.isFinite(f.memory) && f.memory > 0 ? f.memory : 1;
+    const u = f.use;
     // least allocated: the share left free after this pod, 0..100
-    const free = (1 - (u.milliCpu + req.milliCpu) / cpu + (1 - (u.memory + req.memory) / mem)) * 50;
+    const free = (1 - (u.milliCpu + req.milliCpu) / f.scoreCpu + (1 - (u.memory + req.memory) / f.scoreMemory)) * 50;
     // spread: each pod of the same owner already there costs more than any difference in free share
     const same = owner ? (u.owners.get(owner) ?? 0) : 0;
     return Math.max(0, free) - same * 200 - u.pods * 0.001;
@@ -267,8 +272,15 @@ interface NodeFacts {
   name: string;
   cpu: number;
   memory: number;
+  /** cpu and memory as the score divides by (1 when unknown or infinite). */
+  scoreCpu: number;
+  scoreMemory: number;
   pods: number;
   ready: boolean;
+  /** Its taints that filter (PreferNoSchedule ones only score). */
+  taints: { key: string; value?: string; effect: string }[];
+  /** Its entry in the scheduler's accounting (kept for the scheduler's life). */
+  use: NodeUse;
 }
 
 type NodeReq = { key: string; operator: string; values?: string[] };
