@@ -20,11 +20,13 @@ import type { Actor, AnyStateMachine, Snapshot } from 'xstate';
 import {
   ConflictError,
   MessageType,
+  PROTOCOL_VERSION,
   TimeoutError,
   UnavailableError,
   ValidationError,
   formatIssues,
   packValue,
+  toTroupeError,
   unpackValue,
   type CommandBody,
   type Envelope,
@@ -88,8 +90,25 @@ export interface StoredActor {
   snapshot: Snapshot<unknown>;
 }
 
+/**
+ * A command's caller in this process (see deliver): answered by settling its promise, with the
+ * same bodies and errors a caller on the bus would get (not copies: neither side changes them).
+ */
+class LocalCall {
+  /** Always set: a local caller always waits for its answer. */
+  readonly reply = 'local';
+  constructor(
+    readonly subject: string,
+    readonly resolve: (body: unknown) => void,
+    readonly reject: (err: TroupeError) => void,
+  ) {}
+}
+
+/** Where a command came from and its answer goes: a request on the bus, or a local caller. */
+type Origin = Msg | LocalCall;
+
 interface Waiter {
-  msg: Msg;
+  msg: Origin;
   cid: string;
   body: unknown;
 }
@@ -104,7 +123,7 @@ interface Cell {
   evtSubject: string;
   actor: Actor<AnyStateMachine> | undefined;
   /** Commands waiting while the actor (re)starts. */
-  mailbox: { env: Envelope<CommandBody>; msg: Msg }[];
+  mailbox: { env: Envelope<CommandBody>; msg: Origin }[];
   starting: boolean;
   last: unknown;
   seq: number;
@@ -120,7 +139,7 @@ interface Cell {
    * Started without reading the store (the `fresh` hint) and not yet written: its events are
    * held, and the commands it took kept, until its first write (a create) lands.
    */
-  unwritten?: { events: EventBody[]; commands: { env: Envelope<CommandBody>; msg: Msg }[] };
+  unwritten?: { events: EventBody[]; commands: { env: Envelope<CommandBody>; msg: Origin }[] };
 }
 
 /** A fresh actor's first write found an entry there (see ActorHostOptions.fresh). */
@@ -263,13 +282,63 @@ export class ActorHost {
     await this.supervisor.stop();
   }
 
-  private onCommand(kind: ActorKind<AnyStateMachine, unknown>, env: Envelope<CommandBody>, msg: Msg, load = false): void {
+  private localSeq = 0;
+
+  /**
+   * Delivers a command to one of this host's actors from this process, without the bus: what a
+   * controller beside its resource actors sends (a request and its answer over the server, both
+   * encoded and decoded, cost it a fifth of its CPU). Same validation, mailbox, persistence and
+   * answer as a command from the bus; resolves with the reply body, rejects with the TroupeError a
+   * bus caller would get. `namespace` is the subject's namespace token.
+   */
+  deliver(kind: string, namespace: string, name: string, body: CommandBody, timeout = 15_000): Promise<unknown> {
+    const k = this.kinds.get(kind);
+    if (!k) return Promise.reject(new UnavailableError(`this host has no actor kind ${kind}`, { kind }));
+    if (this.stopped) return Promise.reject(new UnavailableError(`the actor host is stopped`, { kind }));
+    const subject = this.subjects.cmd(kind, namespace, name);
+    return new Promise((resolve, reject) => {
+      // as a bus caller's deadline: an actor that can never start again must not hold its callers
+      const timer = setTimeout(() => reject(new TimeoutError(`no reply on ${subject} within ${timeout} ms`, { subject, timeout })), timeout);
+      const settle =
+        <T>(f: (v: T) => void) =>
+        (v: T) => {
+          clearTimeout(timer);
+          f(v);
+        };
+      const env: Envelope<CommandBody> = { v: PROTOCOL_VERSION, t: MessageType.Command, id: `local-${(this.localSeq++).toString(36)}`, cid: null, from: this.bus.from, ts: Date.now(), body };
+      this.onCommand(k, env, new LocalCall(subject, settle(resolve), settle(reject)));
+    });
+  }
+
+  /** True when this host serves actors of `kind` (and takes commands). */
+  serves(kind: string): boolean {
+    return !this.stopped && this.kinds.has(kind);
+  }
+
+  /** Answers a command: on the bus, or by settling a local caller's promise. */
+  private respond(to: Origin, body: unknown, cid: string): void {
+    if (to instanceof LocalCall) to.resolve(body);
+    else this.bus.respond(to, body, cid);
+  }
+
+  private respondError(to: Origin, err: unknown, cid: string): void {
+    if (to instanceof LocalCall) to.reject(toTroupeError(err));
+    else this.bus.respondError(to, err, cid);
+  }
+
+  /** A command refused before any actor saw it (counted and logged as the bus does). */
+  private reject(to: Origin, err: unknown, cid: string): void {
+    if (to instanceof LocalCall) to.reject(toTroupeError(err));
+    else this.bus.reject(to, err, cid);
+  }
+
+  private onCommand(kind: ActorKind<AnyStateMachine, unknown>, env: Envelope<CommandBody>, msg: Origin, load = false): void {
     // Cells are found by the command subject itself: no key is rebuilt or re-validated per message.
     const subject = msg.subject;
     let cell = this.cells.get(subject);
     if (!cell) {
       const key = this.subjects.parseCmd(subject);
-      if (!key) return this.bus.reject(msg, new ValidationError(`subject ${subject} names no actor`), env.id);
+      if (!key) return this.reject(msg, new ValidationError(`subject ${subject} names no actor`), env.id);
       cell = {
         subject,
         kind,
@@ -296,7 +365,7 @@ export class ActorHost {
     }
     if (!kind.events.check(env.body, 'body', this.scratch)) {
       const issues = this.scratch.splice(0);
-      return this.bus.reject(msg, new ValidationError(formatIssues(`${kind.kind} ${cell.namespace}/${cell.name}`, issues), { issues }), env.id);
+      return this.reject(msg, new ValidationError(formatIssues(`${kind.kind} ${cell.namespace}/${cell.name}`, issues), { issues }), env.id);
     }
     if (!cell.actor) {
       cell.mailbox.push({ env, msg });
@@ -334,7 +403,7 @@ export class ActorHost {
       this.forget(cell);
       const e = err instanceof Error ? err : new Error(String(err));
       for (const { env, msg } of cell.mailbox.splice(0)) {
-        this.bus.respondError(msg, new ActorFailedError(`${id} could not start: ${e.message}`, { actor: id }), env.id);
+        this.respondError(msg, new ActorFailedError(`${id} could not start: ${e.message}`, { actor: id }), env.id);
       }
     }
   }
@@ -434,13 +503,13 @@ export class ActorHost {
     }
   }
 
-  private apply(cell: Cell, env: Envelope<CommandBody>, msg: Msg): void {
+  private apply(cell: Cell, env: Envelope<CommandBody>, msg: Origin): void {
     const actor = cell.actor!;
     cell.active = this.clock.now();
     const before = actor.getSnapshot() as Snapshot<unknown>;
     if (before.status === 'done') {
       const id = describe(cell);
-      return this.bus.respondError(msg, new ActorDoneError(`${id} has finished (final state) and takes no more commands`, { actor: id }), env.id);
+      return this.respondError(msg, new ActorDoneError(`${id} has finished (final state) and takes no more commands`, { actor: id }), env.id);
     }
     cell.cause = env.body.type;
     cell.unwritten?.commands.push({ env, msg });
@@ -450,7 +519,7 @@ export class ActorHost {
     if (after.status === 'error') {
       const id = describe(cell);
       const message = after.error instanceof Error ? after.error.message : String(after.error);
-      return this.bus.respondError(
+      return this.respondError(
         msg,
         new ActorFailedError(`${id} failed on ${JSON.stringify(env.body.type)}: ${message}; it restarts from its last snapshot`, { actor: id, event: env.body.type }),
         env.id,
@@ -461,11 +530,11 @@ export class ActorHost {
     try {
       body = cell.kind.reply ? cell.kind.reply(after as never, env.body as never) : { value: after.value, context: after.context };
     } catch (err) {
-      return this.bus.respondError(msg, err, env.id);
+      return this.respondError(msg, err, env.id);
     }
     const durable = persistOf(cell.kind) === Persist.Durable;
     if (durable && (cell.dirty || cell.writing || cell.scheduled)) cell.waiters.push({ msg, cid: env.id, body });
-    else this.bus.respond(msg, body, env.id);
+    else this.respond(msg, body, env.id);
   }
 
   private markDirty(cell: Cell): void {
@@ -494,11 +563,11 @@ export class ActorHost {
           try {
             await this.remove(cell);
           } catch (err) {
-            for (const w of waiters) this.bus.respondError(w.msg, err, w.cid);
+            for (const w of waiters) this.respondError(w.msg, err, w.cid);
             this.evict(cell);
             continue;
           }
-          for (const w of waiters) this.bus.respond(w.msg, w.body, w.cid);
+          for (const w of waiters) this.respond(w.msg, w.body, w.cid);
           this.evict(cell);
           continue;
         }
@@ -513,7 +582,7 @@ export class ActorHost {
               return;
             }
             const e = err as TroupeError;
-            for (const w of waiters) this.bus.respondError(w.msg, e, w.cid);
+            for (const w of waiters) this.respondError(w.msg, e, w.cid);
             if (e instanceof ConflictError) this.evict(cell);
             continue;
           }
@@ -524,7 +593,7 @@ export class ActorHost {
             for (const body of held.events) this.announce(cell, body);
           }
         }
-        for (const w of waiters) this.bus.respond(w.msg, w.body, w.cid);
+        for (const w of waiters) this.respond(w.msg, w.body, w.cid);
         if (cell.dirty && cell.waiters.length === 0 && persistOf(cell.kind) === Persist.Async) {
           // an async actor that changed again meanwhile waits again before its next write: one
           // write per delay at most, however fast the commands come (nobody waits on it)

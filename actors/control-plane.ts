@@ -124,6 +124,8 @@ export class ControlPlane {
       return !!informer?.synced && !informer.get(key.namespace, key.name);
     };
     this.host = await ActorHost.start(bus, { kinds: resourceKinds({ Service: svc.admit }), store: this.kv, logger: this.logger, clock: this.opts.clock, idleMs: this.opts.idleMs ?? 10_000, maxResident: this.opts.maxResident ?? 4000, fresh });
+    // the controllers below command the actors of this host in this process
+    res.local = this.host;
     const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger);
     const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
     const sched = new Scheduler(res, pods, nodes, recorder, this.logger);

@@ -18,7 +18,7 @@ import type { Bus, RequestOptions } from './bus.js';
 import { KvStore, type Entry } from './kv-store.js';
 import type { ResourceCommand } from './resource-machine.js';
 import type { ResourceReply } from './resource-kinds.js';
-import type { StoredActor } from './actor-host.js';
+import type { ActorHost, StoredActor } from './actor-host.js';
 import { ActorDoneError } from './errors.js';
 
 /** The object held in a resource actor's stored snapshot, with its resourceVersion. */
@@ -34,6 +34,12 @@ export function nsToken(info: KindInfo, namespace?: string): string {
 }
 
 export class Resources {
+  /**
+   * The resource actors' host when it lives in this process (the control plane's): commands go
+   * to it directly instead of over the bus (see ActorHost.deliver).
+   */
+  local?: ActorHost;
+
   private constructor(
     readonly bus: Bus,
     readonly kv: KvStore,
@@ -46,6 +52,7 @@ export class Resources {
   /** Sends one command to a resource actor. */
   async send(info: KindInfo, namespace: string | undefined, name: string, cmd: ResourceCommand, opts: RequestOptions = {}): Promise<ResourceReply> {
     try {
+      if (this.local?.serves(info.token)) return (await this.local.deliver(info.token, nsToken(info, namespace), name, cmd as never, opts.timeout ?? 15_000)) as ResourceReply;
       const env = await this.bus.request<ResourceReply>(this.bus.subjects.cmd(info.token, nsToken(info, namespace), name), MessageType.Command, cmd, { timeout: 15_000, ...opts });
       return env.body;
     } catch (err) {
