@@ -81,6 +81,16 @@ export interface ActorHostOptions {
   fresh?: (kind: string, key: ActorKey, command: CommandBody) => boolean;
 }
 
+/** A snapshot write that landed (see ActorHost.onStored). */
+export interface StoredWrite {
+  kind: string;
+  /** The store key written. */
+  key: string;
+  /** Its new revision. */
+  revision: number;
+  stored: StoredActor;
+}
+
 /** What is stored per actor in KV. */
 export interface StoredActor {
   /** The host instance that wrote it. */
@@ -160,6 +170,8 @@ export class ActorHost {
   private readonly subjects: Subjects;
   /** In-process followers of every transition (see onTransition). */
   private readonly followers = new Set<(e: EventBody) => void>();
+  /** In-process followers of every snapshot write that landed (see onStored). */
+  private readonly storedFollowers = new Set<(w: StoredWrite) => void>();
 
   private constructor(
     readonly bus: Bus,
@@ -267,6 +279,17 @@ export class ActorHost {
   onTransition(follower: (e: EventBody) => void): () => void {
     this.followers.add(follower);
     return () => this.followers.delete(follower);
+  }
+
+  /**
+   * Calls `follower` with every snapshot write of this host once the store has it, with its new
+   * revision: what mirrors the store in this process (the control plane's informers) has it without
+   * waiting for the store's watch to bring it back. The snapshot is the one written: not to be
+   * changed. Deletions are not told (the watch brings them). Returns the way to stop.
+   */
+  onStored(follower: (w: StoredWrite) => void): () => void {
+    this.storedFollowers.add(follower);
+    return () => this.storedFollowers.delete(follower);
   }
 
   /** Stops taking commands, lets pending snapshot writes finish, and stops every actor. */
@@ -486,6 +509,17 @@ export class ActorHost {
     else if (snapshot.status === 'done' && cell.kind.deleteWhenDone) queueMicrotask(() => this.evict(cell));
   }
 
+  private tellStored(cell: Cell, stored: StoredActor): void {
+    const w: StoredWrite = { kind: cell.kind.kind, key: cell.storeKey, revision: cell.revision, stored };
+    for (const f of this.storedFollowers) {
+      try {
+        f(w);
+      } catch (err) {
+        this.logger.error({ err, actor: cell.storeKey }, 'a store follower failed');
+      }
+    }
+  }
+
   /** Publishes a transition's event and tells the followers in this process. */
   private announce(cell: Cell, body: EventBody): void {
     try {
@@ -576,6 +610,7 @@ export class ActorHost {
           const stored: StoredActor = { owner: this.bus.id, seq: cell.seq, snapshot: cell.actor.getPersistedSnapshot() as Snapshot<unknown> };
           try {
             await this.persist(cell, packValue(stored));
+            if (this.storedFollowers.size) this.tellStored(cell, stored);
           } catch (err) {
             if (err instanceof NotFresh) {
               this.loadInstead(cell);

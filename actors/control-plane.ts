@@ -23,7 +23,7 @@ import { NodeIpam } from './node-ipam.js';
 import { ServiceController } from './service-controller.js';
 import { ReplicaSetController } from './replicaset-controller.js';
 import { resourceKinds } from './resource-kinds.js';
-import { Resources } from './resources.js';
+import { Resources, storedObject } from './resources.js';
 import { Scheduler } from './scheduler.js';
 import { HEARTBEAT_TYPE, heartbeatBody } from '../protocol/index.js';
 
@@ -124,8 +124,15 @@ export class ControlPlane {
       return !!informer?.synced && !informer.get(key.namespace, key.name);
     };
     this.host = await ActorHost.start(bus, { kinds: resourceKinds({ Service: svc.admit }), store: this.kv, logger: this.logger, clock: this.opts.clock, idleMs: this.opts.idleMs ?? 10_000, maxResident: this.opts.maxResident ?? 4000, fresh });
-    // the controllers below command the actors of this host in this process
+    // the controllers below command the actors of this host in this process, and the informers
+    // have each write of theirs as soon as it lands (the watch's copy then skipped)
     res.local = this.host;
+    this.host.onStored((w) => {
+      const informer = byToken.get(w.kind);
+      if (!informer) return;
+      const obj = storedObject(w.stored, w.revision);
+      if (obj) informer.feed(obj);
+    });
     const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger);
     const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
     const sched = new Scheduler(res, pods, nodes, recorder, this.logger);

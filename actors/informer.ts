@@ -11,6 +11,10 @@ import type { Logger } from '../supervisor/index.js';
 
 export type InformerHandler = (type: 'add' | 'update' | 'delete', obj: KObject, old?: KObject) => void;
 
+function revisionOf(obj: KObject): number {
+  return Number(obj.metadata.resourceVersion ?? 0);
+}
+
 export function objectKey(obj: KObject): string {
   return `${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
 }
@@ -64,11 +68,13 @@ export class Informer {
           this.revision = ev.revision;
           const parts = ev.key.split('.');
           const key = `${this.info.namespaced ? untoken(parts[1]!) : ''}/${untoken(parts[2]!)}`;
+          const have = this.objects.get(key);
+          // already here, or something newer (told in-process, see feed): nothing to decode
+          if (have && revisionOf(have) >= ev.revision) continue;
           if (ev.op !== 'PUT') {
-            const old = this.objects.get(key);
-            if (old) {
+            if (have) {
               this.objects.delete(key);
-              this.emit('delete', old);
+              this.emit('delete', have);
             }
             continue;
           }
@@ -87,10 +93,29 @@ export class Informer {
     })();
   }
 
+  /**
+   * An object written to the store by this process, with its resourceVersion, before the watch
+   * brings it back (see ActorHost.onStored); the watch's own copy is then skipped. Handlers hear
+   * it as they would from the watch; only what is newer than what is held is taken.
+   */
+  feed(obj: KObject): void {
+    if (!this.synced || this.abort.signal.aborted) return;
+    if (this.namespace !== undefined && this.info.namespaced && obj.metadata.namespace !== this.namespace) return;
+    this.upsert(obj);
+  }
+
   private upsert(obj: KObject): void {
     const key = objectKey(obj);
     const old = this.objects.get(key);
+    if (old && revisionOf(old) >= revisionOf(obj)) return;
     this.objects.set(key, obj);
+    if (old && old.metadata.uid !== obj.metadata.uid) {
+      // another object of the same name (deleted and made again, the deletion not yet seen on
+      // the watch when it was fed): handlers hear the one go and the other come
+      this.emit('delete', old);
+      this.emit('add', obj);
+      return;
+    }
     this.emit(old ? 'update' : 'add', obj, old);
   }
 

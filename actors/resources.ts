@@ -23,10 +23,14 @@ import { ActorDoneError } from './errors.js';
 
 /** The object held in a resource actor's stored snapshot, with its resourceVersion. */
 export function objectOf(entry: Entry): KObject | undefined {
-  const stored = unpackValue<StoredActor>(entry.value);
+  return storedObject(unpackValue<StoredActor>(entry.value), entry.revision);
+}
+
+/** The object in a stored snapshot, with its resourceVersion (the entry's revision). */
+export function storedObject(stored: StoredActor, revision: number): KObject | undefined {
   const obj = (stored.snapshot as { context?: { object?: KObject } }).context?.object;
   if (!obj) return undefined;
-  return { ...obj, metadata: { ...obj.metadata, resourceVersion: String(entry.revision) } };
+  return { ...obj, metadata: { ...obj.metadata, resourceVersion: String(revision) } };
 }
 
 export function nsToken(info: KindInfo, namespace?: string): string {
