@@ -341,3 +341,19 @@ t.test('passivation: an idle actor leaves memory and comes back from its snapsho
   t.equal(r.n, 7, 'resumed from its snapshot');
   t.equal(host.actorCount(), 1);
 });
+
+t.test('deliver: a command from this process gets the answer a bus caller gets, without crossing the bus', async (t) => {
+  const { host, hostBus, client } = await cluster(t);
+  const seen: string[] = [];
+  hostBus.nc.subscribe(hostBus.subjects.cmdAll('counter'), { callback: (_e, m) => void seen.push(m.subject) });
+  await hostBus.flush();
+  t.same(await host.deliver('counter', 'default', 'd1', { type: 'inc', by: 3 } as never), { n: 3, state: 'running' });
+  t.same(await client.send('default', 'd1', { type: 'get' }), { n: 3, state: 'running' }, 'the same actor as on the bus');
+  t.same(await host.deliver('counter', 'default', 'd1', { type: 'get' }), { n: 3, state: 'running' });
+  t.equal(storedN(await client.stored('default', 'd1')), 3, 'persisted before the answer');
+  await t.rejects(host.deliver('counter', 'default', 'd1', { type: 'inc', by: 0 } as never), { name: 'ValidationError', message: /by/ }, 'validated as a bus command is');
+  await t.rejects(host.deliver('nothing', 'default', 'd1', { type: 'get' }), { name: 'UnavailableError', message: /no actor kind nothing/ });
+  t.same(seen, ['troupe.default.cmd.counter.default.d1'], 'only the bus caller’s command went through the server');
+  await host.stop();
+  await t.rejects(host.deliver('counter', 'default', 'd1', { type: 'get' }), { name: 'UnavailableError', message: /stopped/ });
+});
