@@ -6,7 +6,7 @@
  * back with a new number; old ReplicaSets beyond revisionHistoryLimit removed; conditions
  * Available and Progressing, with ProgressDeadlineExceeded when a rollout stops moving.
  */
-import { stableJson, templateHash, type KObject } from '../protocol/index.js';
+import { sameJson, templateHash, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import type { EventRecorder } from './event-recorder.js';
 import { objectKey, type Informer } from './informer.js';
@@ -224,7 +224,7 @@ export class DeploymentController {
     const prevP = condition(d, 'Progressing');
     const prevA = condition(d, 'Available');
     const counts = { updated, ready, available, total };
-    const moved = stableJson(counts) !== stableJson({ updated: d.status?.updatedReplicas ?? 0, ready: d.status?.readyReplicas ?? 0, available: d.status?.availableReplicas ?? 0, total: d.status?.replicas ?? 0 });
+    const moved = !sameJson(counts, { updated: d.status?.updatedReplicas ?? 0, ready: d.status?.readyReplicas ?? 0, available: d.status?.availableReplicas ?? 0, total: d.status?.replicas ?? 0 });
     const generationChanged = (d.status?.observedGeneration ?? 0) !== d.metadata.generation;
     let progressing: { status: string; reason: string; message: string };
     if (d.spec.paused) progressing = { status: 'Unknown', reason: 'DeploymentPaused', message: 'Deployment is paused' };
@@ -266,7 +266,7 @@ export class DeploymentController {
       unavailableReplicas: Math.max(0, replicas - available),
       conditions,
     };
-    if (stableJson(status) === stableJson(d.status)) return;
+    if (sameJson(status, d.status)) return;
     try {
       await this.res.send(DEPLOY, d.metadata.namespace, d.metadata.name, { type: 'status', status, uid: d.metadata.uid });
     } catch (err) {

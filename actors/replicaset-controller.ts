@@ -5,7 +5,7 @@
  * back through the informer are remembered ("expectations"), so a slow watch never makes it
  * create twice.
  */
-import { randomSuffix, stableJson, type KObject } from '../protocol/index.js';
+import { randomSuffix, sameJson, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import type { EventRecorder } from './event-recorder.js';
 import { objectKey, type Informer } from './informer.js';
@@ -149,7 +149,7 @@ export class ReplicaSetController {
       terminatingReplicas: terminating,
       observedGeneration: rs.metadata.generation,
     };
-    if (stableJson(status) === stableJson(rs.status)) return;
+    if (sameJson(status, rs.status)) return;
     try {
       await this.res.send(RS, rs.metadata.namespace, rs.metadata.name, { type: 'status', status, uid: rs.metadata.uid });
     } catch (err) {

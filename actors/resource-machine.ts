@@ -21,7 +21,7 @@ import {
   KINDS,
   normalize,
   s,
-  stableJson,
+  sameJson,
   toTroupeError,
   type KObject,
   type KindInfo,
@@ -131,18 +131,18 @@ function decideInner(ctx: ResourceContext, ev: ResourceCommand, now: Date): Deci
       const checked = normalize(rest, what(ctx));
       checked.status = status;
       checked.metadata = { ...next.metadata, ...(checked.metadata.namespace ? { namespace: checked.metadata.namespace } : {}) };
-      if (infoOf(ctx).kind === 'Pod' && cur && stableJson(checked.spec) !== stableJson(cur.spec)) {
+      if (infoOf(ctx).kind === 'Pod' && cur && !sameJson(checked.spec, cur.spec)) {
         return { type: 'error', error: new ValidationError(`${what(ctx)}: spec: a pod's spec cannot change; delete the pod and create it again`) };
       }
-      if (!fresh && stableJson(checked) === stableJson(base)) return { type: 'noop' };
-      if (!fresh && stableJson(checked.spec) !== stableJson(base.spec)) checked.metadata.generation = (base.metadata.generation ?? 1) + 1;
+      if (!fresh && sameJson(checked, base)) return { type: 'noop' };
+      if (!fresh && !sameJson(checked.spec, base.spec)) checked.metadata.generation = (base.metadata.generation ?? 1) + 1;
       return { type: 'change', object: checked };
     }
     case 'status': {
       if (!cur) return notFound();
       if (ev.uid && ev.uid !== cur.metadata.uid) return uidMismatch(ev.uid);
       const status = ev.observedGeneration !== undefined ? { ...(ev.status as object), observedGeneration: ev.observedGeneration } : ev.status;
-      if (stableJson(status) === stableJson(cur.status)) return { type: 'noop' };
+      if (sameJson(status, cur.status)) return { type: 'noop' };
       return { type: 'change', object: { ...cur, status } };
     }
     case 'bind': {
@@ -210,7 +210,7 @@ function keepAssigned(kind: string, cur: KObject, spec: any): any {
 
 function updated(ctx: ResourceContext, cur: KObject, obj: KObject): Decision {
   const spec = keepAssigned(infoOf(ctx).kind, cur, obj.spec);
-  if (infoOf(ctx).kind === 'Pod' && stableJson(spec) !== stableJson(cur.spec)) {
+  if (infoOf(ctx).kind === 'Pod' && !sameJson(spec, cur.spec)) {
     return { type: 'error', error: new ValidationError(`${what(ctx)}: spec: a pod's spec cannot change; delete the pod and create it again`) };
   }
   const annotations = { ...obj.metadata.annotations };
@@ -222,12 +222,12 @@ function updated(ctx: ResourceContext, cur: KObject, obj: KObject): Decision {
     ownerReferences: obj.metadata.ownerReferences ?? cur.metadata.ownerReferences,
   };
   for (const k of ['labels', 'annotations', 'ownerReferences'] as const) if (meta[k] === undefined) delete meta[k];
-  const specChanged = stableJson(spec) !== stableJson(cur.spec);
+  const specChanged = !sameJson(spec, cur.spec);
   // kinds without a spec keep their content at the top (Endpoints' subsets)
   const { apiVersion: _a, kind: _k, metadata: _m, spec: _s, status: _st, ...body } = obj;
   const { apiVersion: _a2, kind: _k2, metadata: _m2, spec: _s2, status: _st2, ...curBody } = cur;
-  const bodyChanged = stableJson(body) !== stableJson(curBody);
-  if (!specChanged && !bodyChanged && stableJson(meta) === stableJson(cur.metadata)) return { type: 'noop' };
+  const bodyChanged = !sameJson(body, curBody);
+  if (!specChanged && !bodyChanged && sameJson(meta, cur.metadata)) return { type: 'noop' };
   const next: KObject = { apiVersion: cur.apiVersion, kind: cur.kind, metadata: { ...meta, generation: (cur.metadata.generation ?? 1) + (specChanged ? 1 : 0) }, ...body, ...(spec !== undefined ? { spec } : {}), ...(cur.status !== undefined ? { status: cur.status } : {}) };
   return { type: 'change', object: next };
 }

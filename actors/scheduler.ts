@@ -7,7 +7,7 @@
  * tried again when nodes or pods change. Bindings are assumed at once in the scheduler's own
  * accounting, so a burst of pods does not pile onto one node before the store catches up.
  */
-import { milliCpu, parseQuantity, stableJson, type KObject, type Toleration } from '../protocol/index.js';
+import { milliCpu, parseQuantity, sameJson, type KObject, type Toleration } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import type { EventRecorder } from './event-recorder.js';
 import { objectKey, type Informer } from './informer.js';
@@ -71,7 +71,7 @@ export class Scheduler {
     });
     nodes.on((type, node, old) => {
       this.facts = undefined;
-      if (type === 'delete' || !old || stableJson(old.spec) !== stableJson(node.spec) || stableJson(old.status?.conditions) !== stableJson(node.status?.conditions) || stableJson(old.status?.allocatable) !== stableJson(node.status?.allocatable)) {
+      if (type === 'delete' || !old || !sameJson(old.spec, node.spec) || !sameJson(old.status?.conditions, node.status?.conditions) || !sameJson(old.status?.allocatable, node.status?.allocatable)) {
         this.retryUnschedulable();
       }
     });

@@ -3,7 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { HASH_LABEL, REVISION, Resources, condition, controllerRef, revisionOf, type Bus } from '../actors/index.js';
-import { NotFoundError, ValidationError, kindInfo, stableJson, type KObject } from '../protocol/index.js';
+import { NotFoundError, ValidationError, kindInfo, sameJson, type KObject } from '../protocol/index.js';
 import { UsageError, kindArg, type Io } from './resource-commands.js';
 
 const DEPLOY = kindInfo('Deployment')!;
@@ -61,7 +61,7 @@ export async function cmdRollout(bus: Bus, args: string[], io: Io): Promise<numb
       }
       const tpl = structuredClone(target.spec.template);
       if (tpl.metadata?.labels) delete tpl.metadata.labels[HASH_LABEL];
-      if (stableJson(tpl) === stableJson(d.spec.template)) {
+      if (sameJson(tpl, d.spec.template)) {
         io.out.write(`deployment.apps/${name} skipped rollback (current template already matches revision ${revisionOf(target)})\n`);
         return 0;
       }

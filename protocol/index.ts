@@ -70,6 +70,7 @@ export {
   formatSelector,
   parseSelector,
   stableJson,
+  sameJson,
   templateHash,
   randomSuffix,
   MAX_MANIFEST_BYTES,
