@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- control-plane`: the control plane alone, as Kubernetes' kubemark measures it.
- * A `troupe controller` process leads; 1,000 hollow nodes (real bus protocol, simulated
+ * A `troupe controller` process leads (started with the flags its executable has, NODE_FLAGS); 1,000 hollow nodes (real bus protocol, simulated
  * containers) run in this process; Deployments totalling 30,000 pods are applied at once.
  *
  * - podsPerSecond: pods from the first apply until every one is Running (acknowledged by the store).
@@ -23,6 +23,7 @@ import { pino } from 'pino';
 import { Bus, Informer, KvStore, Resources, startNatsServer } from '../actors/index.js';
 import { HollowFleet } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
+import { NODE_FLAGS } from '../cli/heap.js';
 import { rssMb } from './pod-start.js';
 import { cpuMs, percentile, round1, round2 } from './stats.js';
 
@@ -44,7 +45,7 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
   let fleet: HollowFleet | undefined;
   let pods: Informer | undefined;
   try {
-    controller = spawn(process.execPath, ['--max-old-space-size=2048', ...(process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : []), cli, 'controller', '--server', srv.url, '--log-level', 'warn', '--cluster-cidr', '10.128.0.0/9'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    controller = spawn(process.execPath, ['--max-old-space-size=2048', ...NODE_FLAGS, ...(process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : []), cli, 'controller', '--server', srv.url, '--log-level', 'warn', '--cluster-cidr', '10.128.0.0/9'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: controller!.stdout! }).on('line', (l) => l.includes('is leading') && resolve());
       controller!.once('exit', (c) => reject(new Error(`controller exited ${c}`)));

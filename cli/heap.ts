@@ -22,3 +22,16 @@ export function limitHeapGrowth(env: NodeJS.ProcessEnv = process.env): number {
   if (percent > 0) setFlagsFromString(`--heap-growing-percent=${percent}`);
   return percent;
 }
+
+/**
+ * Node flags the long-running troupe processes (`troupe up`, `troupe controller`, `troupe agent`)
+ * start with: in the executable's first line, `npm start`, the systemd unit and the
+ * control-plane bench (a test holds them together). They cannot be set once the process runs.
+ *
+ * --max-semi-space-size=32: V8's young generation may grow to 32 MB a half (16 by default). A
+ * control plane allocates a few short-lived objects per message; with the default most of them
+ * were scavenged twice and promoted, and collection was 16% of its CPU. Measured on the
+ * control-plane bench, controller only: 1.03 → 0.82 ms of CPU per pod, 1,130 → 1,320 pods/s,
+ * resident 380-440 → 405-417 MB (64 MB: no faster, 450 MB).
+ */
+export const NODE_FLAGS = ['--max-semi-space-size=32'] as const;
