@@ -8,6 +8,7 @@
  * - applyToRunningP50Ms / P99: apply sent → the pod object says Running (informer on the store).
  * - ratio = applyToRunningP50Ms / rawCrunP50Ms.
  */
+import { NODE_FLAGS } from '../cli/heap.js';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,7 +58,7 @@ export async function benchApplyToRunning(n = 30): Promise<Record<string, number
     buses.push(cpBus, bus);
     cp = await ControlPlane.start({ bus: cpBus, logger: quiet });
     await (await ClusterImages.open(bus)).importRootfs(tar, 'busybox:bench');
-    agent = spawn(process.execPath, [cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', join(dir, 'agent'), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    agent = spawn(process.execPath, [...NODE_FLAGS, cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', join(dir, 'agent'), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: agent!.stdout! }).on('line', (l) => l.includes('is up') && resolve());
       agent!.once('exit', (c) => reject(new Error(`agent exited ${c}`)));

@@ -11,6 +11,7 @@
  * - podsPerSecond: 100 pods sent at once, until all report Running.
  * - agentRssMb: the agent's resident memory, idle and with 100 pods.
  */
+import { NODE_FLAGS } from '../cli/heap.js';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -148,7 +149,7 @@ export async function benchPodStart(): Promise<Record<string, number>> {
 
     // TROUPE_BENCH_PROF=DIR: the agent writes a CPU profile there when it stops
     const prof = process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : [];
-    agent = spawn(process.execPath, [...prof, cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    agent = spawn(process.execPath, [...NODE_FLAGS, ...prof, cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: agent!.stdout! }).on('line', (l) => l.includes('is up') && resolve());
       agent!.once('exit', (c) => reject(new Error(`agent exited ${c}`)));
