@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Teardown } from './nats.js';
-import { lstatSync, readFileSync, realpathSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, realpathSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readdirIf, readIf } from '../../node-agent/files.js';
 
@@ -32,20 +32,36 @@ export async function startAgent(t: Teardown, url: string, node: string, dataDir
   const child = spawn(argv[0]!, argv.slice(1), {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  // where the runtime link points (tmpfs), once the agent has made it: a teardown that removed the
+  // data dir first (a tempDir registered before this) must not leave it, or what it names, behind
+  let state: string | undefined;
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     }
     // an agent leaves its pods running when it stops (for adoption): a failed test leaves none
-    await killNodeLeftovers(join(dataDir, 'runtime'));
-    removeStateDir(join(dataDir, 'runtime'));
+    const runtime = join(dataDir, 'runtime');
+    await killNodeLeftovers(existsSync(runtime) ? runtime : (state ?? runtime));
+    removeStateDir(runtime);
+    // what a container still being torn down held (its rootfs mount, its shim's files) can make the
+    // first removal fail: tried again for a while, then said
+    for (let i = 0; state && existsSync(state) && i < 30; i++) {
+      removeStateFolder(state);
+      if (existsSync(state)) await new Promise((r) => setTimeout(r, 100));
+    }
+    if (state && existsSync(state)) process.stderr.write(`startAgent teardown: ${state} could not be removed\n`);
     await removeBridge(node);
   });
   await new Promise<void>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (l) => l.includes('is up') && resolve());
     child.once('exit', (c) => reject(new Error(`agent ${node} exited ${c}`)));
   });
+  try {
+    state = realpathSync(join(dataDir, 'runtime'));
+  } catch {
+    // no link (a runtime folder of its own): removed with the data dir
+  }
   return child;
 }
 
@@ -75,12 +91,20 @@ export function removeStateDir(link: string): void {
   try {
     if (!lstatSync(link).isSymbolicLink()) return;
     const target = realpathSync(link);
-    rmSync(target, { recursive: true, force: true });
     unlinkSync(link);
-    // the shared parent (…/troupe) too, once no other node's folder is in it
-    if (readdirIf(dirname(target)).length === 0) rmdirSync(dirname(target));
+    removeStateFolder(target);
   } catch {
     // gone already
+  }
+}
+
+/** Removes a state folder on tmpfs, and the shared parent (…/troupe) once no other node's is in it. */
+function removeStateFolder(target: string): void {
+  try {
+    rmSync(target, { recursive: true, force: true });
+    if (readdirIf(dirname(target)).length === 0) rmdirSync(dirname(target));
+  } catch {
+    // gone already, or another node's folder still there
   }
 }
 
