@@ -53,18 +53,7 @@ export class FastPublisher {
       this.nc.publish(subject, data); // nats.js's InvalidSubjectError
       return;
     }
-    const len = String(data.length);
-    const frame = Buffer.allocUnsafe(prefix.length + len.length + data.length + 4);
-    prefix.copy(frame, 0);
-    let o = prefix.length;
-    o += frame.write(len, o, 'latin1');
-    frame[o++] = 13;
-    frame[o++] = 10;
-    frame.set(data, o);
-    o += data.length;
-    frame[o++] = 13;
-    frame[o] = 10;
-    this.send(p, frame, data.length);
+    this.send(p, frameOf(prefix, `${data.length}\r\n`, data), data.length);
   }
 
   /**
@@ -75,8 +64,7 @@ export class FastPublisher {
   framePrefix(subject: string, once = false): Buffer | undefined {
     const p = this.proto;
     if (!p || p.noMorePublishing || this.nc.isClosed()) return undefined;
-    if (!once) return this.prefix(subject);
-    return subject.length === 0 || WHITESPACE.test(subject) ? undefined : Buffer.from(`PUB ${subject} `, 'utf8');
+    return once ? newPrefix(subject) : this.prefix(subject);
   }
 
   /**
@@ -105,23 +93,15 @@ export class FastPublisher {
       this.nc.publish(subject, data, { reply });
       return;
     }
-    const tail = `${reply} ${data.length}\r\n`;
-    const frame = Buffer.allocUnsafe(prefix.length + Buffer.byteLength(tail) + data.length + 2);
-    prefix.copy(frame, 0);
-    let o = prefix.length + frame.write(tail, prefix.length);
-    frame.set(data, o);
-    o += data.length;
-    frame[o++] = 13;
-    frame[o] = 10;
-    this.send(p, frame, data.length);
+    this.send(p, frameOf(prefix, `${reply} ${data.length}\r\n`, data), data.length);
   }
 
   private prefix(subject: string): Buffer | undefined {
     let prefix = this.prefixes.get(subject);
     if (!prefix) {
-      if (subject.length === 0 || WHITESPACE.test(subject)) return undefined;
+      prefix = newPrefix(subject);
+      if (!prefix) return undefined;
       if (this.prefixes.size >= MAX_PREFIXES) this.prefixes.clear();
-      prefix = Buffer.from(`PUB ${subject} `, 'utf8');
       this.prefixes.set(subject, prefix);
     }
     return prefix;
@@ -132,6 +112,23 @@ export class FastPublisher {
     p.outMsgs++;
     p.sendCommand(frame);
   }
+}
+
+/** `PUB <subject> `, or undefined for a subject NATS refuses (empty, or with whitespace). */
+function newPrefix(subject: string): Buffer | undefined {
+  return subject.length === 0 || WHITESPACE.test(subject) ? undefined : Buffer.from(`PUB ${subject} `, 'utf8');
+}
+
+/** One PUB frame: the prefix, the rest of the line (ending in CRLF), the payload and a CRLF. */
+function frameOf(prefix: Buffer, head: string, data: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(prefix.length + Buffer.byteLength(head) + data.length + 2);
+  prefix.copy(frame, 0);
+  let o = prefix.length + frame.write(head, prefix.length);
+  frame.set(data, o);
+  o += data.length;
+  frame[o++] = 13;
+  frame[o] = 10;
+  return frame;
 }
 
 interface FlushInternals {

@@ -8,7 +8,6 @@
  * - applyToRunningP50Ms / P99: apply sent → the pod object says Running (informer on the store).
  * - ratio = applyToRunningP50Ms / rawCrunP50Ms.
  */
-import { NODE_FLAGS } from '../cli/heap.js';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Bus, ControlPlane, Informer, KvStore, Resources, startNatsServer } from '../actors/index.js';
+import { NODE_FLAGS } from '../cli/heap.js';
 import { ClusterImages, ImageStore, bridgeName, removeServiceProxy } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';

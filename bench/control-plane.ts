@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- control-plane`: the control plane alone, as Kubernetes' kubemark measures it.
- * A `troupe controller` process leads (started with the flags its executable has, NODE_FLAGS); 1,000 hollow nodes (real bus protocol, simulated
- * containers) run in this process; Deployments totalling 30,000 pods are applied at once.
+ * A `troupe controller` process leads (started with the flags its executable has, NODE_FLAGS);
+ * 1,000 hollow nodes (real bus protocol, simulated containers) run in this process; Deployments
+ * totalling 30,000 pods are applied at once.
  *
  * - podsPerSecond: pods from the first apply until every one is Running (acknowledged by the store).
  * - p50/p99ScheduleMs: a pod's creation → its PodScheduled condition (the binding).

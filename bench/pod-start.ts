@@ -11,7 +11,6 @@
  * - podsPerSecond: 100 pods sent at once, until all report Running.
  * - agentRssMb: the agent's resident memory, idle and with 100 pods.
  */
-import { NODE_FLAGS } from '../cli/heap.js';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { ActorClient, Bus, Crun, ImageStore, buildSpec, detectCgroups, favorDynamicCgroups, sweepNodeCgroups, namespacePrefix, requireProgram, sandboxPoolSize, startNatsServer, type EventBody, type PodStatus } from '../index.js';
+import { NODE_FLAGS } from '../cli/heap.js';
 import { killNodeLeftovers } from '../test/helpers/agent.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { percentile, round1, round2 } from './stats.js';
