@@ -133,9 +133,10 @@ export class ControlPlane {
       const obj = storedObject(w.stored, w.revision);
       if (obj) informer.feed(obj);
     });
-    const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger);
-    const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
     const sched = new Scheduler(res, pods, nodes, recorder, this.logger);
+    // the ReplicaSet controller creates its pods already placed (Scheduler.place)
+    const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger, sched);
+    const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
     const gc = new GarbageCollector(res, this.informers, this.logger);
     const ipam = new NodeIpam(res, nodes, this.logger, this.opts.clusterCidr);
     this.scheduler = sched;
@@ -153,9 +154,10 @@ export class ControlPlane {
     }
     this.lifecycle = new NodeLifecycle(bus, res, nodes, pods, recorder, this.logger, this.opts.lifecycle);
     this.lifecycle.start();
+    // the scheduler first: the ReplicaSet controller's first pods are placed as they are made
+    sched.start();
     rsc.start();
     dc.start();
-    sched.start();
     gc.start();
     ipam.start();
     svc.start();

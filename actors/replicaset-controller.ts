@@ -3,7 +3,8 @@
  * reports replicas, ready and available counts. Level-based: a key in, the store compared with
  * the spec, pods created or deleted. Creates and deletes it has asked for but not yet seen come
  * back through the informer are remembered ("expectations"), so a slow watch never makes it
- * create twice.
+ * create twice. With a placer (the scheduler in the same process, see Scheduler.place), each pod
+ * is created already bound to the node the scheduler chose for it.
  */
 import { randomSuffix, sameJson, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
@@ -19,6 +20,13 @@ const RS = kindOf('replicaset');
 /** Creates and deletes in flight at once, per ReplicaSet. */
 const BURST = 64;
 
+/** Placement at creation (Scheduler.place, placed, unplaced). */
+export interface Placer {
+  place(pod: KObject): string | undefined;
+  placed(pod: KObject, node: string): void;
+  unplaced(pod: KObject, node: string): void;
+}
+
 export class ReplicaSetController {
   readonly queue: WorkQueue;
   private readonly expectCreate = new Map<string, Set<string>>();
@@ -32,6 +40,7 @@ export class ReplicaSetController {
     pods: Informer,
     private readonly recorder: EventRecorder,
     private readonly logger: Logger,
+    private readonly placer?: Placer,
   ) {
     this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: 8, onError: (key, err) => this.logger.warn({ err, replicaset: key }, 'replicaset sync failed; retrying') });
     rss.on((_t, rs) => this.queue.add(objectKey(rs)));
@@ -104,11 +113,15 @@ export class ReplicaSetController {
       },
       spec: tpl.spec,
     };
+    const node = this.placer?.place(pod);
+    if (node) pod.spec = { ...tpl.spec, nodeName: node };
     creating.add(name);
     try {
       await this.res.send(POD, pod.metadata.namespace, name, { type: 'apply', object: pod, create: true });
       this.recorder.record(rs, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
+      if (node) this.placer!.placed(pod, node);
     } catch (err) {
+      if (node) this.placer!.unplaced(pod, node);
       creating.delete(name);
       this.recorder.record(rs, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`);
       throw err;

@@ -188,6 +188,8 @@ function created(obj: KObject, now: Date): KObject {
   const { resourceVersion: _rv, deletionTimestamp: _dt, deletionGracePeriodSeconds: _dg, uid: _uid, generation: _g, creationTimestamp: _ct, ...meta } = obj.metadata;
   const out: KObject = { ...obj, metadata: { ...meta, uid: randomUUID(), generation: 1, creationTimestamp: now.toISOString() } };
   out.status = obj.kind === 'Pod' ? { phase: 'Pending' } : obj.kind === 'Namespace' ? { phase: 'Active' } : {};
+  // a pod made bound (placed at creation, or named to a node by its author) is scheduled as of now
+  if (obj.kind === 'Pod' && obj.spec?.nodeName) out.status.conditions = [{ type: 'PodScheduled', status: 'True', lastTransitionTime: now.toISOString() }];
   return out;
 }
 

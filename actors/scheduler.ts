@@ -6,6 +6,14 @@
  * event that says why, node by node ("0/2 nodes are available: 2 Insufficient memory."), and is
  * tried again when nodes or pods change. Bindings are assumed at once in the scheduler's own
  * accounting, so a burst of pods does not pile onto one node before the store catches up.
+ *
+ * Placement at creation (`place`): a controller in the same process that is about to create a pod
+ * asks first, and creates the pod already bound (spec.nodeName) to the node the same filters and
+ * scores chose, counted here as a binding is. A pod so placed costs one write, not two (created,
+ * then bound), and starts a store round trip sooner; one that fits nowhere, or is asked about
+ * before the scheduler has its caches, is created unbound and goes through the queue above, which
+ * says why it waits. Kubernetes separates the two (the scheduler is another process); Borg and
+ * Nomad place before they create.
  */
 import { milliCpu, parseQuantity, sameJson, type KObject, type Toleration } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
@@ -42,6 +50,8 @@ export class Scheduler {
   private readonly use = new Map<string, NodeUse>();
   /** Pod key → node it is counted on. */
   private readonly counted = new Map<string, { node: string; cpu: number; mem: number; ports: number[]; owner?: string }>();
+  /** Its caches are synced and it decides (start). */
+  private started = false;
 
   constructor(
     private readonly res: Resources,
@@ -79,7 +89,42 @@ export class Scheduler {
 
   start(): void {
     for (const pod of this.pods.list()) if (!pod.spec.nodeName && !pod.metadata.deletionTimestamp) this.queue.add(objectKey(pod));
+    this.started = true;
     this.queue.resume();
+  }
+
+  /**
+   * Placement at creation: the node for a pod about to be created, counted at once as a binding
+   * is, or undefined (no node fits, the scheduler not started, or a pod of that name already
+   * known): the pod is then created unbound and scheduled from the queue. Whoever asked says how
+   * the creation went: `placed` once the pod is stored, `unplaced` if it was not.
+   */
+  place(pod: KObject): string | undefined {
+    if (!this.started || pod.spec.nodeName) return undefined;
+    const key = objectKey(pod);
+    if (this.counted.has(key) || this.assumed.has(key) || this.pods.get(pod.metadata.namespace, pod.metadata.name)) return undefined;
+    const { node } = this.pick(pod);
+    if (!node) return undefined;
+    this.assumed.set(key, node);
+    this.count(key, pod, node);
+    return node;
+  }
+
+  /** A pod placed at creation is stored: its Scheduled event, as a binding records it. */
+  placed(pod: KObject, node: string): void {
+    const { namespace: ns, name } = pod.metadata as { namespace: string; name: string };
+    this.recorder.record(pod, 'Normal', 'Scheduled', `Successfully assigned ${ns}/${name} to ${node}`);
+  }
+
+  /** A pod placed at creation was not created: its node's share is given back. */
+  unplaced(pod: KObject, node: string): void {
+    const key = objectKey(pod);
+    if (this.assumed.get(key) !== node) return;
+    this.assumed.delete(key);
+    if (this.counted.get(key)?.node === node && !this.pods.get(pod.metadata.namespace, pod.metadata.name)) {
+      this.uncount(key);
+      this.retryUnschedulable();
+    }
   }
 
   private retryUnschedulable(): void {

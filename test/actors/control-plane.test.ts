@@ -36,6 +36,36 @@ t.test('a Deployment gets its ReplicaSet and pods, spread over the nodes, and re
   t.equal((await c.res.list(RS)).length, 1);
 });
 
+t.test("a ReplicaSet's pods are created already placed; a pod made by hand is bound from the queue", async (t) => {
+  const c = await hollowCluster(t, ['n1', 'n2']);
+  // what each pod looked like the first time the store had it
+  const first = new Map<string, KObject>();
+  c.pods.on((type, p) => {
+    if (type === 'add' && !first.has(p.metadata.name)) first.set(p.metadata.name, p);
+  });
+  await c.res.apply(deployment('placed', { replicas: 4 }));
+  await waitFor(() => c.activePods('placed').filter((p) => p.status?.phase === 'Running').length === 4, '4 pods Running');
+  const made = [...first.values()].filter((p) => p.metadata.labels?.app === 'placed');
+  t.equal(made.length, 4);
+  for (const p of made) {
+    t.ok(p.spec.nodeName, `${p.metadata.name} was bound when it was created`);
+    t.match(p.status?.conditions, [{ type: 'PodScheduled', status: 'True', lastTransitionTime: p.metadata.creationTimestamp }], 'scheduled as it was made');
+  }
+  t.same(made.map((p) => p.spec.nodeName).sort(), ['n1', 'n1', 'n2', 'n2'], 'spread as the scheduler spreads');
+  const scheduled = await waitFor(async () => {
+    const got = new Map<string, string>();
+    for await (const e of recordedEvents(c.bus, { namespace: 'default' })) if (e.reason === 'Scheduled') got.set(e.involvedObject.name, e.message);
+    return made.every((p) => got.has(p.metadata.name)) ? got : undefined;
+  }, 'a Scheduled event per pod');
+  for (const p of made) t.equal(scheduled.get(p.metadata.name), `Successfully assigned default/${p.metadata.name} to ${p.spec.nodeName}`);
+
+  // a pod of nobody's: created unbound, then bound by the scheduler's queue
+  await c.res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'loose', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'busybox:1' }] } } as KObject);
+  const loose = await waitFor(() => c.pods.get('default', 'loose')?.spec.nodeName, 'loose pod bound');
+  t.ok(['n1', 'n2'].includes(loose));
+  t.equal(first.get('loose')?.spec.nodeName, undefined, 'created unbound');
+});
+
 t.test('scale 3 → 10 → 1 converges', async (t) => {
   const c = await hollowCluster(t, ['n1', 'n2']);
   await c.res.apply(deployment('s', { replicas: 3 }));
