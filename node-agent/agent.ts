@@ -171,6 +171,7 @@ export class Agent {
         hostIp: this.nodeIp,
         beforeStop: (podIp, maxMs) => this.net?.drain(podIp, maxMs) ?? Promise.resolve(),
         podEvents: (follower) => this.host!.onTransition(follower),
+        podCommand: (namespace, name, body, timeoutMs) => this.host!.deliver('pod', namespace, name, body as never, timeoutMs),
       });
       await this.podSync.start({ ...this.nodeInfo(), nodeIp: this.nodeIp }, adopted);
     }

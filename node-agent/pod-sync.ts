@@ -81,6 +81,12 @@ export class PodSync {
        * onTransition); without it they are followed on the bus.
        */
       podEvents?: (follower: (e: EventBody) => void) => () => void;
+      /**
+       * Delivers a command to a pod actor hosted in this process (ActorHost's deliver), resolving
+       * or rejecting as a request's answer would; without it commands go as requests on the bus
+       * (to this very process, through the server and back: two hops on each pod's start path).
+       */
+      podCommand?: (namespace: string, name: string, body: Record<string, unknown>, timeoutMs: number) => Promise<unknown>;
       /** How long a Pending status waits before it is written (default PENDING_HOLD_MS). */
       pendingHoldMs?: number;
     } = {},
@@ -249,8 +255,10 @@ export class PodSync {
    * long as this node still wants that pod run; `run` is idempotent (an active pod ignores it).
    */
   private command(ns: string, name: string, body: Record<string, unknown>, attempt = 0): void {
-    const subjects = this.bus.subjects.scoped(this.scope);
-    this.bus.request(subjects.cmd('pod', ns, name), MessageType.Command, body, { timeout: 60_000 }).catch((err) => {
+    const sent = this.hooks.podCommand
+      ? this.hooks.podCommand(ns, name, body, 60_000)
+      : this.bus.request(this.bus.subjects.scoped(this.scope).cmd('pod', ns, name), MessageType.Command, body, { timeout: 60_000 });
+    sent.catch((err) => {
       const code = (err as { code?: string }).code;
       if (code === 'TRP_ERR_ACTOR_DONE') return;
       this.logger.warn({ err, pod: `${ns}/${name}`, command: body.type, attempt }, 'pod command failed');

@@ -128,3 +128,48 @@ t.test('a pod that starts at once goes from nothing to Running in the store; a s
   t.same(phases.fast, ['Running'], 'the fast pod’s Pending was never written');
   t.same(phases.slow, ['Pending', 'Running'], 'the slow pod’s Pending was, then its Running');
 });
+
+t.test('with podCommand, the pod actors are commanded in the process: nothing goes on the bus, and a run refused for a passing reason is sent again', async (t) => {
+  const { bus, res } = await withControlPlane(t);
+  if (!bus.codec.types.has('hb')) bus.codec.types.register('hb', heartbeatBody);
+  let seq = 0;
+  const beat = () => bus.publish(bus.subjects.nodeHb('local-node'), 'hb', { node: 'local-node', seq: seq++, pods: 1 });
+  beat();
+  const beats = setInterval(beat, 100);
+  t.teardown(() => clearInterval(beats));
+  // what would go to the node's pod actors on the bus
+  const onWire: string[] = [];
+  const scoped = bus.subjects.scoped('node.local-node');
+  const wire = bus.nc.subscribe(scoped.cmdAll('pod'), {
+    callback: (_e, m) => {
+      onWire.push(m.subject);
+    },
+  });
+  t.teardown(() => wire.unsubscribe());
+  const calls: { ns: string; name: string; type: string; uid?: unknown }[] = [];
+  let refuse = 1;
+  const sync = new PodSync(bus, 'local-node', 'node.local-node', quiet, {
+    podCommand: async (ns, name, body) => {
+      calls.push({ ns, name, type: body.type as string, uid: body.uid });
+      if (body.type === 'run' && refuse-- > 0) throw Object.assign(new Error('the actor host is stopped'), { code: 'TRP_ERR_UNAVAILABLE' });
+      return { ok: true };
+    },
+  });
+  await sync.start({ name: 'local-node', labels: {}, capacity: { cpu: '1', memory: '1Gi', pods: '10' }, allocatable: { cpu: '1', memory: '1Gi', pods: '10' }, cgroupLayout: 'v1', startedAt: new Date().toISOString(), agentId: 'test' }, []);
+  t.teardown(() => sync.stop());
+  await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'here', namespace: 'default' }, spec: { nodeName: 'local-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
+  const uid = (await res.get(POD, 'default', 'here'))!.metadata.uid as string;
+  await waitFor(() => calls.filter((c) => c.type === 'run').length === 2, 'run refused once, then sent again', 10_000);
+  t.same(calls.slice(0, 2), [
+    { ns: 'default', name: 'here', type: 'run', uid },
+    { ns: 'default', name: 'here', type: 'run', uid },
+  ]);
+  // a pod bound elsewhere is none of this node's
+  await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'there', namespace: 'default' }, spec: { nodeName: 'other-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
+  await res.send(POD, 'default', 'here', { type: 'delete', force: true });
+  await waitFor(() => calls.some((c) => c.type === 'delete'), 'delete sent to the pod actor');
+  t.same(calls.at(-1), { ns: 'default', name: 'here', type: 'delete', uid: undefined });
+  t.notOk(calls.some((c) => c.name === 'there'));
+  await bus.flush();
+  t.same(onWire, [], 'no pod command went on the bus');
+});
