@@ -39,10 +39,16 @@ t.test('readiness toggles Ready; a failing liveness probe restarts; a startup pr
   });
   await waitFor(async () => (await status('web')).phase === 'Running', 'web Running');
   t.equal(ready(await status('web')), 'False', 'not Ready while /ready answers 404');
-  const exec = (pod: string, command: string[]) => bus.request(bus.subjects.nodeCmd('p1'), 'cmd', { type: 'exec', namespace: 'default', pod, command });
-  await exec('web', ['/bin/sh', '-c', 'echo ok > /www/ready']);
+  // (Running says the container's process exists, not that its shell has run its first command:
+  // an exec makes what it needs itself, or waits for it, and must succeed)
+  const exec = async (pod: string, command: string[]) => (await bus.request<{ exitCode: number; stderr: string }>(bus.subjects.nodeCmd('p1'), 'cmd', { type: 'exec', namespace: 'default', pod, command })).body;
+  const mustExec = async (pod: string, command: string[]) => {
+    const r = await exec(pod, command);
+    t.equal(r.exitCode, 0, `${command.join(' ')} in ${pod}${r.stderr ? `: ${r.stderr.trim()}` : ''}`);
+  };
+  await mustExec('web', ['/bin/sh', '-c', 'mkdir -p /www && echo ok > /www/ready']);
   await waitFor(async () => ready(await status('web')) === 'True', 'Ready once /ready answers 200');
-  await exec('web', ['/bin/rm', '/www/ready']);
+  await mustExec('web', ['/bin/rm', '/www/ready']);
   await waitFor(async () => ready(await status('web')) === 'False', 'not Ready again');
   t.equal((await status('web')).containerStatuses[0]!.restartCount, 0, 'readiness never restarts');
 
@@ -56,7 +62,8 @@ t.test('readiness toggles Ready; a failing liveness probe restarts; a startup pr
     },
   });
   await waitFor(async () => (await status('live')).phase === 'Running', 'live Running');
-  await exec('live', ['/bin/rm', '/tmp/healthy']);
+  await waitFor(async () => (await exec('live', ['test', '-e', '/tmp/healthy'])).exitCode === 0, 'the container has made /tmp/healthy');
+  await mustExec('live', ['/bin/rm', '/tmp/healthy']);
   const restarted = await waitFor(async () => {
     const st = await status('live');
     return st.containerStatuses[0]!.restartCount >= 1 ? st : undefined;
