@@ -183,6 +183,14 @@ export class Bus extends EventEmitter {
     return env;
   }
 
+  /**
+   * A request of raw bytes (no envelope): what JetStream's API takes and answers. Resolves with the
+   * answer's bytes; TimeoutError and UnavailableError as a request's.
+   */
+  requestRaw(subject: string, data: Uint8Array, opts: { timeout?: number; headers?: Record<string, string> } = {}): Promise<Uint8Array> {
+    return this.requester.request(subject, data, opts.timeout ?? this.requestTimeout, opts.headers);
+  }
+
   /** Answers a request with a reply envelope. */
   respond<B>(msg: Msg, body: B, cid: string | null): void {
     if (!msg.reply) return;

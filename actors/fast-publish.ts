@@ -96,6 +96,31 @@ export class FastPublisher {
     this.send(p, frameOf(prefix, `${reply} ${data.length}\r\n`, data), data.length);
   }
 
+  /**
+   * Publishes `data` with NATS headers (`headers`: the whole block, `NATS/1.0\r\n…\r\n\r\n`) and a
+   * reply subject: `HPUB <subject> <reply> <header size> <total size>`, one frame. Returns false,
+   * sending nothing, when frames cannot go straight to the connection now (the caller then goes
+   * through nats.js).
+   */
+  publishWithHeaders(subject: string, reply: string, headers: string, data: Uint8Array): boolean {
+    const p = this.proto;
+    if (!p || p.noMorePublishing || this.nc.isClosed() || subject.length === 0 || WHITESPACE.test(subject) || WHITESPACE.test(reply)) return false;
+    const hlen = Buffer.byteLength(headers);
+    const total = hlen + data.length;
+    const max = p.info?.max_payload;
+    if (max !== undefined && total > max) return false;
+    const head = `HPUB ${subject} ${reply} ${hlen} ${total}\r\n`;
+    const frame = Buffer.allocUnsafe(Buffer.byteLength(head) + total + 2);
+    let o = frame.write(head, 0);
+    o += frame.write(headers, o);
+    frame.set(data, o);
+    o += data.length;
+    frame[o++] = 13;
+    frame[o] = 10;
+    this.send(p, frame, total);
+    return true;
+  }
+
   private prefix(subject: string): Buffer | undefined {
     let prefix = this.prefixes.get(subject);
     if (!prefix) {

@@ -146,3 +146,36 @@ t.test('a list ends while eight writers never pause: it is the bucket as it was 
   }
   t.ok(writes > 0, `the keys were rewritten while the lists ran (${writes} writes)`);
 });
+
+t.test("writes go as the bus's own requests; create over a deleted key, JetStream's refusals and its absence give troupe's errors", async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const kv = await KvStore.open(bus, 'kvfast', { maxValueSize: 1024 });
+  // nats.js's put is not what writes (it is there only as the fallback)
+  const inner = (kv as unknown as { kv: { put(...a: unknown[]): Promise<number> } }).kv;
+  let viaNatsJs = 0;
+  const put = inner.put.bind(inner);
+  inner.put = (...a: unknown[]) => {
+    viaNatsJs++;
+    return put(...a);
+  };
+  const r1 = await kv.create('pod.default.x', b(1));
+  const r2 = await kv.update('pod.default.x', b(2), r1);
+  const r3 = await kv.put('pod.default.x', b(3));
+  t.ok(r1 < r2 && r2 < r3, 'each write answers its new revision');
+  t.equal(viaNatsJs, 0, 'no write went through nats.js');
+  await t.rejects(kv.update('pod.default.x', b(4), r1), { name: 'ConflictError', message: 'update pod.default.x: the object changed since it was read (revision mismatch)' });
+  await t.rejects(kv.create('pod.default.x', b(5)), { name: 'ConflictError', message: 'create pod.default.x: it exists already' });
+  // a deleted key has a delete marker: created again over it
+  await kv.delete('pod.default.x');
+  const r4 = await kv.create('pod.default.x', b(6));
+  t.ok(r4 > r3);
+  t.same([...(await kv.get('pod.default.x'))!.value], [6], 'created again after its delete');
+  // past the bucket's largest value: JetStream says no, nothing is written
+  await t.rejects(kv.put('pod.default.x', new Uint8Array(2048)), { name: 'UnavailableError', message: /^put pod\.default\.x: .*(size|maximum)/i });
+  t.same([...(await kv.get('pod.default.x'))!.value], [6], 'the refused write left nothing');
+  // the bucket's stream gone: nobody answers the write
+  const jsm = await (await import('@nats-io/jetstream')).jetstreamManager(bus.nc);
+  await jsm.streams.delete('KV_kvfast');
+  await t.rejects(kv.put('pod.default.y', b(7)), { name: 'UnavailableError', message: 'put pod.default.y: JetStream is not available (no responders)' });
+});
