@@ -157,6 +157,8 @@ t.test('with podCommand, the pod actors are commanded in the process: nothing go
   });
   await sync.start({ name: 'local-node', labels: {}, capacity: { cpu: '1', memory: '1Gi', pods: '10' }, allocatable: { cpu: '1', memory: '1Gi', pods: '10' }, cgroupLayout: 'v1', startedAt: new Date().toISOString(), agentId: 'test' }, []);
   t.teardown(() => sync.stop());
+  // (a pod on a node not yet Ready is replaced at once, as on a node that went silent)
+  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'local-node')) as KObject) === 'True', 'the node Ready', 10_000);
   await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'here', namespace: 'default' }, spec: { nodeName: 'local-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
   const uid = (await res.get(POD, 'default', 'here'))!.metadata.uid as string;
   await waitFor(() => calls.filter((c) => c.type === 'run').length === 2, 'run refused once, then sent again', 10_000);
