@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { pino } from 'pino';
-import { ControlPlane, Informer, KvStore, Resources } from '../../actors/index.js';
+import { ControlPlane, Informer, KvStore, Resources, type Bus } from '../../actors/index.js';
 import { PodSync } from '../../node-agent/index.js';
 import { heartbeatBody, kindInfo, MessageType, type KObject } from '../../protocol/index.js';
 import { waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
@@ -20,6 +20,16 @@ async function withControlPlane(t: Teardown) {
   t.teardown(() => cp.stop());
   const bus = await withBus(t, srv.url, { logger: quiet });
   return { bus, res: await Resources.open(bus) };
+}
+
+/** The node's heartbeats, as its agent sends them (a node that is not Ready has its pods evicted). */
+function heartbeats(t: Teardown, bus: Bus, node: string): void {
+  if (!bus.codec.types.has('hb')) bus.codec.types.register('hb', heartbeatBody);
+  let seq = 0;
+  const beat = () => bus.publish(bus.subjects.nodeHb(node), 'hb', { node, seq: seq++, pods: 1 });
+  beat();
+  const beats = setInterval(beat, 100);
+  t.teardown(() => clearInterval(beats));
 }
 
 t.test('a status that goes back to what the informer still shows is written all the same', async (t) => {
@@ -73,13 +83,7 @@ t.test('a status that goes back to what the informer still shows is written all 
 
 t.test('a pod that starts at once goes from nothing to Running in the store; a slow one shows Pending first', async (t) => {
   const { bus, res } = await withControlPlane(t);
-  // the node's heartbeats, as its agent sends them: a node that is not Ready has its pods evicted
-  if (!bus.codec.types.has('hb')) bus.codec.types.register('hb', heartbeatBody);
-  let seq = 0;
-  const beat = () => bus.publish(bus.subjects.nodeHb('hold-node'), 'hb', { node: 'hold-node', seq: seq++, pods: 2 });
-  beat();
-  const beats = setInterval(beat, 100);
-  t.teardown(() => clearInterval(beats));
+  heartbeats(t, bus, 'hold-node');
   // a hold that a loaded machine cannot stretch 5 ms past
   const sync = new PodSync(bus, 'hold-node', 'node.hold-node', quiet, { pendingHoldMs: 1000 });
   await sync.start({ name: 'hold-node', labels: {}, capacity: { cpu: '1', memory: '1Gi', pods: '10' }, allocatable: { cpu: '1', memory: '1Gi', pods: '10' }, cgroupLayout: 'v1', startedAt: new Date().toISOString(), agentId: 'test' }, []);
@@ -131,12 +135,7 @@ t.test('a pod that starts at once goes from nothing to Running in the store; a s
 
 t.test('with podCommand, the pod actors are commanded in the process: nothing goes on the bus, and a run refused for a passing reason is sent again', async (t) => {
   const { bus, res } = await withControlPlane(t);
-  if (!bus.codec.types.has('hb')) bus.codec.types.register('hb', heartbeatBody);
-  let seq = 0;
-  const beat = () => bus.publish(bus.subjects.nodeHb('local-node'), 'hb', { node: 'local-node', seq: seq++, pods: 1 });
-  beat();
-  const beats = setInterval(beat, 100);
-  t.teardown(() => clearInterval(beats));
+  heartbeats(t, bus, 'local-node');
   // what would go to the node's pod actors on the bus
   const onWire: string[] = [];
   const scoped = bus.subjects.scoped('node.local-node');
