@@ -117,9 +117,10 @@ export class ReplicaSetController {
     if (node) pod.spec = { ...tpl.spec, nodeName: node };
     creating.add(name);
     try {
-      await this.res.send(POD, pod.metadata.namespace, name, { type: 'apply', object: pod, create: true });
+      const made = await this.res.send(POD, pod.metadata.namespace, name, { type: 'apply', object: pod, create: true });
       this.recorder.record(rs, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
-      if (node) this.placer!.placed(pod, node);
+      // (the stored pod: its Event names it by uid too)
+      if (node) this.placer!.placed(made.object ?? pod, node);
     } catch (err) {
       if (node) this.placer!.unplaced(pod, node);
       creating.delete(name);

@@ -53,11 +53,11 @@ t.test("a ReplicaSet's pods are created already placed; a pod made by hand is bo
   }
   t.same(made.map((p) => p.spec.nodeName).sort(), ['n1', 'n1', 'n2', 'n2'], 'spread as the scheduler spreads');
   const scheduled = await waitFor(async () => {
-    const got = new Map<string, string>();
-    for await (const e of recordedEvents(c.bus, { namespace: 'default' })) if (e.reason === 'Scheduled') got.set(e.involvedObject.name, e.message);
+    const got = new Map<string, { message: string; uid?: string }>();
+    for await (const e of recordedEvents(c.bus, { namespace: 'default' })) if (e.reason === 'Scheduled') got.set(e.involvedObject.name, { message: e.message, uid: e.involvedObject.uid });
     return made.every((p) => got.has(p.metadata.name)) ? got : undefined;
   }, 'a Scheduled event per pod');
-  for (const p of made) t.equal(scheduled.get(p.metadata.name), `Successfully assigned default/${p.metadata.name} to ${p.spec.nodeName}`);
+  for (const p of made) t.same(scheduled.get(p.metadata.name), { message: `Successfully assigned default/${p.metadata.name} to ${p.spec.nodeName}`, uid: p.metadata.uid });
 
   // a pod of nobody's: created unbound, then bound by the scheduler's queue
   await c.res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'loose', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'busybox:1' }] } } as KObject);
