@@ -12,7 +12,7 @@
  * server's limit, it hands the message to `nc.publish`, which then does the same or throws its
  * own error.
  */
-import type { NatsConnection } from '@nats-io/transport-node';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 
 interface ProtocolInternals {
   sendCommand(cmd: Uint8Array, ...payloads: Uint8Array[]): void;
@@ -82,43 +82,24 @@ export class FastPublisher {
   }
 
   /**
-   * Publishes `data` with a reply subject: `PUB <subject> <reply> <size>`, one frame. Falls back to
-   * nc.publish (which then throws its own error) when frames cannot go straight to the connection.
+   * Publishes `data` with a reply subject: `PUB <subject> <reply> <size>`, one frame; with
+   * `headers` (NATS headers: names and values without CR or LF), `HPUB <subject> <reply> <header
+   * size> <total size>`. Falls back to nc.publish (which then throws its own error) when frames
+   * cannot go straight to the connection.
    */
-  publishWithReply(subject: string, reply: string, data: Uint8Array): void {
+  publishWithReply(subject: string, reply: string, data: Uint8Array, headers?: Record<string, string>): void {
     const p = this.proto;
+    const block = headers ? headerBlock(headers) : '';
+    const hlen = Buffer.byteLength(block);
     const max = p?.info?.max_payload;
-    const prefix = p && !p.noMorePublishing && !this.nc.isClosed() && (max === undefined || data.length <= max) ? this.prefix(subject) : undefined;
-    if (!p || !prefix || WHITESPACE.test(reply)) {
-      this.nc.publish(subject, data, { reply });
+    const direct = p && !p.noMorePublishing && !this.nc.isClosed() && (max === undefined || hlen + data.length <= max) && !WHITESPACE.test(reply);
+    const prefix = direct ? (headers ? newPrefix(subject, 'HPUB') : this.prefix(subject)) : undefined;
+    if (!p || !prefix) {
+      this.nc.publish(subject, data, { reply, ...(headers ? { headers: natsHeadersOf(headers) } : {}) });
       return;
     }
-    this.send(p, frameOf(prefix, `${reply} ${data.length}\r\n`, data), data.length);
-  }
-
-  /**
-   * Publishes `data` with NATS headers (`headers`: the whole block, `NATS/1.0\r\n…\r\n\r\n`) and a
-   * reply subject: `HPUB <subject> <reply> <header size> <total size>`, one frame. Returns false,
-   * sending nothing, when frames cannot go straight to the connection now (the caller then goes
-   * through nats.js).
-   */
-  publishWithHeaders(subject: string, reply: string, headers: string, data: Uint8Array): boolean {
-    const p = this.proto;
-    if (!p || p.noMorePublishing || this.nc.isClosed() || subject.length === 0 || WHITESPACE.test(subject) || WHITESPACE.test(reply)) return false;
-    const hlen = Buffer.byteLength(headers);
-    const total = hlen + data.length;
-    const max = p.info?.max_payload;
-    if (max !== undefined && total > max) return false;
-    const head = `HPUB ${subject} ${reply} ${hlen} ${total}\r\n`;
-    const frame = Buffer.allocUnsafe(Buffer.byteLength(head) + total + 2);
-    let o = frame.write(head, 0);
-    o += frame.write(headers, o);
-    frame.set(data, o);
-    o += data.length;
-    frame[o++] = 13;
-    frame[o] = 10;
-    this.send(p, frame, total);
-    return true;
+    const head = headers ? `${reply} ${hlen} ${hlen + data.length}\r\n${block}` : `${reply} ${data.length}\r\n`;
+    this.send(p, frameOf(prefix, head, data), hlen + data.length);
   }
 
   private prefix(subject: string): Buffer | undefined {
@@ -139,12 +120,29 @@ export class FastPublisher {
   }
 }
 
-/** `PUB <subject> `, or undefined for a subject NATS refuses (empty, or with whitespace). */
-function newPrefix(subject: string): Buffer | undefined {
-  return subject.length === 0 || WHITESPACE.test(subject) ? undefined : Buffer.from(`PUB ${subject} `, 'utf8');
+/** `PUB <subject> ` (or `HPUB`), or undefined for a subject NATS refuses (empty, or with whitespace). */
+function newPrefix(subject: string, op: 'PUB' | 'HPUB' = 'PUB'): Buffer | undefined {
+  return subject.length === 0 || WHITESPACE.test(subject) ? undefined : Buffer.from(`${op} ${subject} `, 'utf8');
 }
 
-/** One PUB frame: the prefix, the rest of the line (ending in CRLF), the payload and a CRLF. */
+/** A NATS header block: the version line, one line per header, an empty line. */
+function headerBlock(headers: Record<string, string>): string {
+  let out = 'NATS/1.0\r\n';
+  for (const [k, v] of Object.entries(headers)) {
+    if (/[\r\n:]/.test(k) || /[\r\n]/.test(v)) throw new Error(`invalid header ${JSON.stringify(k)}`);
+    out += `${k}: ${v}\r\n`;
+  }
+  return `${out}\r\n`;
+}
+
+/** The same headers as nats.js's object, for nc.publish. */
+function natsHeadersOf(headers: Record<string, string>): MsgHdrs {
+  const h = natsHeaders();
+  for (const [k, v] of Object.entries(headers)) h.set(k, v);
+  return h;
+}
+
+/** One frame: the prefix, the rest of the line (ending in CRLF; for HPUB the header block too), the payload and a CRLF. */
 function frameOf(prefix: Buffer, head: string, data: Uint8Array): Buffer {
   const frame = Buffer.allocUnsafe(prefix.length + Buffer.byteLength(head) + data.length + 2);
   prefix.copy(frame, 0);

@@ -41,15 +41,18 @@ function toEntry(e: KvEntry): Entry {
   return { key: e.key, value: e.value, revision: e.revision, created: e.created };
 }
 
+/** A JetStream API error (its err_code, status and description) as troupe's typed error. */
+function apiError(what: string, apiCode: number | undefined, status: number | undefined, description: string, cause?: unknown): TroupeError {
+  if (apiCode === WRONG_LAST_SEQUENCE || apiCode === WRONG_LAST_SEQUENCE_UNKNOWN) {
+    return new ConflictError(`${what}: the object changed since it was read (revision mismatch)`, { apiCode }, { cause });
+  }
+  if (status === 503) return new UnavailableError(`${what}: JetStream is not available`, {}, { cause });
+  return new UnavailableError(`${what}: ${description}`, { apiCode }, { cause });
+}
+
 /** Maps NATS/JetStream errors to troupe's typed errors. */
 export function kvError(err: unknown, what: string): TroupeError {
-  if (err instanceof JetStreamApiError) {
-    if (err.code === WRONG_LAST_SEQUENCE || err.code === WRONG_LAST_SEQUENCE_UNKNOWN) {
-      return new ConflictError(`${what}: the object changed since it was read (revision mismatch)`, { apiCode: err.code }, { cause: err });
-    }
-    if (err.status === 503) return new UnavailableError(`${what}: JetStream is not available`, {}, { cause: err });
-    return new UnavailableError(`${what}: ${err.message}`, { apiCode: err.code }, { cause: err });
-  }
+  if (err instanceof JetStreamApiError) return apiError(what, err.code, err.status, err.message, err);
   if (err instanceof natsErrors.TimeoutError) return new TimeoutError(`${what}: timed out`, {}, { cause: err });
   if (err instanceof natsErrors.NoRespondersError || (err instanceof natsErrors.RequestError && err.isNoResponders())) {
     return new UnavailableError(`${what}: JetStream is not available (no responders)`, {}, { cause: err });
@@ -123,12 +126,7 @@ export class KvStore {
     } catch {
       throw new UnavailableError(`${what}: JetStream's answer is not JSON`, { size: answer.length });
     }
-    if (ack.error) {
-      const code = ack.error.err_code;
-      if (code === WRONG_LAST_SEQUENCE || code === WRONG_LAST_SEQUENCE_UNKNOWN) throw new ConflictError(`${what}: the object changed since it was read (revision mismatch)`, { apiCode: code });
-      if (ack.error.code === 503) throw new UnavailableError(`${what}: JetStream is not available`, { apiCode: code });
-      throw new UnavailableError(`${what}: ${ack.error.description ?? 'JetStream refused the write'}`, { apiCode: code });
-    }
+    if (ack.error) throw apiError(what, ack.error.err_code, ack.error.code, ack.error.description ?? 'JetStream refused the write');
     if (!ack.stream || typeof ack.seq !== 'number') throw new UnavailableError(`${what}: invalid ack response`);
     return ack.seq;
   }

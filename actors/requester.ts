@@ -12,7 +12,7 @@
  * Errors are troupe's: no reply in time is a TimeoutError; nothing subscribed (the server's 503
  * status answer) and a connection that closed with the request pending are UnavailableErrors.
  */
-import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { TimeoutError, UnavailableError, type TroupeError } from '../protocol/index.js';
 import type { FastPublisher } from './fast-publish.js';
 
@@ -58,12 +58,7 @@ export class Requester {
       }, timeout);
       this.pending.set(token, { subject, resolve, reject, timer });
       try {
-        if (!headers) this.publisher.publishWithReply(subject, this.inbox + token, data);
-        else if (!this.publisher.publishWithHeaders(subject, this.inbox + token, headerBlock(headers), data)) {
-          const h = natsHeaders();
-          for (const [k, v] of Object.entries(headers)) h.set(k, v);
-          this.nc.publish(subject, data, { reply: this.inbox + token, headers: h });
-        }
+        this.publisher.publishWithReply(subject, this.inbox + token, data, headers);
       } catch (err) {
         this.pending.delete(token);
         clearTimeout(timer);
@@ -103,16 +98,6 @@ export class Requester {
     this.failAll(closedError);
     if (!this.nc.isClosed()) this.sub.unsubscribe();
   }
-}
-
-/** A NATS header block: the version line, one line per header, an empty line. */
-function headerBlock(headers: Record<string, string>): string {
-  let out = 'NATS/1.0\r\n';
-  for (const [k, v] of Object.entries(headers)) {
-    if (/[\r\n:]/.test(k) || /[\r\n]/.test(v)) throw new Error(`invalid header ${JSON.stringify(k)}`);
-    out += `${k}: ${v}\r\n`;
-  }
-  return `${out}\r\n`;
 }
 
 function closedError(subject: string): UnavailableError {
