@@ -20,6 +20,7 @@ import {
   ValidationError,
   KINDS,
   normalize,
+  copyJson,
   s,
   sameJson,
   toTroupeError,
@@ -121,7 +122,7 @@ function decideInner(ctx: ResourceContext, ev: ResourceCommand, now: Date): Deci
         base = created(obj, now);
         fresh = true;
       }
-      const next: KObject = structuredClone(base);
+      const next: KObject = copyJson(base);
       if (ev.metadata?.labels !== undefined) next.metadata.labels = mergePatch(next.metadata.labels ?? {}, ev.metadata.labels) as Record<string, string>;
       if (ev.metadata?.annotations !== undefined) next.metadata.annotations = mergePatch(next.metadata.annotations ?? {}, ev.metadata.annotations) as Record<string, string>;
       if (ev.spec !== undefined) next.spec = mergePatch(next.spec ?? {}, ev.spec);

@@ -78,3 +78,4 @@ export {
 } from './manifest.js';
 export type { ParsedManifest } from './manifest.js';
 export { serviceEnv } from './service-env.js';
+export { copyJson } from './copy.js';

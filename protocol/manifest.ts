@@ -2,6 +2,7 @@
  * Manifests: YAML (multi-document, aliases capped) or JSON text → validated, defaulted objects.
  * Everything is checked before anything is returned, so a caller applies all or nothing.
  */
+import { copyJson } from './copy.js';
 import { parseAllDocuments } from 'yaml';
 import { ValidationError } from './errors.js';
 import { isDns1123Subdomain } from './names.js';
@@ -89,7 +90,7 @@ export function normalize(value: unknown, where = 'object'): KObject {
   const issues: Issue[] = check(info.schema, value);
   if (issues.length === 0) issues.push(...crossChecks(v as unknown as KObject));
   if (issues.length > 0) throw new ValidationError(`${where}: ${what}: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}`, { issues });
-  return withDefaults(structuredClone(v) as unknown as KObject);
+  return withDefaults(copyJson(v) as unknown as KObject);
 }
 
 function crossChecks(obj: KObject): Issue[] {
