@@ -46,6 +46,15 @@ export class NodeIpam {
   /** Blocks given out by this controller, before the informer shows them. */
   private readonly given = new Map<string, string>();
   private readonly exhausted = new Set<string>();
+  /**
+   * Block index → the node holding it, and node → its index: kept from the informer's changes and
+   * from what is given here, so that finding a free block does not list every node (with a
+   * thousand nodes registering at once, listing them for each one was a million steps).
+   */
+  private readonly taken = new Map<number, string>();
+  private readonly blockOf = new Map<string, number>();
+  /** Where the search for a free block starts: after the last one given (as Kubernetes' range allocator). */
+  private next = 1;
 
   constructor(
     private readonly res: Resources,
@@ -59,18 +68,58 @@ export class NodeIpam {
     this.blocks = 2 ** (nodeMaskBits - this.cluster.bits);
     this.queue = new WorkQueue((key) => this.assign(key), { onError: (key, err) => this.logger.warn({ err, node: key }, 'pod CIDR not assigned; retrying') });
     nodes.on((type, node) => {
-      if (type === 'delete') this.given.delete(node.metadata.name);
-      else if (!node.spec?.podCIDR) this.queue.add(objectKey(node));
+      const name = node.metadata.name;
+      if (type === 'delete') {
+        this.given.delete(name);
+        this.exhausted.delete(name);
+        this.release(name);
+        // its block is free: the nodes waiting for one need not wait for their next try
+        for (const waiting of this.exhausted) this.queue.add(`/${waiting}`);
+      } else if (node.spec?.podCIDR) this.hold(name, node.spec.podCIDR as string);
+      else {
+        if (!this.given.has(name)) this.release(name);
+        this.queue.add(objectKey(node));
+      }
     });
   }
 
   start(): void {
+    for (const n of this.nodes.list()) if (n.spec?.podCIDR) this.hold(n.metadata.name, n.spec.podCIDR as string);
     for (const n of this.nodes.list()) if (!n.spec?.podCIDR) this.queue.add(objectKey(n));
     this.queue.resume();
   }
 
   blockCidr(i: number): string {
     return `${formatIp((this.cluster.base + i * 2 ** (32 - this.nodeMaskBits)) >>> 0)}/${this.nodeMaskBits}`;
+  }
+
+  /** The index of a block of the cluster CIDR, or undefined for a CIDR that is not one of them. */
+  private blockIndex(cidr: string): number | undefined {
+    let c: { base: number; bits: number };
+    try {
+      c = parseCidr(cidr);
+    } catch {
+      return undefined;
+    }
+    if (c.bits !== this.nodeMaskBits || ((c.base & maskOf(this.cluster.bits)) >>> 0) !== this.cluster.base) return undefined;
+    return (c.base - this.cluster.base) / 2 ** (32 - this.nodeMaskBits);
+  }
+
+  /** Counts a node's block as taken (a CIDR outside the cluster's takes none of its blocks). */
+  private hold(name: string, cidr: string): void {
+    const i = this.blockIndex(cidr);
+    if (this.blockOf.get(name) === i) return;
+    this.release(name);
+    if (i === undefined) return;
+    if (!this.taken.has(i)) this.taken.set(i, name);
+    this.blockOf.set(name, i);
+  }
+
+  private release(name: string): void {
+    const i = this.blockOf.get(name);
+    if (i === undefined) return;
+    this.blockOf.delete(name);
+    if (this.taken.get(i) === name) this.taken.delete(i);
   }
 
   private async assign(key: string): Promise<void> {
@@ -82,12 +131,16 @@ export class NodeIpam {
       await this.res.send(NODE, undefined, name, { type: 'patch', spec: { podCIDR: prior } });
       return;
     }
-    const used = new Set([...[...this.nodes.list()].map((n: KObject) => n.spec?.podCIDR as string | undefined), ...this.given.values()].filter(Boolean));
-    // block 0 holds the network address of the whole range: start at 1, as 10.244.1.0/24
-    for (let i = 1; i < this.blocks; i++) {
+    // block 0 holds the network address of the whole range: blocks 1 to blocks-1 are given
+    const usable = this.blocks - 1;
+    for (let n = 0; n < usable; n++) {
+      const i = 1 + ((this.next - 1 + n) % usable);
+      if (this.taken.has(i)) continue;
+      this.next = (i % usable) + 1;
       const cidr = this.blockCidr(i);
-      if (used.has(cidr)) continue;
       this.given.set(name, cidr);
+      this.hold(name, cidr);
+      this.exhausted.delete(name);
       await this.res.send(NODE, undefined, name, { type: 'patch', spec: { podCIDR: cidr } });
       this.logger.info({ node: name, podCIDR: cidr }, 'pod CIDR assigned');
       return;
