@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { Bus, Informer, KvStore, Resources, startNatsServer } from '../actors/index.js';
+import { Bus, Resources, startNatsServer } from '../actors/index.js';
 import { HollowFleet } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
 import { NODE_FLAGS } from '../cli/heap.js';
@@ -51,7 +51,6 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
   let controller: ChildProcess | undefined;
   const buses: Bus[] = [];
   let fleet: HollowFleet | undefined;
-  let pods: Informer | undefined;
   try {
     controller = spawn(process.execPath, ['--max-old-space-size=2048', ...NODE_FLAGS, ...(process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : []), cli, 'controller', '--server', srv.url, '--log-level', 'warn', '--cluster-cidr', '10.128.0.0/9'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
@@ -72,7 +71,9 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
       if (ready === nodeCount) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    pods = new Informer(bus, await KvStore.open(bus, bus.subjects.stateBucket), kindInfo('Pod')!, quiet);
+    // the watcher: the fleet's own pod informer (one watch and one decode of each pod change in
+    // this process instead of two: the harness shares the machine with what it measures)
+    const pods = fleet.pods!;
     let running = 0;
     let allRunning!: () => void;
     const done = new Promise<void>((r) => (allRunning = r));
@@ -93,7 +94,6 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
       }
       onChange?.();
     });
-    await pods.start();
     const deployments = Math.ceil(podCount / per);
     const cpu0 = cpuMs(controller.pid!);
     const natsCpu0 = cpuMs(srv.pid());
@@ -165,7 +165,6 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
       nodeLossToReplacedMs: replacedAt - tKill,
     };
   } finally {
-    await pods?.stop();
     await fleet?.stop();
     if (controller && controller.exitCode === null) {
       controller.kill('SIGTERM');

@@ -25,6 +25,8 @@ export interface HollowOptions {
 
 export class HollowFleet {
   private readonly alive = new Set<string>();
+  /** The fleet's node names (the array is what the caller gave; this answers "is it ours" at once). */
+  private readonly names: Set<string>;
   private readonly running = new Map<string, string>();
   private informer?: Informer;
   private timer?: NodeJS.Timeout;
@@ -41,6 +43,15 @@ export class HollowFleet {
     readonly opts: HollowOptions = {},
   ) {
     for (const n of nodes) this.alive.add(n);
+    this.names = new Set(nodes);
+  }
+
+  /**
+   * The fleet's pod informer (every pod, from the store), once started: what else in the process
+   * watches pods can follow this one instead of decoding every pod change a second time.
+   */
+  get pods(): Informer | undefined {
+    return this.informer;
   }
 
   async start(): Promise<void> {
@@ -106,7 +117,7 @@ export class HollowFleet {
   private sync(pod: KObject): void {
     const node = pod.spec.nodeName;
     if (!node || !this.alive.has(node) || this.stopped) return;
-    if (!this.nodes.includes(node)) return;
+    if (!this.names.has(node)) return;
     const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
     const uid = pod.metadata.uid!;
     if (pod.metadata.deletionTimestamp) {
