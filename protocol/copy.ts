@@ -33,7 +33,11 @@ function copy(v: unknown, depth: number): unknown {
   if (proto !== Object.prototype && proto !== null) return structuredClone(v);
   const out: Record<string, unknown> = {};
   for (const k in v as Record<string, unknown>) {
-    if (Object.prototype.hasOwnProperty.call(v, k)) out[k] = copy((v as Record<string, unknown>)[k], depth + 1);
+    if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
+    const value = copy((v as Record<string, unknown>)[k], depth + 1);
+    // an own "__proto__" (JSON.parse makes one) stays a property: assigned, it would set the prototype
+    if (k === '__proto__') Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
+    else out[k] = value;
   }
   return out;
 }

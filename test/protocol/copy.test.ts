@@ -28,6 +28,12 @@ t.test('what is not a plain object or array is copied by structuredClone, or ref
   t.ok(out.bytes instanceof Uint8Array && out.bytes !== bytes && out.bytes[2] === 3, 'a typed array');
   t.equal(out.map.get('k'), 1, 'a Map');
   t.throws(() => copyJson({ f: () => 1 }), { name: 'DataCloneError' }, 'a function');
+  const parsed = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as Record<string, unknown>;
+  const copied = copyJson(parsed);
+  t.same(Object.keys(copied), ['__proto__', 'a'], 'an own __proto__ key stays an own property');
+  t.equal(Object.getPrototypeOf(copied), Object.prototype, 'and does not become the prototype');
+  t.equal((copied as { polluted?: boolean }).polluted, undefined);
+  t.strictSame(Object.getOwnPropertyDescriptor(copied, '__proto__')?.value, { polluted: true });
   const nullProto = Object.assign(Object.create(null), { a: 1 });
   t.same(copyJson(nullProto), { a: 1 }, 'an object without a prototype is a plain object');
 });
