@@ -117,7 +117,7 @@ export class KvStore {
       });
     } catch (err) {
       if (err instanceof TimeoutError) throw new TimeoutError(`${what}: timed out`, {}, { cause: err });
-      if (err instanceof UnavailableError && /no responders/.test(err.message)) throw new UnavailableError(`${what}: JetStream is not available (no responders)`, {}, { cause: err });
+      if (err instanceof UnavailableError && err.details.noResponders === true) throw new UnavailableError(`${what}: JetStream is not available (no responders)`, {}, { cause: err });
       throw err instanceof UnavailableError ? new UnavailableError(`${what}: ${err.message}`, {}, { cause: err }) : toTroupeError(err);
     }
     let ack: { stream?: string; seq?: number; error?: { code?: number; err_code?: number; description?: string } };

@@ -78,7 +78,7 @@ export class Requester {
     if (!p) return; // answered already, or timed out
     this.pending.delete(token);
     clearTimeout(p.timer);
-    if (msg.data.length === 0 && msg.headers?.code === 503) p.reject(new UnavailableError(`nothing is serving ${p.subject} (no responders)`, { subject: p.subject }));
+    if (msg.data.length === 0 && msg.headers?.code === 503) p.reject(new UnavailableError(`nothing is serving ${p.subject} (no responders)`, { subject: p.subject, noResponders: true }));
     else p.resolve(msg.data);
   }
 

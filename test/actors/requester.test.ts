@@ -34,7 +34,7 @@ t.test('answers find their own requests, many in flight, out of order', async (t
 
 t.test('nobody subscribed, no answer in time, a late answer, a closed connection', async (t) => {
   const { nc, responder, requester } = await setup(t);
-  await t.rejects(requester.request('nobody.here', Uint8Array.of(1), 5000), { name: 'UnavailableError', message: 'nothing is serving nobody.here (no responders)' });
+  await t.rejects(requester.request('nobody.here', Uint8Array.of(1), 5000), { name: 'UnavailableError', message: 'nothing is serving nobody.here (no responders)', details: { subject: 'nobody.here', noResponders: true } });
   // answers after 300 ms: past a 100 ms deadline
   responder.subscribe('slow', { callback: (_e, m) => void setTimeout(() => m.respond(Uint8Array.of(9)), 300) });
   await responder.flush();
