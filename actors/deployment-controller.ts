@@ -6,7 +6,7 @@
  * back with a new number; old ReplicaSets beyond revisionHistoryLimit removed; conditions
  * Available and Progressing, with ProgressDeadlineExceeded when a rollout stops moving.
  */
-import { sameJson, templateHash, type KObject } from '../protocol/index.js';
+import { copyJson, sameJson, templateHash, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import type { EventRecorder } from './event-recorder.js';
 import { objectKey, type Informer } from './informer.js';
@@ -155,7 +155,7 @@ export class DeploymentController {
   }
 
   private async createRs(d: KObject, hash: string, revision: number, olds: KObject[]): Promise<KObject | undefined> {
-    const tpl = structuredClone(d.spec.template);
+    const tpl = copyJson(d.spec.template);
     tpl.metadata = { ...tpl.metadata, labels: { ...tpl.metadata?.labels, [HASH_LABEL]: hash } };
     const replicas = d.spec.strategy.type === 'Recreate' || olds.some((rs) => (rs.spec.replicas ?? 0) > 0) ? 0 : d.spec.replicas;
     const rs: KObject = {

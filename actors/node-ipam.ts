@@ -84,8 +84,11 @@ export class NodeIpam {
   }
 
   start(): void {
-    for (const n of this.nodes.list()) if (n.spec?.podCIDR) this.hold(n.metadata.name, n.spec.podCIDR as string);
-    for (const n of this.nodes.list()) if (!n.spec?.podCIDR) this.queue.add(objectKey(n));
+    // (the queue is paused until resume: every block held is counted before any is given)
+    for (const n of this.nodes.list()) {
+      if (n.spec?.podCIDR) this.hold(n.metadata.name, n.spec.podCIDR as string);
+      else this.queue.add(objectKey(n));
+    }
     this.queue.resume();
   }
 

@@ -110,7 +110,7 @@ export class Scheduler {
     return node;
   }
 
-  /** A pod placed at creation is stored: its Scheduled event, as a binding records it. */
+  /** A pod bound (or placed at creation and stored): its Scheduled event. */
   placed(pod: KObject, node: string): void {
     const { namespace: ns, name } = pod.metadata as { namespace: string; name: string };
     this.recorder.record(pod, 'Normal', 'Scheduled', `Successfully assigned ${ns}/${name} to ${node}`);
@@ -213,7 +213,7 @@ export class Scheduler {
     const { namespace: ns, name } = pod.metadata as { namespace: string; name: string };
     try {
       await this.res.send(POD, ns, name, { type: 'bind', node, uid: pod.metadata.uid });
-      this.recorder.record(pod, 'Normal', 'Scheduled', `Successfully assigned ${ns}/${name} to ${node}`);
+      this.placed(pod, node);
     } catch (err) {
       this.assumed.delete(key);
       this.uncount(key);

@@ -3,7 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { HASH_LABEL, REVISION, Resources, condition, controllerRef, revisionOf, type Bus } from '../actors/index.js';
-import { NotFoundError, ValidationError, kindInfo, sameJson, type KObject } from '../protocol/index.js';
+import { NotFoundError, ValidationError, copyJson, kindInfo, sameJson, type KObject } from '../protocol/index.js';
 import { UsageError, kindArg, type Io } from './resource-commands.js';
 
 const DEPLOY = kindInfo('Deployment')!;
@@ -59,7 +59,7 @@ export async function cmdRollout(bus: Bus, args: string[], io: Io): Promise<numb
         target = [...rss].reverse().find((r) => revisionOf(r) < current);
         if (!target) throw new NotFoundError('no rollout history found: there is no previous revision to go back to');
       }
-      const tpl = structuredClone(target.spec.template);
+      const tpl = copyJson(target.spec.template);
       if (tpl.metadata?.labels) delete tpl.metadata.labels[HASH_LABEL];
       if (sameJson(tpl, d.spec.template)) {
         io.out.write(`deployment.apps/${name} skipped rollback (current template already matches revision ${revisionOf(target)})\n`);
