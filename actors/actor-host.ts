@@ -67,6 +67,12 @@ export interface ActorHostOptions {
   queue?: string;
   /** How long a snapshot write may keep retrying before the commands waiting on it fail (ms). */
   persistTimeout?: number;
+  /**
+   * Asked before every store write: a reason this host must not write now (the control plane:
+   * its lease is not known to be held), or undefined. A refused write is retried like one the
+   * store did not take, until it may go or persistTimeout has passed.
+   */
+  fence?: () => string | undefined;
   /** With `persist: 'async'`, how long changes gather before one snapshot write (ms). */
   asyncPersistDelay?: number;
   /** Actor restarts allowed per period before the host gives up. */
@@ -81,14 +87,17 @@ export interface ActorHostOptions {
   fresh?: (kind: string, key: ActorKey, command: CommandBody) => boolean;
 }
 
-/** A snapshot write that landed (see ActorHost.onStored). */
+/** A snapshot write or deletion that landed (see ActorHost.onStored). */
 export interface StoredWrite {
   kind: string;
+  namespace: string;
+  name: string;
   /** The store key written. */
   key: string;
-  /** Its new revision. */
+  /** Its new revision (of a deletion: the deletion's). */
   revision: number;
-  stored: StoredActor;
+  /** What was written; undefined when the entry was deleted. */
+  stored: StoredActor | undefined;
 }
 
 /** What is stored per actor in KV. */
@@ -285,7 +294,7 @@ export class ActorHost {
    * Calls `follower` with every snapshot write of this host once the store has it, with its new
    * revision: what mirrors the store in this process (the control plane's informers) has it without
    * waiting for the store's watch to bring it back. The snapshot is the one written: not to be
-   * changed. Deletions are not told (the watch brings them). Returns the way to stop.
+   * changed. A deletion is told with `stored` undefined. Returns the way to stop.
    */
   onStored(follower: (w: StoredWrite) => void): () => void {
     this.storedFollowers.add(follower);
@@ -509,8 +518,8 @@ export class ActorHost {
     else if (snapshot.status === 'done' && cell.kind.deleteWhenDone) queueMicrotask(() => this.evict(cell));
   }
 
-  private tellStored(cell: Cell, stored: StoredActor): void {
-    const w: StoredWrite = { kind: cell.kind.kind, key: cell.storeKey, revision: cell.revision, stored };
+  private tellStored(cell: Cell, stored: StoredActor | undefined, revision = cell.revision): void {
+    const w: StoredWrite = { kind: cell.kind.kind, namespace: cell.namespace, name: cell.name, key: cell.storeKey, revision, stored };
     for (const f of this.storedFollowers) {
       try {
         f(w);
@@ -647,6 +656,7 @@ export class ActorHost {
     const deadline = this.clock.now() + this.persistTimeout;
     for (let attempt = 0; ; attempt++) {
       try {
+        this.checkFence(cell);
         cell.revision = cell.revision === 0 ? await this.store.create(cell.storeKey, bytes) : await this.store.update(cell.storeKey, bytes, cell.revision);
         this.bus.metrics.inc('snapshot_writes_total');
         return;
@@ -675,14 +685,24 @@ export class ActorHost {
     }
   }
 
+  /** Throws (retriable) while the host's fence says it must not write. */
+  private checkFence(cell: Cell): void {
+    const reason = this.opts.fence?.();
+    if (reason === undefined) return;
+    this.bus.metrics.inc('snapshot_writes_fenced_total');
+    throw new UnavailableError(`${cell.storeKey}: not written: ${reason}`, { key: cell.storeKey });
+  }
+
   /** Deletes a finished actor's snapshot, fenced by its revision, retried while the store is unavailable. */
   private async remove(cell: Cell): Promise<void> {
     if (cell.revision === 0) return;
     const deadline = this.clock.now() + this.persistTimeout;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.store.delete(cell.storeKey, cell.revision);
+        this.checkFence(cell);
+        const revision = await this.store.delete(cell.storeKey, cell.revision);
         this.bus.metrics.inc('snapshot_deletes_total');
+        if (revision !== undefined && this.storedFollowers.size) this.tellStored(cell, undefined, revision);
         return;
       } catch (err) {
         const retriable = err instanceof TimeoutError || err instanceof UnavailableError;

@@ -8,6 +8,15 @@
  * clock, so clocks need not agree) takes it over, and a leader whose renewal loses the race
  * stops at once. The new leader loads every object from the store and carries on: the work is
  * level-based, so nothing the old one had in memory is needed, and no pod is made twice.
+ *
+ * A leader writes only while its lease is surely its own: no store write goes out once its last
+ * renewal was sent leaseMs − renewMs ago (the fence), so by the time a standby has seen the lease
+ * still for leaseMs, the old leader has stopped writing. The leader's resource actors are then
+ * the only writers of resource objects, and its informers hear each write in-process as it lands
+ * (ActorHost.onStored): they follow the store's watch only for a while after taking the lead
+ * (writes of a previous leader still on their way), then stop, so that the leader does not
+ * receive every one of its writes a second time (a tenth of its CPU under load). They list the
+ * store again every resyncMs, in case a write reached it that they were not told of.
  */
 import { ConflictError, kindInfo, packValue, unpackValue, type KObject } from '../protocol/index.js';
 import { sleep, systemClock, type Clock, type Logger } from '../supervisor/index.js';
@@ -36,9 +45,17 @@ export interface ControlPlaneOptions {
   bus: Bus;
   logger?: Logger;
   lifecycle?: NodeLifecycleOptions;
-  /** A standby takes over after the lease has not moved for this long (ms). */
+  /** A standby takes over after the lease has not moved for this long (ms); default 3,000. */
   leaseMs?: number;
+  /** How often the leader renews its lease (ms); default a third of leaseMs, at most 1,000. */
   renewMs?: number;
+  /**
+   * How long after taking the lead the informers also follow the store's watch (ms); default
+   * twice leaseMs. Infinity: always.
+   */
+  informerWatchMs?: number;
+  /** How often the informers list the store again once they no longer watch it (ms); default 10 min. */
+  resyncMs?: number;
   clock?: Clock;
   signal?: AbortSignal;
   /**
@@ -76,6 +93,11 @@ export class ControlPlane {
   private queues: { stop(): void; idle(): Promise<void> }[] = [];
   private stopped = false;
   private renewTimer?: NodeJS.Timeout;
+  private watchTimer?: ReturnType<Clock['setTimeout']>;
+  private resyncTimer?: ReturnType<Clock['setTimeout']>;
+  private readonly clock: Clock;
+  private readonly leaseMs: number;
+  private readonly renewMs: number;
   readonly logger: Logger;
   scheduler?: Scheduler;
 
@@ -83,17 +105,22 @@ export class ControlPlane {
     readonly opts: ControlPlaneOptions,
     readonly kv: KvStore,
     private leaseRevision: number,
+    /** When the last lease write the store took was sent (clock ms). */
+    private renewedAt: number,
   ) {
     this.logger = (opts.logger ?? opts.bus.logger).child({ component: 'control-plane' });
     this.done = new Promise((r) => (this.resolveDone = r));
+    this.clock = opts.clock ?? systemClock;
+    this.leaseMs = leaseMsOf(opts);
+    this.renewMs = renewMsOf(opts);
   }
 
   /** Waits until this process holds the lease, then starts everything. */
   static async start(opts: ControlPlaneOptions): Promise<ControlPlane> {
     const { bus } = opts;
     const kv = await KvStore.open(bus, bus.subjects.stateBucket);
-    const revision = await acquireLease(bus, kv, opts);
-    const cp = new ControlPlane(opts, kv, revision);
+    const { revision, sentAt } = await acquireLease(bus, kv, opts);
+    const cp = new ControlPlane(opts, kv, revision, sentAt);
     try {
       await cp.run();
     } catch (err) {
@@ -123,13 +150,23 @@ export class ControlPlane {
       const informer = byToken.get(kind);
       return !!informer?.synced && !informer.get(key.namespace, key.name);
     };
-    this.host = await ActorHost.start(bus, { kinds: resourceKinds({ Service: svc.admit }), store: this.kv, logger: this.logger, clock: this.opts.clock, idleMs: this.opts.idleMs ?? 10_000, maxResident: this.opts.maxResident ?? 4000, fresh });
+    this.host = await ActorHost.start(bus, {
+      kinds: resourceKinds({ Service: svc.admit }),
+      store: this.kv,
+      logger: this.logger,
+      clock: this.opts.clock,
+      idleMs: this.opts.idleMs ?? 10_000,
+      maxResident: this.opts.maxResident ?? 4000,
+      fresh,
+      fence: () => this.fence(),
+    });
     // the controllers below command the actors of this host in this process, and the informers
     // have each write of theirs as soon as it lands (the watch's copy then skipped)
     res.local = this.host;
     this.host.onStored((w) => {
       const informer = byToken.get(w.kind);
       if (!informer) return;
+      if (!w.stored) return informer.feedDelete(w.namespace, w.name, w.revision);
       const obj = storedObject(w.stored, w.revision);
       if (obj) informer.feed(obj);
     });
@@ -147,6 +184,7 @@ export class ControlPlane {
       packValue({ clusterCIDR: this.opts.clusterCidr ?? '10.244.0.0/16', serviceCIDR: this.opts.serviceCidr ?? '10.96.0.0/16', clusterDomain: 'cluster.local' }),
     );
     for (const i of this.informers) await i.start();
+    this.followOwnWrites();
     if (!namespaces.get(undefined, 'default')) {
       await res.send(kindInfo('Namespace')!, undefined, 'default', { type: 'apply', object: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } } satisfies KObject });
       // wait until the informer has it, so that nothing in it looks orphaned
@@ -164,17 +202,56 @@ export class ControlPlane {
     this.logger.info('control plane leading');
   }
 
+  /** Why this control plane must not write now (its lease not known to be held), or undefined. */
+  private fence(): string | undefined {
+    const age = this.clock.now() - this.renewedAt;
+    if (age < this.leaseMs - this.renewMs) return undefined;
+    return `this control plane's lease was last renewed ${age} ms ago; it may no longer lead`;
+  }
+
+  /**
+   * Once no earlier leader's write can still be on its way, the informers stop following the
+   * store's watch and hear only this process's writes (see the top of this file); they list the
+   * store again every resyncMs.
+   */
+  private followOwnWrites(): void {
+    const watchMs = this.opts.informerWatchMs ?? 2 * this.leaseMs;
+    if (!Number.isFinite(watchMs)) return;
+    this.watchTimer = this.clock.setTimeout(() => {
+      if (this.stopped) return;
+      void Promise.all(this.informers.map((i) => i.unwatch())).then(() => this.scheduleResync());
+    }, watchMs);
+  }
+
+  private scheduleResync(): void {
+    if (this.stopped) return;
+    this.resyncTimer = this.clock.setTimeout(() => {
+      void (async () => {
+        for (const i of this.informers) {
+          if (this.stopped) return;
+          try {
+            const changed = await i.resync();
+            if (changed) this.logger.warn({ kind: i.info.kind, changed }, 'the store had changes this control plane was not told of; taken');
+          } catch (err) {
+            this.logger.warn({ err, kind: i.info.kind }, 'informer resync failed; trying again later');
+          }
+        }
+      })().finally(() => this.scheduleResync());
+    }, this.opts.resyncMs ?? 600_000);
+  }
+
   private startRenewing(): void {
     const { bus } = this.opts;
-    const renewMs = this.opts.renewMs ?? 1000;
     let renewing = false;
     this.renewTimer = setInterval(() => {
       if (renewing || this.stopped) return;
       renewing = true;
+      const sentAt = this.clock.now();
       this.kv
         .update(LEASE_KEY, packValue({ holder: this.opts.identity ?? bus.id, renewedAt: Date.now() }), this.leaseRevision)
         .then((rev) => {
           this.leaseRevision = rev;
+          this.renewedAt = sentAt;
         })
         .catch((err) => {
           if (err instanceof ConflictError) {
@@ -185,7 +262,7 @@ export class ControlPlane {
         .finally(() => {
           renewing = false;
         });
-    }, renewMs);
+    }, this.renewMs);
   }
 
   /** Waits until every controller's queue is empty (tests, benchmarks). */
@@ -197,6 +274,8 @@ export class ControlPlane {
     if (this.stopped) return;
     this.stopped = true;
     if (this.renewTimer) clearInterval(this.renewTimer);
+    if (this.watchTimer) this.clock.clearTimeout(this.watchTimer);
+    if (this.resyncTimer) this.clock.clearTimeout(this.resyncTimer);
     this.lifecycle?.stop();
     for (const q of this.queues) q.stop();
     // work already begun finishes while the actors still answer (bounded: a command stuck on an
@@ -215,9 +294,20 @@ export class ControlPlane {
   }
 }
 
-/** Takes the lease when it is free or has not moved for leaseMs; resolves with its revision. */
-async function acquireLease(bus: Bus, kv: KvStore, opts: ControlPlaneOptions): Promise<number> {
-  const leaseMs = opts.leaseMs ?? 3000;
+function leaseMsOf(opts: ControlPlaneOptions): number {
+  return opts.leaseMs ?? 3000;
+}
+
+function renewMsOf(opts: ControlPlaneOptions): number {
+  return opts.renewMs ?? Math.min(1000, Math.floor(leaseMsOf(opts) / 3));
+}
+
+/**
+ * Takes the lease when it is free or has not moved for leaseMs; resolves with its revision and
+ * when the write that took it was sent (clock ms).
+ */
+async function acquireLease(bus: Bus, kv: KvStore, opts: ControlPlaneOptions): Promise<{ revision: number; sentAt: number }> {
+  const leaseMs = leaseMsOf(opts);
   const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? bus.logger;
   let seenRevision = -1;
@@ -228,10 +318,11 @@ async function acquireLease(bus: Bus, kv: KvStore, opts: ControlPlaneOptions): P
     const me = opts.identity ?? bus.id;
     const value = packValue({ holder: me, renewedAt: Date.now() });
     const entry = await kv.get(LEASE_KEY);
+    const sentAt = clock.now();
     try {
-      if (!entry) return await kv.create(LEASE_KEY, value);
+      if (!entry) return { revision: await kv.create(LEASE_KEY, value), sentAt };
       const lease = unpackValue<{ holder: string }>(entry.value);
-      if (lease.holder === me) return await kv.update(LEASE_KEY, value, entry.revision);
+      if (lease.holder === me) return { revision: await kv.update(LEASE_KEY, value, entry.revision), sentAt };
       if (entry.revision !== seenRevision) {
         seenRevision = entry.revision;
         seenAt = clock.now();
@@ -239,7 +330,7 @@ async function acquireLease(bus: Bus, kv: KvStore, opts: ControlPlaneOptions): P
         told = true;
       } else if (clock.now() - seenAt >= leaseMs) {
         logger.warn({ holder: lease.holder }, 'the leading controller stopped renewing its lease; taking over');
-        return await kv.update(LEASE_KEY, value, entry.revision);
+        return { revision: await kv.update(LEASE_KEY, value, entry.revision), sentAt };
       }
     } catch (err) {
       if (!(err instanceof ConflictError)) throw err;

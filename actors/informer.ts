@@ -23,10 +23,16 @@ export class Informer {
   /** `namespace/name` → object. */
   readonly objects = new Map<string, KObject>();
   private readonly handlers: InformerHandler[] = [];
-  private readonly abort = new AbortController();
+  /** Ends the store's watch (unwatch, stop). */
+  private readonly watching = new AbortController();
+  private stopped = false;
   private done: Promise<void> = Promise.resolve();
-  /** The highest store revision seen. */
+  /** The highest store revision seen on the list and the watch. */
   revision = 0;
+  /** The highest revision told (feed, feedDelete) or found again (resync). */
+  private told = 0;
+  /** Objects deleted as told while the watch runs: key → the deletion's revision. */
+  private readonly tombstones = new Map<string, number>();
   /** True once the first list is loaded (start() resolved): from then on it follows the store. */
   synced = false;
 
@@ -53,13 +59,13 @@ export class Informer {
 
   /** Lists, then follows. Resolves once the list is loaded. */
   async start(): Promise<void> {
-    const filter = this.bus.subjects.stateKeyFilter(this.info.token, this.info.namespaced ? this.namespace : nsToken(this.info));
+    const filter = this.filter();
     for (const e of await this.kv.list(filter)) {
       this.revision = Math.max(this.revision, e.revision);
       const obj = objectOf(e);
       if (obj) this.upsert(obj);
     }
-    const it = await this.kv.watch({ filter, fromRevision: this.revision, signal: this.abort.signal });
+    const it = await this.kv.watch({ filter, fromRevision: this.revision, signal: this.watching.signal });
     this.synced = true;
     this.done = (async () => {
       try {
@@ -68,6 +74,12 @@ export class Informer {
           this.revision = ev.revision;
           const parts = ev.key.split('.');
           const key = `${this.info.namespaced ? untoken(parts[1]!) : ''}/${untoken(parts[2]!)}`;
+          const dead = this.tombstones.get(key);
+          if (dead !== undefined) {
+            // deleted as told (feedDelete): what the watch has of it up to that deletion is past
+            if (ev.revision >= dead) this.tombstones.delete(key);
+            if (ev.revision <= dead) continue;
+          }
           const have = this.objects.get(key);
           // already here, or something newer (told in-process, see feed): nothing to decode
           if (have && revisionOf(have) >= ev.revision) continue;
@@ -88,9 +100,69 @@ export class Informer {
           if (obj) this.upsert(obj);
         }
       } catch (err) {
-        if (!this.abort.signal.aborted) this.logger?.error({ err, kind: this.info.kind }, 'informer watch ended');
+        if (!this.watching.signal.aborted) this.logger?.error({ err, kind: this.info.kind }, 'informer watch ended');
       }
     })();
+  }
+
+  private filter(): string {
+    return this.bus.subjects.stateKeyFilter(this.info.token, this.info.namespaced ? this.namespace : nsToken(this.info));
+  }
+
+  /** True while the store's watch is followed (from start() until unwatch() or stop()). */
+  get watchingStore(): boolean {
+    return this.synced && !this.watching.signal.aborted;
+  }
+
+  /**
+   * Stops following the store's watch: from now on the informer changes only by what it is told
+   * (feed, feedDelete) and by resync(). For the process that makes every write of this kind (the
+   * leading control plane), whose writes the watch would only bring back a second time.
+   */
+  async unwatch(): Promise<void> {
+    this.watching.abort();
+    await this.done;
+    this.tombstones.clear();
+  }
+
+  /**
+   * Lists the store again and takes what differs: newer objects, and the deletion of those held
+   * that the store no longer has (unless told of them after the list began). What an informer
+   * that no longer watches (unwatch) does now and then, in case a write reached the store that it
+   * was not told of. Returns how many objects changed.
+   */
+  async resync(): Promise<number> {
+    if (!this.synced || this.stopped) return 0;
+    // an object held at a revision known before the list began was in the store then: it is in
+    // the list unless it has been deleted
+    const before = Math.max(this.revision, this.told);
+    const listed = new Set<string>();
+    let changed = 0;
+    for (const e of await this.kv.list(this.filter())) {
+      if (this.stopped) return changed;
+      let obj: KObject | undefined;
+      try {
+        obj = objectOf(e);
+      } catch (err) {
+        this.logger?.warn({ err, key: e.key }, 'unreadable object in the store');
+        continue;
+      }
+      if (!obj) continue;
+      const key = objectKey(obj);
+      listed.add(key);
+      const have = this.objects.get(key);
+      if (have && revisionOf(have) >= e.revision) continue;
+      this.told = Math.max(this.told, e.revision);
+      this.upsert(obj);
+      changed++;
+    }
+    for (const [key, have] of [...this.objects]) {
+      if (listed.has(key) || revisionOf(have) > before) continue;
+      this.objects.delete(key);
+      this.emit('delete', have);
+      changed++;
+    }
+    return changed;
   }
 
   /**
@@ -99,9 +171,27 @@ export class Informer {
    * it as they would from the watch; only what is newer than what is held is taken.
    */
   feed(obj: KObject): void {
-    if (!this.synced || this.abort.signal.aborted) return;
+    if (!this.synced || this.stopped) return;
     if (this.namespace !== undefined && this.info.namespaced && obj.metadata.namespace !== this.namespace) return;
+    this.told = Math.max(this.told, revisionOf(obj));
     this.upsert(obj);
+  }
+
+  /**
+   * An object this process deleted from the store (at `revision`), told before the watch brings
+   * the deletion (or instead of it, once unwatched). Only what is older than the deletion goes.
+   */
+  feedDelete(namespace: string | undefined, name: string, revision: number): void {
+    if (!this.synced || this.stopped) return;
+    if (this.namespace !== undefined && this.info.namespaced && namespace !== this.namespace) return;
+    this.told = Math.max(this.told, revision);
+    const key = `${this.info.namespaced ? (namespace ?? 'default') : ''}/${name}`;
+    const have = this.objects.get(key);
+    if (!have || revisionOf(have) >= revision) return;
+    // the watch may yet bring older versions of it: they are not taken for it coming back
+    if (this.watchingStore) this.tombstones.set(key, revision);
+    this.objects.delete(key);
+    this.emit('delete', have);
   }
 
   private upsert(obj: KObject): void {
@@ -130,7 +220,8 @@ export class Informer {
   }
 
   async stop(): Promise<void> {
-    this.abort.abort();
+    this.stopped = true;
+    this.watching.abort();
     await this.done;
   }
 }

@@ -100,21 +100,30 @@ export class KvStore {
    * straight now, goes through nats.js's put, with its own errors.
    */
   private async write(key: string, value: Uint8Array, what: string, expected?: number): Promise<number> {
-    const fast = this.fast;
-    const ek = fast?.encodeKey(key);
-    if (!fast || !ek || ek.startsWith('.') || ek.endsWith('.') || !VALID_KEY.test(ek)) {
+    const fast = this.fastKey(key);
+    if (fast === undefined) {
       try {
         return await this.kv.put(key, value, expected === undefined ? undefined : { previousSeq: expected });
       } catch (err) {
         throw kvError(err, what);
       }
     }
+    return this.send(fast, value, what, expected === undefined ? undefined : { 'Nats-Expected-Last-Subject-Sequence': String(expected) });
+  }
+
+  /** The key's subject for a write straight to JetStream, or undefined when nats.js must do it. */
+  private fastKey(key: string): string | undefined {
+    const fast = this.fast;
+    const ek = fast?.encodeKey(key);
+    if (!fast || !ek || ek.startsWith('.') || ek.endsWith('.') || !VALID_KEY.test(ek)) return undefined;
+    return fast.subjectForKey(ek, true);
+  }
+
+  /** Publishes to a key's subject through the bus's requests; resolves with the new revision. */
+  private async send(subject: string, value: Uint8Array, what: string, headers?: Record<string, string>): Promise<number> {
     let answer: Uint8Array;
     try {
-      answer = await this.bus!.requestRaw(fast.subjectForKey(ek, true), value, {
-        timeout: WRITE_TIMEOUT_MS,
-        ...(expected === undefined ? {} : { headers: { 'Nats-Expected-Last-Subject-Sequence': String(expected) } }),
-      });
+      answer = await this.bus!.requestRaw(subject, value, { timeout: WRITE_TIMEOUT_MS, ...(headers ? { headers } : {}) });
     } catch (err) {
       if (err instanceof TimeoutError) throw new TimeoutError(`${what}: timed out`, {}, { cause: err });
       if (err instanceof UnavailableError && err.details.noResponders === true) throw new UnavailableError(`${what}: JetStream is not available (no responders)`, {}, { cause: err });
@@ -188,9 +197,21 @@ export class KvStore {
   }
 
   /** Deletes a key; with `revision`, only if it is still at that revision. */
-  async delete(key: string, revision?: number): Promise<void> {
+  /**
+   * Deletes a key (a delete marker, as nats.js's delete), fenced by its revision when given.
+   * Resolves with the deletion's revision, or undefined when nats.js made it (it does not say).
+   */
+  async delete(key: string, revision?: number): Promise<number | undefined> {
+    const fast = this.fastKey(key);
+    if (fast !== undefined) {
+      return this.send(fast, new Uint8Array(0), `delete ${key}`, {
+        'KV-Operation': 'DEL',
+        ...(revision === undefined ? {} : { 'Nats-Expected-Last-Subject-Sequence': String(revision) }),
+      });
+    }
     try {
       await this.kv.delete(key, revision === undefined ? undefined : { previousSeq: revision });
+      return undefined;
     } catch (err) {
       throw kvError(err, `delete ${key}`);
     }

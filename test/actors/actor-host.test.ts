@@ -357,3 +357,35 @@ t.test('deliver: a command from this process gets the answer a bus caller gets, 
   await host.stop();
   await t.rejects(host.deliver('counter', 'default', 'd1', { type: 'get' }), { name: 'UnavailableError', message: /stopped/ });
 });
+
+t.test('fence: while it names a reason no write goes out (retried, then a typed error); onStored tells writes and deletions', async (t) => {
+  let fenced: string | undefined;
+  const told: string[] = [];
+  const { host, client, hostBus } = await cluster(t, { fence: () => fenced, persistTimeout: 1500 });
+  const ending = await ActorHost.start(hostBus, { kinds: [{ ...counter, kind: 'ending', deleteWhenDone: true }], fence: () => fenced, scope: 'x' });
+  t.teardown(() => ending.stop());
+  for (const h of [host, ending]) h.onStored((w) => told.push(`${w.kind} ${w.namespace}/${w.name} ${w.stored ? `n=${storedN(w.stored)}` : 'deleted'} rv${w.revision}`));
+  t.same(await client.send('default', 'f1', { type: 'inc', by: 1 }), { n: 1, state: 'running' });
+  t.match(told, [/^counter default\/f1 n=1 rv\d+$/]);
+
+  fenced = 'not leading';
+  const refused = hostBus.metrics.get('snapshot_writes_fenced_total');
+  const held = client.send('default', 'f1', { type: 'inc', by: 1 });
+  await waitFor(() => hostBus.metrics.get('snapshot_writes_fenced_total') > refused + 1, 'the write refused, and tried again');
+  t.equal(told.length, 1, 'nothing written while fenced');
+  fenced = undefined;
+  t.same(await held, { n: 2, state: 'running' }, 'written once the fence lifts, then answered');
+  t.match(told[1], /^counter default\/f1 n=2 rv\d+$/);
+
+  fenced = 'not leading';
+  await t.rejects(client.send('default', 'f1', { type: 'inc', by: 1 }), { code: 'TRP_ERR_PERSIST', message: /not written: not leading/ }, 'past persistTimeout: a typed error');
+  fenced = undefined;
+
+  // a kind whose actors are deleted when done: the deletion is told, with its revision
+  const ec = new ActorClient(client.bus, { ...counter, kind: 'ending' }, 'x');
+  await ec.send('default', 'e1', { type: 'inc', by: 3 });
+  await ec.send('default', 'e1', { type: 'finish' }).catch(() => undefined);
+  await waitFor(() => told.some((l) => l.startsWith('ending default/e1 deleted')), 'the deletion told');
+  const [made, gone] = told.filter((l) => l.startsWith('ending')).map((l) => Number(l.split(' rv')[1]));
+  t.ok(gone! > made!, 'the deletion has its own, later revision');
+});

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { kindInfo, type KObject } from '../../protocol/index.js';
+import { MessageType, kindInfo, packValue, type EventBody, type KObject } from '../../protocol/index.js';
 import { connect } from '@nats-io/transport-node';
-import { ControlPlane, Resources, recordedEvents, revisionOf } from '../../actors/index.js';
+import { ControlPlane, KvStore, Resources, recordedEvents, revisionOf, type ResourceSummary } from '../../actors/index.js';
 import { deployment, hollowCluster, isReadyPod, quiet } from '../helpers/cluster.js';
 import { waitFor, withBus, withNats } from '../helpers/nats.js';
 
@@ -59,11 +59,24 @@ t.test("a ReplicaSet's pods are created already placed; a pod made by hand is bo
   }, 'a Scheduled event per pod');
   for (const p of made) t.same(scheduled.get(p.metadata.name), { message: `Successfully assigned default/${p.metadata.name} to ${p.spec.nodeName}`, uid: p.metadata.uid });
 
-  // a pod of nobody's: created unbound, then bound by the scheduler's queue
+  // a pod of nobody's: created unbound, then bound by the scheduler's queue; its actor's events
+  // say what changed in a summary (the object itself is read from the store)
+  const looseEvents: EventBody[] = [];
+  const sub = c.bus.subscribe<EventBody>(c.bus.subjects.evt('pod', 'default', 'loose'), (env) => void looseEvents.push(env.body), { accept: [MessageType.Event] });
+  t.teardown(() => sub.unsubscribe());
+  await c.bus.flush();
   await c.res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'loose', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'busybox:1' }] } } as KObject);
   const loose = await waitFor(() => c.pods.get('default', 'loose')?.spec.nodeName, 'loose pod bound');
   t.ok(['n1', 'n2'].includes(loose));
   t.equal(first.get('loose')?.spec.nodeName, undefined, 'created unbound');
+  const running = await waitFor(() => looseEvents.find((e) => (e.data as ResourceSummary | null)?.phase === 'Running'), 'a Running event for the loose pod');
+  const stored = c.pods.get('default', 'loose')!;
+  t.same(running.data, { uid: stored.metadata.uid, generation: 1, phase: 'Running', nodeName: loose }, 'the event carries the summary, not the object');
+  t.same(
+    looseEvents.map((e) => [e.cause, (e.data as ResourceSummary | null)?.phase ?? null, (e.data as ResourceSummary | null)?.nodeName ?? null]).slice(0, 3),
+    [['xstate.init', null, null], ['apply', 'Pending', null], ['bind', 'Pending', loose]],
+    'one event per transition: started, created, bound',
+  );
 });
 
 t.test('scale 3 → 10 → 1 converges', async (t) => {
@@ -248,4 +261,24 @@ t.test('objects the informers do not have start without a store read; one that l
   t.equal(again.object?.metadata.uid, first.object?.metadata.uid, 'same uid');
   t.ok(reads > before, `read from the store (${reads - before})`);
   t.equal(cpBus.metrics.get('actor_fresh_conflicts_total', { kind: 'deployment' }), 0, 'never taken for new');
+});
+
+t.test("the leader's informers stop following the store's watch after a while; a write behind their back is taken at the next resync", async (t) => {
+  const c = await hollowCluster(t, ['n1'], { controlPlane: { informerWatchMs: 300, resyncMs: 700 } });
+  await new Promise((r) => setTimeout(r, 400));
+  // the control plane works as before on what its own actors write
+  await c.res.apply(deployment('told', { replicas: 2 }));
+  await waitFor(() => c.activePods('told').filter((p) => p.status?.phase === 'Running').length === 2, '2 pods Running');
+  // a Deployment written straight into the store (as a previous leader's late write would be)
+  const kv = await KvStore.open(c.bus, c.bus.subjects.stateBucket);
+  const made = deployment('behind', { replicas: 1 });
+  const object = { ...made, metadata: { ...made.metadata, uid: '0c5a3f4e-0000-4000-8000-000000000001', generation: 1, creationTimestamp: new Date().toISOString() }, status: {} };
+  await kv.create(c.bus.subjects.stateKey('deployment', 'default', 'behind'), packValue({ owner: 'elsewhere', seq: 1, snapshot: { status: 'active', value: 'live', historyValue: {}, children: {}, context: { kind: 'deployment', namespace: 'default', name: 'behind', object } } }));
+  await waitFor(() => c.activePods('behind').filter((p) => p.status?.phase === 'Running').length === 1, 'its pod Running (found by the resync)', 10_000);
+  const d = await waitFor(async () => {
+    const d = await c.res.get(DEPLOY, 'default', 'behind');
+    return d?.status?.availableReplicas === 1 ? d : undefined;
+  }, 'its status written by the control plane');
+  t.equal(d.metadata.uid, object.metadata.uid);
+  t.equal(c.activePods('told').length, 2, 'nothing else changed');
 });

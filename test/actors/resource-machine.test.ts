@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createActor } from 'xstate';
-import { decide, kindOf, mergePatch, resourceMachine, type ResourceContext } from '../../actors/index.js';
+import { decide, kindOf, mergePatch, resourceMachine, summaryOf, type ResourceContext } from '../../actors/index.js';
 import { ConflictError, NotFoundError, ValidationError, type KObject } from '../../protocol/index.js';
 
 const deploy = (replicas = 3, image = 'myapp:1.0'): KObject => ({
@@ -112,4 +112,15 @@ t.test('the machine: a rejected or no-op command makes no transition; removal en
   actor.send({ type: 'delete' });
   t.equal(actor.getSnapshot().status, 'done');
   t.equal(new Set(seen).size, 3, 'three distinct snapshots (initial, created, removed): what the host publishes and persists');
+});
+
+t.test("a resource actor's event carries a summary of its object", async (t) => {
+  t.equal(summaryOf(undefined), null, 'no object yet: null');
+  const made = changed(decide({ ...ctx('pod'), name: 'p1' }, { type: 'apply', object: pod() }));
+  t.same(summaryOf(made), { uid: made.metadata.uid, generation: 1, phase: 'Pending' });
+  const bound = changed(decide(ctx('pod', made), { type: 'bind', node: 'n1' }));
+  const going = changed(decide(ctx('pod', bound), { type: 'delete' }));
+  t.same(summaryOf(going), { uid: made.metadata.uid, generation: 1, phase: 'Pending', deletionTimestamp: going.metadata.deletionTimestamp, nodeName: 'n1' });
+  const d = changed(decide(ctx('deployment'), { type: 'apply', object: deploy() }));
+  t.same(summaryOf(d), { uid: d.metadata.uid, generation: 1 }, 'no phase, no node: left out');
 });

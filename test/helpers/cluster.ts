@@ -3,7 +3,7 @@
  * no containers. Everything stops when the test ends.
  */
 import { pino } from 'pino';
-import { ControlPlane, Informer, KvStore, Resources, type Bus } from '../../actors/index.js';
+import { ControlPlane, Informer, KvStore, Resources, type Bus, type ControlPlaneOptions } from '../../actors/index.js';
 import { HollowFleet, type HollowOptions } from '../../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../../protocol/index.js';
 import { withBus, withNats, waitFor, type Teardown } from './nats.js';
@@ -22,12 +22,16 @@ export interface TestCluster {
   activePods(app?: string): KObject[];
 }
 
-export async function hollowCluster(t: Teardown, nodes: string[], opts: { hollow?: HollowOptions; lifecycle?: NodeLifecycleOptions; controlPlane?: boolean } = {}): Promise<TestCluster> {
+export async function hollowCluster(
+  t: Teardown,
+  nodes: string[],
+  opts: { hollow?: HollowOptions; lifecycle?: NodeLifecycleOptions; controlPlane?: boolean | Partial<ControlPlaneOptions> } = {},
+): Promise<TestCluster> {
   const srv = await withNats(t);
   const cpBus = await withBus(t, srv.url, { name: 'cp', logger: quiet });
   const bus = await withBus(t, srv.url, { name: 'test', logger: quiet });
   const fleetBus = await withBus(t, srv.url, { name: 'fleet', logger: quiet });
-  const cp = opts.controlPlane === false ? (undefined as unknown as ControlPlane) : await ControlPlane.start({ bus: cpBus, logger: quiet, lifecycle: opts.lifecycle });
+  const cp = opts.controlPlane === false ? (undefined as unknown as ControlPlane) : await ControlPlane.start({ bus: cpBus, logger: quiet, lifecycle: opts.lifecycle, ...(typeof opts.controlPlane === 'object' ? opts.controlPlane : {}) });
   if (cp) t.teardown(() => cp.stop());
   const fleet = new HollowFleet(fleetBus, nodes, { logger: quiet, ...opts.hollow });
   await fleet.start();
