@@ -616,7 +616,7 @@ export class ActorHost {
         }
         if (cell.dirty && cell.actor) {
           cell.dirty = false;
-          const stored: StoredActor = { owner: this.bus.id, seq: cell.seq, snapshot: cell.actor.getPersistedSnapshot() as Snapshot<unknown> };
+          const stored: StoredActor = { owner: this.bus.id, seq: cell.seq, snapshot: persistedSnapshot(cell.kind, cell.actor) };
           try {
             await this.persist(cell, packValue(stored));
             if (this.storedFollowers.size) this.tellStored(cell, stored);
@@ -737,6 +737,18 @@ export class ActorHost {
     cell.actor = undefined;
     void this.supervisor.terminateChild(id).catch(() => undefined);
   }
+}
+
+/**
+ * The snapshot to persist, as xstate makes it; for a kind whose context is plain data
+ * (plainContext), xstate makes it without the context, which is then put back as it is.
+ */
+export function persistedSnapshot(kind: ActorKind<AnyStateMachine, unknown>, actor: Actor<AnyStateMachine>): Snapshot<unknown> {
+  if (!kind.plainContext) return actor.getPersistedSnapshot() as Snapshot<unknown>;
+  const snapshot = actor.getSnapshot() as Snapshot<unknown> & { context?: unknown };
+  const persisted = actor.logic.getPersistedSnapshot({ ...snapshot, context: {} } as never) as Snapshot<unknown> & { context?: unknown };
+  persisted.context = snapshot.context;
+  return persisted;
 }
 
 /** An actor is passivated to keep under maxResident only once it has been idle this long (ms). */

@@ -39,6 +39,12 @@ export interface ActorKind<M extends AnyStateMachine = AnyStateMachine, R = unkn
   deleteWhenDone?: boolean;
   /** Input of a new actor, from its key. */
   input?: (key: ActorKey) => InputFrom<M>;
+  /**
+   * The context is plain data, with no actor references anywhere in it: its snapshot is persisted
+   * with the context as it is, instead of xstate walking all of it for references to replace (for
+   * a resource, every field of its object, on every write).
+   */
+  plainContext?: boolean;
 }
 
 /** The default reply shape. */

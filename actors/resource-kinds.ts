@@ -64,6 +64,8 @@ function resourceKind(info: (typeof KINDS)[number], admit?: Admission) {
     publish: (snapshot: SnapshotFrom<typeof machine>) => summaryOf(snapshot.context.object),
     persist: Persist.Durable,
     deleteWhenDone: true,
+    // the object and the key: plain data
+    plainContext: true,
   });
 }
 

@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- control-plane`: the control plane alone, as Kubernetes' kubemark measures it.
  * A `troupe controller` process leads (started with the flags its executable has, NODE_FLAGS);
- * 1,000 hollow nodes (real bus protocol, simulated containers) run in this process; Deployments
+ * 1,000 hollow nodes (real bus protocol, simulated containers; heartbeats every second, as an
+ * agent's by default) run in this process; Deployments
  * totalling 30,000 pods are applied at once.
  *
  * - podsPerSecond: pods from the first apply until every one is Running (acknowledged by the store).
@@ -61,7 +62,7 @@ export async function benchControlPlane(): Promise<Record<string, number>> {
     const bus = await Bus.connect({ servers: srv.url, logger: quiet, name: 'bench' });
     buses.push(fleetBus, bus);
     const names = Array.from({ length: nodeCount }, (_, i) => `hollow-${i}`);
-    fleet = new HollowFleet(fleetBus, names, { heartbeatMs: 500, capacity: { cpu: '32', memory: '128Gi', pods: '110' }, logger: quiet });
+    fleet = new HollowFleet(fleetBus, names, { capacity: { cpu: '32', memory: '128Gi', pods: '110' }, logger: quiet });
     await fleet.start();
     await fleet.registered;
     const res = await Resources.open(bus);

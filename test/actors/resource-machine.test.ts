@@ -124,3 +124,21 @@ t.test("a resource actor's event carries a summary of its object", async (t) => 
   const d = changed(decide(ctx('deployment'), { type: 'apply', object: deploy() }));
   t.same(summaryOf(d), { uid: d.metadata.uid, generation: 1 }, 'no phase, no node: left out');
 });
+
+t.test('plainContext: the persisted snapshot is the one xstate makes, with the context as it is', async (t) => {
+  const { persistedSnapshot } = await import('../../actors/actor-host.js');
+  const { resourceKinds } = await import('../../actors/index.js');
+  const kind = resourceKinds().find((k) => k.kind === 'pod')!;
+  t.equal(kind.plainContext, true);
+  const actor = createActor(kind.machine, { input: { namespace: 'default', name: 'p1' } });
+  actor.start();
+  actor.send({ type: 'apply', object: pod() });
+  actor.send({ type: 'bind', node: 'n1' });
+  const ours = persistedSnapshot(kind, actor) as unknown as { context: unknown };
+  t.same(ours, actor.getPersistedSnapshot(), "the same as xstate's own");
+  t.equal(ours.context, actor.getSnapshot().context, 'the context itself, not a copy');
+  const restored = createActor(kind.machine, { input: { namespace: 'default', name: 'p1' }, snapshot: ours as never });
+  restored.start();
+  t.equal(restored.getSnapshot().context.object?.spec.nodeName, 'n1', 'and it restores');
+  t.equal(restored.getSnapshot().value, 'live');
+});
