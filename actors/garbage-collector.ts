@@ -34,6 +34,10 @@ export class GarbageCollector {
           // its dependents may now be orphans
           for (const dep of this.byOwner.get(obj.metadata.uid!) ?? []) this.queue.add(dep);
           if (obj.kind === 'Namespace') for (const o of this.inNamespace(obj.metadata.name)) this.queue.add(this.key(o));
+        } else if (type === 'update' && old && controllerRef(old)?.uid === controllerRef(obj)?.uid && (!obj.metadata.namespace || this.namespaceExists(obj.metadata.namespace))) {
+          // the same owner as before, in a namespace that is there: checked when it came (or
+          // when its owner changed), and checked again when its owner or namespace goes
+          return;
         } else if (controllerRef(obj) || (obj.metadata.namespace && !this.namespaceExists(obj.metadata.namespace))) {
           this.queue.add(this.key(obj));
         }
