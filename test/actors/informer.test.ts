@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Informer, KvStore, packValue, type KObject } from '../../index.js';
 import { kindInfo } from '../../protocol/index.js';
-import { waitFor, withBus, withNats } from '../helpers/nats.js';
+import { waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
 
 const pod = (name: string, uid: string, rv?: number): KObject => ({
   apiVersion: 'v1',
@@ -11,18 +11,22 @@ const pod = (name: string, uid: string, rv?: number): KObject => ({
 });
 const stored = (obj: KObject) => packValue({ owner: 'test', seq: 1, snapshot: { status: 'active', value: 'live', context: { kind: 'pod', namespace: 'default', name: obj.metadata.name, object: obj } } });
 
-t.test('feed: a write told in-process comes first, and its copy from the watch is not told again', async (t) => {
+/** A pod informer (not started) on a fresh nats-server, its bus and store, and the keys of pods. */
+async function podInformer(t: Teardown) {
   const nats = await withNats(t);
   const bus = await withBus(t, nats.url);
   const kv = await KvStore.open(bus, bus.subjects.stateBucket);
   const inf = new Informer(bus, kv, kindInfo('Pod')!);
-  const heard: string[] = [];
+  t.teardown(() => inf.stop());
+  return { bus, kv, inf, heard: [] as string[], key: (n: string) => bus.subjects.stateKey('pod', 'default', n) };
+}
+
+t.test('feed: a write told in-process comes first, and its copy from the watch is not told again', async (t) => {
+  const { kv, inf, heard, key } = await podInformer(t);
   inf.on((type, p, old) => heard.push(`${type} ${p.metadata.name} ${p.metadata.uid} rv${p.metadata.resourceVersion}${old ? ` (was rv${old.metadata.resourceVersion})` : ''}`));
-  const key = (n: string) => bus.subjects.stateKey('pod', 'default', n);
   inf.feed(pod('early', 'u0', 1));
   t.same(heard, [], 'nothing is taken before the first list');
   await inf.start();
-  t.teardown(() => inf.stop());
 
   const r1 = await kv.create(key('p1'), stored(pod('p1', 'u1')));
   await waitFor(() => heard.length === 1, 'p1 from the watch');
@@ -51,16 +55,10 @@ t.test('feed: a write told in-process comes first, and its copy from the watch i
 });
 
 t.test('feedDelete: told at once, and the older versions the watch still brings do not bring it back', async (t) => {
-  const nats = await withNats(t);
-  const bus = await withBus(t, nats.url);
-  const kv = await KvStore.open(bus, bus.subjects.stateBucket);
-  const inf = new Informer(bus, kv, kindInfo('Pod')!);
-  const heard: string[] = [];
+  const { kv, inf, heard, key } = await podInformer(t);
   inf.on((type, p) => heard.push(`${type} ${p.metadata.name} rv${p.metadata.resourceVersion}`));
   await inf.start();
-  t.teardown(() => inf.stop());
   t.ok(inf.watchingStore);
-  const key = (n: string) => bus.subjects.stateKey('pod', 'default', n);
   // written and deleted before the watch has brought either: the host tells both at once
   const r1 = await kv.create(key('p1'), stored(pod('p1', 'u1')));
   inf.feed(pod('p1', 'u1', r1));
@@ -82,17 +80,11 @@ t.test('feedDelete: told at once, and the older versions the watch still brings 
 });
 
 t.test('unwatch: then only what is told changes it; resync takes what reached the store behind its back', async (t) => {
-  const nats = await withNats(t);
-  const bus = await withBus(t, nats.url);
-  const kv = await KvStore.open(bus, bus.subjects.stateBucket);
-  const inf = new Informer(bus, kv, kindInfo('Pod')!);
-  const heard: string[] = [];
+  const { kv, inf, heard, key } = await podInformer(t);
   inf.on((type, p) => heard.push(`${type} ${p.metadata.name} ${p.metadata.uid}`));
-  const key = (n: string) => bus.subjects.stateKey('pod', 'default', n);
   const ra = await kv.create(key('a'), stored(pod('a', 'ua')));
   const rb = await kv.create(key('b'), stored(pod('b', 'ub')));
   await inf.start();
-  t.teardown(() => inf.stop());
   t.same(heard, ['add a ua', 'add b ub']);
   await inf.unwatch();
   t.notOk(inf.watchingStore);
