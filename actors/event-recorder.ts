@@ -96,14 +96,27 @@ export class EventRecorder {
     return this.prefix + (this.counter++).toString(16).padStart(8, '0');
   }
 
+  private isoMs = -1;
+  private iso = '';
+
+  /** The time as ISO 8601, made once per millisecond (a busy controller records several per ms). */
+  private isoAt(ms: number): string {
+    if (ms !== this.isoMs) {
+      this.isoMs = ms;
+      this.iso = new Date(ms).toISOString();
+    }
+    return this.iso;
+  }
+
   /** Records one Event about an object. Never throws: an Event lost is logged, not fatal. */
   record(obj: Pick<KObject, 'kind' | 'metadata'>, type: 'Normal' | 'Warning', reason: string, message: string): void {
     const namespace = obj.metadata.namespace ?? 'default';
     const key = `${obj.metadata.uid ?? obj.metadata.name}|${reason}|${message}`;
     const now = Date.now();
+    const iso = this.isoAt(now);
     let agg = this.seen.get(key);
     if (!agg || now - agg.at > AGGREGATE_MS) {
-      agg = { name: `${obj.metadata.name}.${this.nextSuffix()}`, count: 0, first: new Date(now).toISOString(), at: now };
+      agg = { name: `${obj.metadata.name}.${this.nextSuffix()}`, count: 0, first: iso, at: now };
       if (this.seen.size > 10_000) this.seen.clear();
       this.seen.set(key, agg);
     }
@@ -118,7 +131,7 @@ export class EventRecorder {
       type,
       count: agg.count,
       first: agg.first,
-      last: new Date(now).toISOString(),
+      last: iso,
       component: this.component,
     });
     try {
