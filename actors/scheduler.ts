@@ -46,6 +46,8 @@ export class Scheduler {
   private facts?: NodeFacts[];
   /** Where the next search over the nodes begins. */
   private cursor = 0;
+  /** A small generator's state for breaking ties (Math.random's doubles were a tenth of the scheduler's garbage). */
+  private seed = (Math.random() * 0x3fffffff) | 0;
   private readonly bindWaiters: (() => void)[] = [];
   private readonly use = new Map<string, NodeUse>();
   /** Pod key → node it is counted on. */
@@ -262,6 +264,8 @@ export class Scheduler {
     const enough = total <= 100 ? total : Math.max(100, Math.ceil(total / 10));
     let best: string | undefined;
     let bestScore = -Infinity;
+    /** Nodes found with the best score so far: each is kept with an equal chance (reservoir sampling, as kube-scheduler's selectHost). */
+    let ties = 0;
     let feasible = 0;
     for (let i = 0; i < total && feasible < enough; i++) {
       const f = facts[(this.cursor + i) % total]!;
@@ -271,14 +275,21 @@ export class Scheduler {
         continue;
       }
       feasible++;
-      const score = this.score(f, req, owner) + Math.random() * 0.0001;
+      const score = this.score(f, req, owner);
       if (score > bestScore) {
         bestScore = score;
         best = f.name;
-      }
+        ties = 1;
+      } else if (score === bestScore && this.random() % ++ties === 0) best = f.name;
       if (feasible === enough) this.cursor = (this.cursor + i + 1) % total;
     }
     return { node: best, reasons, total };
+  }
+
+  /** A pseudo-random whole number below 2^30 (a linear congruential generator; only for ties). */
+  private random(): number {
+    this.seed = (Math.imul(this.seed, 1103515245) + 12345) & 0x3fffffff;
+    return this.seed >>> 10;
   }
 
   private filter(pod: KObject, f: NodeFacts, req: { milliCpu: number; memory: number }, ports: number[]): string | undefined {

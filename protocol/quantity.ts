@@ -21,9 +21,21 @@ const SUFFIX: Record<string, number> = {
 };
 const QUANTITY = /^([+]?(?:\d+(?:\.\d*)?|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)|[eE]([+-]?\d+))?$/;
 
+/** Quantities parsed lately (a cluster's pods repeat a few: "100m", "64Mi"); emptied past its size. */
+const parsed = new Map<string, number | undefined>();
+const PARSED_MAX = 1024;
+
 /** The value of a quantity, or undefined when it does not parse. */
 export function parseQuantity(q: string | number): number | undefined {
   if (typeof q === 'number') return Number.isFinite(q) && q >= 0 ? q : undefined;
+  if (parsed.has(q)) return parsed.get(q);
+  const v = parseText(q);
+  if (parsed.size >= PARSED_MAX) parsed.clear();
+  parsed.set(q, v);
+  return v;
+}
+
+function parseText(q: string): number | undefined {
   const m = QUANTITY.exec(q.trim());
   if (!m) return undefined;
   const n = Number(m[1]);

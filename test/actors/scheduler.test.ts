@@ -72,3 +72,14 @@ t.test('host ports conflict; replicas of one owner spread; least allocated wins'
   t.equal(s.pick(pod('r2', {}, undefined, 'rs1')).node, 'c', 'not where its sibling is, not on the busy node');
   t.equal(s.pick(pod('free', {}, { memory: '100Mi' })).node, 'c');
 });
+
+t.test('nodes that score the same are each chosen in turn at random, not always the first found', async (t) => {
+  const { s } = scheduler(['a', 'b', 'c', 'd', 'e'].map((n) => node(n)));
+  const chosen = new Map<string, number>();
+  for (let i = 0; i < 500; i++) {
+    const { node: n } = s.pick(pod('p', {}, { cpu: '100m' }));
+    chosen.set(n!, (chosen.get(n!) ?? 0) + 1);
+  }
+  t.same([...chosen.keys()].sort(), ['a', 'b', 'c', 'd', 'e'], 'every one of the equal nodes');
+  for (const [n, count] of chosen) t.ok(count > 50 && count < 150, `${n}: ${count} of 500, about a fifth`);
+});
