@@ -50,7 +50,12 @@ export class Informer {
   }
 
   get(namespace: string | undefined, name: string): KObject | undefined {
-    return this.objects.get(`${this.info.namespaced ? (namespace ?? 'default') : ''}/${name}`);
+    return this.objects.get(this.keyOf(namespace, name));
+  }
+
+  /** The `namespace/name` an object is held under (no namespace for cluster-scoped kinds). */
+  private keyOf(namespace: string | undefined, name: string): string {
+    return `${this.info.namespaced ? (namespace ?? 'default') : ''}/${name}`;
   }
 
   list(): IterableIterator<KObject> {
@@ -185,7 +190,7 @@ export class Informer {
     if (!this.synced || this.stopped) return;
     if (this.namespace !== undefined && this.info.namespaced && namespace !== this.namespace) return;
     this.told = Math.max(this.told, revision);
-    const key = `${this.info.namespaced ? (namespace ?? 'default') : ''}/${name}`;
+    const key = this.keyOf(namespace, name);
     const have = this.objects.get(key);
     if (!have || revisionOf(have) >= revision) return;
     // the watch may yet bring older versions of it: they are not taken for it coming back

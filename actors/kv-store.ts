@@ -196,7 +196,6 @@ export class KvStore {
     return this.write(key, value, `put ${key}`);
   }
 
-  /** Deletes a key; with `revision`, only if it is still at that revision. */
   /**
    * Deletes a key (a delete marker, as nats.js's delete), fenced by its revision when given.
    * Resolves with the deletion's revision, or undefined when nats.js made it (it does not say).

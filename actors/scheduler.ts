@@ -286,7 +286,7 @@ export class Scheduler {
     return { node: best, reasons, total };
   }
 
-  /** A pseudo-random whole number below 2^30 (a linear congruential generator; only for ties). */
+  /** A pseudo-random whole number below 2^20 (the high bits of a 30-bit linear congruential generator; only for ties). */
   private random(): number {
     this.seed = (Math.imul(this.seed, 1103515245) + 12345) & 0x3fffffff;
     return this.seed >>> 10;

@@ -21,13 +21,19 @@ const SUFFIX: Record<string, number> = {
 };
 const QUANTITY = /^([+]?(?:\d+(?:\.\d*)?|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)|[eE]([+-]?\d+))?$/;
 
-/** Quantities parsed lately (a cluster's pods repeat a few: "100m", "64Mi"); emptied past its size. */
+/**
+ * Quantities parsed lately (a cluster's pods repeat a few: "100m", "64Mi"); emptied past its size.
+ * Only short strings are kept: any text from a manifest is asked about, and a thousand long ones
+ * must not stay in memory.
+ */
 const parsed = new Map<string, number | undefined>();
 const PARSED_MAX = 1024;
+const PARSED_MAX_LENGTH = 32;
 
 /** The value of a quantity, or undefined when it does not parse. */
 export function parseQuantity(q: string | number): number | undefined {
   if (typeof q === 'number') return Number.isFinite(q) && q >= 0 ? q : undefined;
+  if (q.length > PARSED_MAX_LENGTH) return parseText(q);
   if (parsed.has(q)) return parsed.get(q);
   const v = parseText(q);
   if (parsed.size >= PARSED_MAX) parsed.clear();

@@ -22,6 +22,10 @@ t.test('quantities: Kubernetes suffixes, exponents and plain numbers; anything e
     t.equal(parseQuantity(q as string), q === '1Mi ' ? 1024 ** 2 : undefined, `${JSON.stringify(q)}`);
     t.equal(parseQuantity(q as string), q === '1Mi ' ? 1024 ** 2 : undefined, `${JSON.stringify(q)} again`);
   }
+  const long = `${'0'.repeat(40)}5m`;
+  t.equal(parseQuantity(long), 0.005, 'a long one (not kept) parses as well');
+  t.equal(parseQuantity(long), 0.005, 'and again');
+  t.equal(parseQuantity(`${long}x`), undefined);
   t.equal(milliCpu('100m'), 100);
   t.equal(milliCpu('0.0001'), 1, 'millicores round up');
   t.equal(bytes('1.5Ki'), 1536);
