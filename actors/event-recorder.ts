@@ -1,8 +1,19 @@
 /**
  * Kubernetes-style Events: what happened to an object, why, how often. Each is published on
  * `troupe.<c>.event.<namespace>` and kept by a JetStream stream with bounded retention, so
- * `troupe events` replays and then follows. Repeats of the same (object, reason, message) within
- * ten minutes are counted on one Event (count, firstTimestamp, lastTimestamp), as Kubernetes does.
+ * `troupe events` replays and then follows.
+ *
+ * The recorder correlates as client-go's EventCorrelator does, with its defaults:
+ * - repeats of the same (object, type, reason, message) within ten minutes are counted on one
+ *   Event (count, firstTimestamp, lastTimestamp);
+ * - once ten different messages of the same (object, type, reason) came within ten minutes, the
+ *   next ones are counted on one Event whose message is the latest, prefixed "(combined from
+ *   similar events): " (a ReplicaSet that creates 500 pods has nine "Created pod: …" Events and a
+ *   combined one, not 500);
+ * - each object may have 25 Events sent at once from this recorder, then one per five minutes
+ *   (a token bucket per object, as client-go's spam filter): past that an Event is dropped, still
+ *   counted where it would have gone (the next one sent carries the count), and
+ *   `events_filtered_total` says how many.
  */
 import { randomBytes } from 'node:crypto';
 import { RetentionPolicy, StorageType, DiscardPolicy, DeliverPolicy, jetstream } from '@nats-io/jetstream';
@@ -75,16 +86,68 @@ export async function ensureRecordedEventStream(bus: Bus, opts: { maxMsgs?: numb
   await ensureStream(bus, config, 'recorded events stream');
 }
 
+/** client-go's defaults (tools/record/events_cache.go). */
 const AGGREGATE_MS = 10 * 60_000;
+const AGGREGATE_MAX_MESSAGES = 10;
+const SPAM_BURST = 25;
+const SPAM_REFILL_MS = 5 * 60_000;
+/** Entries each of the recorder's caches keeps (least recently used dropped first). */
+const CACHE_MAX = 4096;
+export const COMBINED_PREFIX = '(combined from similar events): ';
+
+/** A Map that keeps its last `max` entries by use (get moves an entry to the end). */
+class Lru<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+
+  get(key: string): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: string, v: V): void {
+    this.map.delete(key);
+    this.map.set(key, v);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+export interface EventRecorderOptions {
+  /** The clock, in ms (tests). */
+  now?: () => number;
+  /** Events sent at once per object (25) and the time that gives one more (5 min). */
+  spamBurst?: number;
+  spamRefillMs?: number;
+}
 
 export class EventRecorder {
-  private readonly seen = new Map<string, { name: string; count: number; first: string; at: number }>();
+  /** Events sent, by (object, type, reason, message) or, once combined, by (object, type, reason). */
+  private readonly observed = new Lru<{ name: string; count: number; first: string; at: number }>(CACHE_MAX);
+  /** The different messages seen lately per (object, type, reason). */
+  private readonly similar = new Lru<{ messages: Set<string>; at: number }>(CACHE_MAX);
+  /** Each object's token bucket. */
+  private readonly budget = new Lru<{ tokens: number; at: number }>(CACHE_MAX);
+  private readonly now: () => number;
+  private readonly burst: number;
+  private readonly refillMs: number;
 
   constructor(
     readonly bus: Bus,
     readonly component: string,
+    opts: EventRecorderOptions = {},
   ) {
     registerRecordedEvents(bus);
+    this.now = opts.now ?? Date.now;
+    this.burst = opts.spamBurst ?? SPAM_BURST;
+    this.refillMs = opts.spamRefillMs ?? SPAM_REFILL_MS;
   }
 
   /** This recorder's random part of Event names, then a counter (a random read per Event was 1% of a busy controller). */
@@ -108,29 +171,53 @@ export class EventRecorder {
     return this.iso;
   }
 
-  /** Records one Event about an object. Never throws: an Event lost is logged, not fatal. */
+  /**
+   * Records one Event about an object (correlated: see the top of this file). Never throws: an
+   * Event lost is logged, not fatal.
+   */
   record(obj: Pick<KObject, 'kind' | 'metadata'>, type: 'Normal' | 'Warning', reason: string, message: string): void {
     const namespace = obj.metadata.namespace ?? 'default';
-    const key = `${obj.metadata.uid ?? obj.metadata.name}|${reason}|${message}`;
-    const now = Date.now();
+    const objectKey = obj.metadata.uid ?? `${obj.kind}/${namespace}/${obj.metadata.name}`;
+    const now = this.now();
     const iso = this.isoAt(now);
-    let agg = this.seen.get(key);
-    if (!agg || now - agg.at > AGGREGATE_MS) {
-      agg = { name: `${obj.metadata.name}.${this.nextSuffix()}`, count: 0, first: iso, at: now };
-      if (this.seen.size > 10_000) this.seen.clear();
-      this.seen.set(key, agg);
+    const text = message.slice(0, 4096 - COMBINED_PREFIX.length);
+    // similar Events: ten different messages lately, and the rest are combined on one Event
+    const similarKey = `${objectKey}|${type}|${reason}`;
+    let sim = this.similar.get(similarKey);
+    if (!sim || now - sim.at > AGGREGATE_MS) {
+      sim = { messages: new Set(), at: now };
+      this.similar.set(similarKey, sim);
     }
-    agg.count++;
-    agg.at = now;
+    sim.at = now;
+    sim.messages.add(text);
+    let key = `${similarKey}|${text}`;
+    let shown = text;
+    if (sim.messages.size >= AGGREGATE_MAX_MESSAGES) {
+      // (the set stays at its limit: one message out for the one that came in)
+      sim.messages.delete(sim.messages.values().next().value!);
+      key = similarKey;
+      shown = COMBINED_PREFIX + text;
+    }
+    let seen = this.observed.get(key);
+    if (!seen || now - seen.at > AGGREGATE_MS) {
+      seen = { name: `${obj.metadata.name}.${this.nextSuffix()}`, count: 0, first: iso, at: now };
+      this.observed.set(key, seen);
+    }
+    seen.count++;
+    seen.at = now;
+    if (!this.allowed(objectKey, now)) {
+      this.bus.metrics.inc('events_filtered_total', { reason });
+      return;
+    }
     const event = toEvent({
-      name: agg.name,
+      name: seen.name,
       namespace,
       involved: { kind: obj.kind, name: obj.metadata.name, ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}), ...(obj.metadata.uid ? { uid: obj.metadata.uid } : {}) },
       reason,
-      message: message.slice(0, 4096),
+      message: shown,
       type,
-      count: agg.count,
-      first: agg.first,
+      count: seen.count,
+      first: seen.first,
       last: iso,
       component: this.component,
     });
@@ -139,6 +226,25 @@ export class EventRecorder {
     } catch (err) {
       this.bus.logger.warn({ err, reason }, 'event not recorded');
     }
+  }
+
+  /** Takes a token from the object's bucket; false when it has none. */
+  private allowed(objectKey: string, now: number): boolean {
+    let b = this.budget.get(objectKey);
+    if (!b) {
+      b = { tokens: this.burst, at: now };
+      this.budget.set(objectKey, b);
+    } else if (b.tokens < this.burst) {
+      const earned = Math.floor((now - b.at) / this.refillMs);
+      if (earned > 0) {
+        b.tokens = Math.min(this.burst, b.tokens + earned);
+        b.at += earned * this.refillMs;
+      }
+    }
+    if (b.tokens === 0) return false;
+    if (b.tokens === this.burst) b.at = now;
+    b.tokens--;
+    return true;
   }
 }
 

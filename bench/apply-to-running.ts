@@ -58,7 +58,9 @@ export async function benchApplyToRunning(n = 30): Promise<Record<string, number
     buses.push(cpBus, bus);
     cp = await ControlPlane.start({ bus: cpBus, logger: quiet });
     await (await ClusterImages.open(bus)).importRootfs(tar, 'busybox:bench');
-    agent = spawn(process.execPath, [...NODE_FLAGS, cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', join(dir, 'agent'), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // TROUPE_BENCH_PROF=DIR: the agent writes a CPU profile there when it stops (sampled every 100 µs)
+    const prof = process.env.TROUPE_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${process.env.TROUPE_BENCH_PROF}`] : [];
+    agent = spawn(process.execPath, [...NODE_FLAGS, ...prof, cli, 'agent', '--server', srv.url, '--node-name', 'bench', '--data-dir', join(dir, 'agent'), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: agent!.stdout! }).on('line', (l) => l.includes('is up') && resolve());
       agent!.once('exit', (c) => reject(new Error(`agent exited ${c}`)));
