@@ -93,7 +93,7 @@ const SPAM_BURST = 25;
 const SPAM_REFILL_MS = 5 * 60_000;
 /** Entries each of the recorder's caches keeps (least recently used dropped first). */
 const CACHE_MAX = 4096;
-export const COMBINED_PREFIX = '(combined from similar events): ';
+const COMBINED_PREFIX = '(combined from similar events): ';
 
 /** A Map that keeps its last `max` entries by use (get moves an entry to the end). */
 class Lru<V> {
@@ -113,10 +113,6 @@ class Lru<V> {
     this.map.delete(key);
     this.map.set(key, v);
     if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
-  }
-
-  get size(): number {
-    return this.map.size;
   }
 }
 
@@ -180,7 +176,7 @@ export class EventRecorder {
     const objectKey = obj.metadata.uid ?? `${obj.kind}/${namespace}/${obj.metadata.name}`;
     const now = this.now();
     const iso = this.isoAt(now);
-    const text = message.slice(0, 4096 - COMBINED_PREFIX.length);
+    const text = message.slice(0, 4096);
     // similar Events: ten different messages lately, and the rest are combined on one Event
     const similarKey = `${objectKey}|${type}|${reason}`;
     let sim = this.similar.get(similarKey);
@@ -196,7 +192,7 @@ export class EventRecorder {
       // (the set stays at its limit: one message out for the one that came in)
       sim.messages.delete(sim.messages.values().next().value!);
       key = similarKey;
-      shown = COMBINED_PREFIX + text;
+      shown = (COMBINED_PREFIX + text).slice(0, 4096);
     }
     let seen = this.observed.get(key);
     if (!seen || now - seen.at > AGGREGATE_MS) {
