@@ -82,6 +82,8 @@ export class Bus extends EventEmitter {
   private readonly rejectLog = new RateLimit(20);
   private readonly publisher: FastPublisher;
   private readonly requester: Requester;
+  /** Set when writes are gathered: a reply asks for its write sooner (see coalesceFlushes). */
+  private readonly flushes?: { soon(): void };
 
   private constructor(nc: NatsConnection, opts: BusOptions, id: string) {
     super();
@@ -93,7 +95,7 @@ export class Bus extends EventEmitter {
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'bus' });
     this.requestTimeout = opts.requestTimeout ?? 5000;
     this.publisher = new FastPublisher(nc);
-    if (opts.coalesceWrites !== false) coalesceFlushes(nc);
+    if (opts.coalesceWrites !== false) this.flushes = coalesceFlushes(nc);
     settleRequestsCheaply(nc);
     this.requester = new Requester(nc, this.publisher);
     void this.watchStatus();
@@ -196,6 +198,7 @@ export class Bus extends EventEmitter {
     if (!msg.reply) return;
     try {
       this.send(msg.reply, MessageType.Reply, body, cid, true);
+      this.flushes?.soon();
     } catch (err) {
       this.respondError(msg, err, cid);
     }
@@ -206,11 +209,12 @@ export class Bus extends EventEmitter {
     if (!msg.reply) return;
     const wire = toTroupeError(err).toWire();
     try {
-      msg.respond(this.codec.encode(MessageType.Error, wire, { from: this.from, cid }));
+      this.send(msg.reply, MessageType.Error, wire, cid, true);
     } catch {
       // the message itself was too large: send it short
-      msg.respond(this.codec.encode(MessageType.Error, { code: wire.code, message: wire.message.slice(0, 1000) }, { from: this.from, cid }));
+      this.send(msg.reply, MessageType.Error, { code: wire.code, message: wire.message.slice(0, 1000) }, cid, true);
     }
+    this.flushes?.soon();
   }
 
   /** Records a refused incoming message: a typed error reply when it was a request, a counter, a log line. */

@@ -59,12 +59,15 @@ export class FastPublisher {
   /**
    * The `PUB <subject> ` prefix for a caller that builds whole frames itself (Codec.encodeFrame),
    * or undefined when frames cannot go straight to the connection now (then: publish()). With
-   * `once` (a reply's inbox, used for one message) the prefix is made but not kept.
+   * `once` (a reply's inbox, used for one message) the prefix is not kept: for a printable ASCII
+   * subject (every inbox) it is the text itself, which the frame's writer copies in as it goes, so
+   * a reply allocates no buffer for it.
    */
-  framePrefix(subject: string, once = false): Buffer | undefined {
+  framePrefix(subject: string, once = false): Uint8Array | string | undefined {
     const p = this.proto;
     if (!p || p.noMorePublishing || this.nc.isClosed()) return undefined;
-    return once ? newPrefix(subject) : this.prefix(subject);
+    if (!once) return this.prefix(subject);
+    return printableAscii(subject) ? `PUB ${subject} ` : newPrefix(subject);
   }
 
   /**
@@ -120,6 +123,16 @@ export class FastPublisher {
   }
 }
 
+/** True for a non-empty subject of printable ASCII only (no space, no control character). */
+function printableAscii(subject: string): boolean {
+  if (subject.length === 0) return false;
+  for (let i = 0; i < subject.length; i++) {
+    const c = subject.charCodeAt(i);
+    if (c <= 32 || c >= 127) return false;
+  }
+  return true;
+}
+
 /** `PUB <subject> ` (or `HPUB`), or undefined for a subject NATS refuses (empty, or with whitespace). */
 function newPrefix(subject: string, op: 'PUB' | 'HPUB' = 'PUB'): Buffer | undefined {
   return subject.length === 0 || WHITESPACE.test(subject) ? undefined : Buffer.from(`${op} ${subject} `, 'utf8');
@@ -171,11 +184,16 @@ interface FlushInternals {
  * setImmediate, after everything the current turn queues; a buffer past nats.js's pending limit is
  * still written at once, and closing the connection writes what is pending first.
  *
- * Returns false (and changes nothing) when the connection's internals are not the expected ones.
+ * A reply is the exception (soon()): someone waits on it, and a turn's tail (timers, immediates,
+ * other callbacks of the same poll) can be long, so a reply goes out at the end of the burst of
+ * microtasks it was queued in, with whatever else is pending by then. At most one write per burst
+ * that holds replies: on a busy connection they still share their writes.
+ *
+ * Returns undefined (and changes nothing) when the connection's internals are not the expected ones.
  */
-export function coalesceFlushes(nc: NatsConnection): boolean {
+export function coalesceFlushes(nc: NatsConnection): { soon(): void } | undefined {
   const p = (nc as unknown as { protocol?: Partial<FlushInternals> }).protocol;
-  if (!p || typeof p.flushPending !== 'function' || typeof p.close !== 'function' || typeof p.outbound?.size !== 'function' || typeof p.pendingLimit !== 'number') return false;
+  if (!p || typeof p.flushPending !== 'function' || typeof p.close !== 'function' || typeof p.outbound?.size !== 'function' || typeof p.pendingLimit !== 'number') return undefined;
   const proto = p as FlushInternals;
   const flushNow = proto.flushPending.bind(proto);
   const close = proto.close.bind(proto);
@@ -193,7 +211,18 @@ export function coalesceFlushes(nc: NatsConnection): boolean {
     flushNow();
     return close(err);
   };
-  return true;
+  let soon = false;
+  const flushSoon = () => {
+    soon = false;
+    if (proto.outbound.size() > 0) flushNow();
+  };
+  return {
+    soon: () => {
+      if (soon) return;
+      soon = true;
+      queueMicrotask(flushSoon);
+    },
+  };
 }
 
 interface RequestInternals {

@@ -94,10 +94,10 @@ export class Codec {
 
   /**
    * Packs one message straight into a NATS PUB frame, `<prefix><size>\r\n<message>\r\n`, where
-   * prefix is `PUB <subject> ` (see FastPublisher). Same bytes and limits as encode(); returns the
-   * frame and the message's size.
+   * prefix is `PUB <subject> ` (its bytes, or its text when that is ASCII: see FastPublisher).
+   * Same bytes and limits as encode(); returns the frame and the message's size.
    */
-  encodeFrame<B>(prefix: Uint8Array, type: string, body: B, opts: EncodeOptions): { frame: Uint8Array; size: number } {
+  encodeFrame<B>(prefix: Uint8Array | string, type: string, body: B, opts: EncodeOptions): { frame: Uint8Array; size: number } {
     const w = this.writer;
     let size: number;
     try {

@@ -42,7 +42,7 @@ export class MsgpackWriter {
    * Begins a message that will go out as one NATS PUB frame (see frame()): room for the frame's
    * head is kept before the payload, so the frame needs no second buffer and no copy.
    */
-  beginFrame(prefix: Uint8Array): this {
+  beginFrame(prefix: Uint8Array | string): this {
     this.reset();
     // the prefix, up to 10 length digits and CRLF
     const head = prefix.length + 12;
@@ -59,9 +59,10 @@ export class MsgpackWriter {
 
   /**
    * Ends the frame begun by beginFrame(): `<prefix><payload length>\r\n<payload>\r\n`, as a view
-   * that stays valid (the unused part of the kept room is left behind in the chunk).
+   * that stays valid (the unused part of the kept room is left behind in the chunk). A prefix given
+   * as text is ASCII (one byte per character): the caller checked.
    */
-  frame(prefix: Uint8Array): Uint8Array {
+  frame(prefix: Uint8Array | string): Uint8Array {
     const size = this.payloadSize();
     const len = String(size);
     this.room(2);
@@ -69,8 +70,12 @@ export class MsgpackWriter {
     this.buf[this.pos++] = 10;
     const payload = this.start + this.payloadOffset;
     const begin = payload - 2 - len.length - prefix.length;
-    this.u8.set(prefix, begin);
-    let o = begin + prefix.length;
+    let o = begin;
+    if (typeof prefix === 'string') for (let i = 0; i < prefix.length; i++) this.buf[o++] = prefix.charCodeAt(i);
+    else {
+      this.u8.set(prefix, begin);
+      o += prefix.length;
+    }
     for (let i = 0; i < len.length; i++) this.buf[o++] = len.charCodeAt(i);
     this.buf[o++] = 13;
     this.buf[o] = 10;

@@ -142,6 +142,54 @@ t.test('writes gather per turn of the event loop: fewer socket writes, the same 
   await waitFor(() => got.includes(5000), 'the message published just before close');
 });
 
+t.test('a reply goes out at the end of its burst of microtasks, with what is pending; its inbox may be any subject', async (t) => {
+  const nats = await withNats(t);
+  const sub = await withBus(t, nats.url);
+  const got: { subject: string; body: unknown }[] = [];
+  sub.subscribe('rp.>', (env, msg) => void got.push({ subject: msg.subject, body: env.body }), { accept: [MessageType.Reply, MessageType.Error] });
+  await sub.flush();
+  const bus = await withBus(t, nats.url);
+  const transport = (bus.nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
+  const writes: string[] = [];
+  const send = transport.send.bind(transport);
+  transport.send = (b) => {
+    writes.push(Buffer.from(b).toString('latin1'));
+    send(b);
+  };
+  const drain = async () => {
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+  };
+  // a plain message waits for the turn's end
+  bus.publish('rp.event', MessageType.Reply, { n: 1 });
+  await drain();
+  t.equal(writes.length, 0, 'a published message is still gathered after the microtasks');
+  // a reply takes it along at the end of this burst
+  bus.respond({ reply: 'rp.inbox.1' } as never, { n: 2 }, 'cid-1');
+  t.equal(writes.length, 0, 'not written inside the call');
+  await drain();
+  t.equal(writes.length, 1, 'one write once the microtasks ran');
+  t.match(writes[0], /PUB rp\.event \d+\r\n[\s\S]*PUB rp\.inbox\.1 \d+\r\n/, 'the pending message and the reply, in order, in that write');
+  // inboxes that are not plain ASCII take the byte path; an error reply goes out as soon
+  bus.respond({ reply: 'rp.ïnbox.2' } as never, { n: 3 }, 'cid-2');
+  bus.respondError({ reply: 'rp.inbox.3' } as never, new Error('nope'), 'cid-3');
+  await drain();
+  t.equal(writes.length, 2, 'both replies in one more write');
+  await waitFor(() => got.length === 4, 'all four messages');
+  t.same(
+    got.map((g) => g.subject),
+    ['rp.event', 'rp.inbox.1', 'rp.ïnbox.2', 'rp.inbox.3'],
+    'subjects byte for byte, in order',
+  );
+  t.same(got[2]!.body, { n: 3 }, 'the reply to a utf-8 inbox whole');
+  t.match(got[3]!.body, { code: 'TRP_ERR_INTERNAL', message: /nope/ }, 'the error reply');
+  // an error past the payload limit is sent short, still as soon
+  const small = await withBus(t, nats.url, { codec: new Codec({ maxPayload: 8 * 1024 }) });
+  small.respondError({ reply: 'rp.inbox.4' } as never, new Error('x'.repeat(20_000)), 'cid-4');
+  await waitFor(() => got.length === 5, 'the short error');
+  t.match(got[4]!.body, { code: 'TRP_ERR_INTERNAL' }, 'same code');
+  t.equal((got[4]!.body as { message: string }).message.length, 1000, 'its message cut to 1,000 characters');
+});
+
 t.test('an answered request builds no Error; unanswered ones still fail as nats.js says; nothing stays registered', async (t) => {
   const nats = await withNats(t);
   // a Bus applies the change to the request class its connection uses, at its first request
