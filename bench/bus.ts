@@ -13,7 +13,7 @@
  * - kvPutsPerSec: JetStream KV puts with 64 in flight.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -99,6 +99,24 @@ async function timeRequests(n: number, send: () => Promise<unknown>): Promise<nu
 
 const phase = (name: string) => process.stderr.write(`bus bench: ${name}\n`);
 
+/**
+ * How this machine's idle CPUs wait, which the latencies depend on: on a VM whose guest halt
+ * polling is off (the haltpoll driver with guest_halt_poll_ns 0), every wakeup of an idle vCPU is
+ * a halt exit, and a request crosses three processes (see README, Benchmarks).
+ */
+function idleNote(): string {
+  const read = (f: string) => {
+    try {
+      return readFileSync(f, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const driver = read('/sys/devices/system/cpu/cpuidle/current_driver') ?? 'unknown';
+  const poll = read('/sys/module/haltpoll/parameters/guest_halt_poll_ns');
+  return `cpuidle driver ${driver}${poll !== undefined ? `, guest_halt_poll_ns ${poll}` : ''}`;
+}
+
 export async function benchBus(): Promise<Record<string, number>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'troupe-bench-'));
   const srv = await startNatsServer({ dataDir });
@@ -117,6 +135,7 @@ export async function benchBus(): Promise<Record<string, number>> {
     const subject = bus.subjects.cmd('bench', 'default', 'lat');
     const N = 5000;
     phase('request latency');
+    console.log(`bus: ${idleNote()}`);
     // warm up both paths
     await timeRequests(1000, () => raw.request('raw.echo', getCmd, { timeout: 5000 }));
     await timeRequests(1000, () => bus.request(subject, MessageType.Command, { type: 'get' }));
