@@ -23,7 +23,7 @@ import type { Cni, CniResult, PortMapping } from './cni.js';
 import { RuntimeError } from './errors.js';
 import { readdirIf, readIf } from './files.js';
 import { Gate } from './gate.js';
-import { Launcher } from './launcher.js';
+import { Launcher, type PooledShim } from './launcher.js';
 import type { ImageRuntimeConfig } from './image-config.js';
 import { buildSpec, limitsFor } from './oci-spec.js';
 
@@ -165,6 +165,8 @@ export class ContainerRuntime {
   private readonly killedByUs = new Set<string>();
   /** How many ready sandboxes the pool keeps, and those ready now. */
   private readonly poolSize: number;
+  /** The image folder of the last container with a sandbox started here: pooled shims hold its rootfs ready. */
+  private lastLowerDir?: string;
   private readonly pool: { id: string; pid: number; net: boolean }[] = [];
   /** Pooled sandboxes being made (their ids). */
   private readonly poolInFlight = new Set<string>();
@@ -288,7 +290,9 @@ export class ContainerRuntime {
         }
         this.launcher().wake(id);
       };
-      shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv, true);
+      // a pooled shim holding this image's rootfs mounted: its folder becomes the container's
+      const claimed = this.takePremounted(req.lowerDir, d);
+      shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv, true, claimed);
       // (a failure to prepare is the start's, as the sandbox's is)
       const sandbox = req.sandbox;
       const configured = Promise.resolve()
@@ -306,6 +310,28 @@ export class ContainerRuntime {
     // (a pooled shim it may have taken is made again once the node is quiet)
     this.refillWhenQuiet();
     return this.started(id, d, shimmed, exited, () => notStarted);
+  }
+
+  /**
+   * Takes a pooled shim that holds `lowerDir`'s overlay mounted (see Launcher.premounted) for
+   * the container folder `d`, which has only its empty rootfs, upper and work then: they are
+   * removed and the shim's folder (the same three, the mount on rootfs) renamed to `d`. Undefined
+   * (the folder as it was) when there is none or the folder cannot be taken.
+   */
+  private takePremounted(lowerDir: string, d: string): PooledShim | undefined {
+    this.lastLowerDir = lowerDir;
+    const launcher = this.launcher();
+    const s = launcher.premounted(lowerDir);
+    if (!s) return undefined;
+    try {
+      for (const sub of ['rootfs', 'upper', 'work']) rmdirSync(join(d, sub));
+      renameSync(s.root!.dir, d);
+      return s;
+    } catch {
+      for (const sub of ['rootfs', 'upper', 'work']) mkdirSync(join(d, sub), { recursive: true });
+      launcher.unclaim(s);
+      return undefined;
+    }
   }
 
   /** Waits until container `id`'s shim has crun's pid (Running), or the container ended first. */
@@ -764,7 +790,7 @@ export class ContainerRuntime {
     // (makePooled counts itself in poolInFlight before its first wait)
     while (this.pool.length + this.poolInFlight.size < this.poolSize) void this.makePooled();
     // and as many shims made ahead (see launcher.ts, SHIM): a pod takes one of each
-    this.launcher().fillShims(join(this.opts.dataDir, 'shims'), this.poolSize);
+    this.launcher().fillShims(join(this.opts.dataDir, 'shims'), this.poolSize, this.lastLowerDir);
   }
 
   private async makePooled(): Promise<void> {
@@ -843,13 +869,15 @@ export class ContainerRuntime {
     }
   }
 
-  /** Empties the pool (an agent stopping): its sandboxes leave the network and end. */
+  /** Empties the pool (an agent stopping): its sandboxes leave the network and end, its shims end (and unmount what they held). */
   async drainPool(): Promise<void> {
     this.poolClosed = true;
     clearInterval(this.refillTimer);
     this.refillTimer = undefined;
     while (this.poolInFlight.size > 0 || this.poolSweeping) await new Promise((r) => setTimeout(r, 5));
     for (const s of this.pool.splice(0)) await this.destroySandbox(s.id, join(this.poolDir(), s.id)).catch(() => undefined);
+    // and the shims made ahead, which may hold a rootfs mounted
+    await this.launch?.drainShims();
   }
 
   /** The pod's address on the pod network, if it has one. */

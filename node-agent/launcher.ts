@@ -14,7 +14,7 @@
  * the next agent to adopt (a shim's exit status is also in its folder's `exitcode` file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RuntimeError } from './errors.js';
@@ -66,29 +66,45 @@ logpath() {
  * fork, the shell's start and the loggers' and runner's forks (a millisecond and a half here,
  * more while the node is busy) are behind it. It quits on its own within a second of its
  * launcher's end.
+ *
+ * A pooled shim may also hold its container's rootfs ready (`pooled <base> <image folder>`): the
+ * overlay of the image the node ran last, mounted on `<base>.root/rootfs` (upper and work beside
+ * it) before it says ready. A container of that image takes the folder as its own (renamed, the
+ * mount with it: see ContainerRuntime.launchContainer) and its line ends in `premounted`; the
+ * mount, a fork and exec and the overlay's setup, then is not on its start path either. Given a
+ * container of another image, the runner unmounts it first and mounts as a fresh shim does. A
+ * pooled shim that quits unmounts it.
  */
 const SHIM = `
 shim() {
-  local id="$1" D="$2" WAIT="$3" code= L1 L2 R stage=
+  local id="$1" D="$2" WAIT="$3" PRE="$4" code= L1 L2 R stage=
   trap '' PIPE
   exec 2>>"$D/shim.log"
   echo "$BASHPID" > "$D/shim.pid"
   exec 3> >(logpath); L1=$!
   exec 4> >(exec 3>&-; logpath); L2=$!
-  runjob "$D" "$WAIT" '' &
+  runjob "$D" "$WAIT" '' "$PRE" &
   R=$!
   shimend
 }
 pooled() {
-  local rid="$1" base="$2" f line id D WAIT code= L1 L2 R stage=
+  local rid="$1" base="$2" lower="$3" root= f line id D WAIT code= L1 L2 R stage=
   trap '' PIPE
+  if [ -n "$lower" ]; then
+    root="$base.root"
+    if ! $BB mount -t overlay overlay -o "lowerdir=$lower,upperdir=$root/upper,workdir=$root/work" "$root/rootfs" >/dev/null 2>&1; then
+      echo "failed $rid 1"; return
+    fi
+  fi
   exec 3> >(logpath); L1=$!
   exec 4> >(exec 3>&-; logpath); L2=$!
   if ! { $BB mkfifo "$base.fifo" || mkfifo "$base.fifo"; } 2>/dev/null || ! exec {f}<>"$base.fifo"; then
-    rm -f "$base.fifo"; exec 3>&- 4>&-; wait $L1 $L2; echo "failed $rid 1"; return
+    rm -f "$base.fifo"; exec 3>&- 4>&-; wait $L1 $L2
+    [ -n "$root" ] && $BB umount "$root/rootfs" >/dev/null 2>&1
+    echo "failed $rid 1"; return
   fi
   local me=$BASHPID
-  coproc RUNNER { pooledrun "$f" "$me"; }
+  coproc RUNNER { pooledrun "$f" "$me" "$root"; }
   R=$RUNNER_PID
   # (the FIFO is the runner's now)
   exec {f}>&-
@@ -96,7 +112,11 @@ pooled() {
   echo "ready $rid $BASHPID"
   IFS= read -r line <&"\${RUNNER[0]}" || line=quit
   # (its files are the agent's to remove: an rm here was a fork and exec on the pod's start path)
-  if [ "$line" = quit ]; then exec 3>&- 4>&-; wait $R $L1 $L2; return; fi
+  if [ "$line" = quit ]; then
+    exec 3>&- 4>&-; wait $R $L1 $L2
+    [ -n "$root" ] && $BB umount "$root/rootfs" >/dev/null 2>&1
+    return
+  fi
   eval "set -- $line"
   id="$1" D="$2" WAIT="$3"
   exec 2>>"$D/shim.log"
@@ -105,7 +125,7 @@ pooled() {
 # a pooled shim's runner: it waits for its container on the FIFO (looking every second that the
 # launcher and its shim are still there), tells its shim, writes the shim's pid file and goes on as runjob
 pooledrun() {
-  local f="$1" shim="$2" line rc
+  local f="$1" shim="$2" root="$3" line rc
   until IFS= read -r -t 1 -u "$f" line; do
     rc=$?
     # (one kill each: with two pids, kill succeeds when either is there)
@@ -117,19 +137,21 @@ pooledrun() {
   eval "set -- $line"
   # (the shim's pid is there before the container runs, as a fresh shim writes it)
   echo "$shim" > "$2/shim.pid"
-  runjob "$2" "$3" "$f"
+  # a rootfs held ready and not taken (another image): unmounted, then mounted as a fresh shim does
+  [ -n "$root" ] && [ "$4" != premounted ] && { $BB umount "$root/rootfs" >/dev/null 2>&1 3>&- 4>&- || $BB umount -l "$root/rootfs" >/dev/null 2>&1 3>&- 4>&-; }
+  runjob "$2" "$3" "$f" "$4"
 }
 # the job that becomes crun, so that nothing is handed from process to process between the
 # rootfs and crun: it mounts the rootfs, waits for \`go\` (on the FIFO in \`$3\` for a pooled
 # shim) and execs crun's command line, its output the loggers'. It says in \`shim.stage\` where
 # it stopped short (the shim then knows the status is not crun's)
 runjob() {
-  local D="$1" WAIT="$2" W="$3" a
+  local D="$1" WAIT="$2" W="$3" PRE="$4" a
   exec 2>>"$D/shim.log"
   mapfile -d '' -t a < "$D/shim.args"
   printf '%s\\n' "\${a[1]}.stdout.log" >&3
   printf '%s\\n' "\${a[1]}.stderr.log" >&4
-  if ! $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null 3>&- 4>&-; then
+  if [ "$PRE" != premounted ] && ! $BB mount -t overlay overlay -o "lowerdir=\${a[0]},upperdir=$D/upper,workdir=$D/work" "$D/rootfs" >/dev/null 3>&- 4>&-; then
     echo mount > "$D/shim.stage"; exit 90
   fi
   if [ -n "$WAIT" ] && ! gowait "$D" "$W"; then
@@ -266,6 +288,32 @@ function writeWords(path: string, words: string[]): void {
   writeFileSync(path, `${words.join('\0')}\0`);
 }
 
+/** A pooled shim: its pid, its FIFO and, when it holds one ready, its rootfs folder. */
+export interface PooledShim {
+  pid: number;
+  fifo: string;
+  root?: { dir: string; lowerDir: string; identity: string };
+}
+
+/** Which folder a path is (its inode and birth time), or undefined when there is none. */
+function folderIdentity(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return st.isDirectory() ? `${st.dev}:${st.ino}:${st.birthtimeMs}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes a file or folder, saying nothing when it cannot (one still mounted stays). */
+function rmQuietly(path: string): void {
+  try {
+    rmSync(path, { recursive: true, force: true });
+  } catch {
+    // (a mount point: its shim unmounts it when it ends, the next fill removes it)
+  }
+}
+
 /** A pooled shim's FIFO and pid file, once it is no longer waiting. */
 function removeShimFiles(fifo: string): void {
   rmSync(fifo, { force: true });
@@ -335,7 +383,9 @@ export class Launcher {
   private readonly replies = new Map<string, Pending>();
   private readonly exitWaiters = new Map<string, (code: number) => void>();
   /** Pooled shims ready for a container (see SHIM), oldest first, and how many are on their way. */
-  private idle: { pid: number; fifo: string }[] = [];
+  private idle: PooledShim[] = [];
+  /** The rootfs folders pooled shims (ready or on their way) hold in the shims folder. */
+  private readonly roots = new Set<string>();
   private idleComing = 0;
   /** Pooled shims given a container that waits for `go`, by container id: their FIFOs. */
   private readonly waiting = new Map<string, string>();
@@ -367,10 +417,14 @@ export class Launcher {
    * (loggers, rootfs) and then waits for a `go` file in `dir` before it runs crun (an `abort` file,
    * or the folder gone, ends it with status 91 instead).
    */
-  async shim(id: string, dir: string, lowerDir: string, logBase: string, argv: string[], waitForGo = false): Promise<number> {
+  async shim(id: string, dir: string, lowerDir: string, logBase: string, argv: string[], waitForGo = false, claimed?: PooledShim): Promise<number> {
     writeWords(join(dir, 'shim.args'), [lowerDir, logBase, ...argv]);
     const words = [id, dir, waitForGo ? 'wait' : ''];
-    const pooled = this.takeShim(words);
+    // one whose rootfs the container took (see premounted) is told so; another is given a container
+    if (claimed) words.push('premounted');
+    const pooled = claimed ? (writeFifo(claimed.fifo, `${words.map(quote).join(' ')}\n`) ? claimed : undefined) : this.takeShim(words);
+    // (a fresh one for a rootfs a shim held and could not be given, killed meanwhile, runs on that
+    // mount and unmounts it when it ends, as that shim would have)
     if (!pooled) return this.request('shim', words).spawned;
     if (waitForGo) this.waiting.set(id, pooled.fifo);
     else removeShimFiles(pooled.fifo);
@@ -395,26 +449,86 @@ export class Launcher {
   }
 
   /**
+   * A pooled shim holding the rootfs of `lowerDir` mounted, taken for a container, or undefined.
+   * Its folder (`root`: rootfs, upper, work) becomes the container's (renamed: the mount goes
+   * with it); then shim() gets it as `claimed`. Put back with unclaim() if the folder cannot be
+   * taken. The image folder must be the one mounted: a name made again (the image removed and
+   * pulled back) is another folder.
+   */
+  premounted(lowerDir: string): PooledShim | undefined {
+    const now = folderIdentity(lowerDir);
+    if (!now) return undefined;
+    const i = this.idle.findIndex((s) => s.root?.lowerDir === lowerDir && s.root.identity === now && running(s.pid));
+    if (i < 0) return undefined;
+    const s = this.idle.splice(i, 1)[0]!;
+    this.roots.delete(s.root!.dir);
+    return s;
+  }
+
+  /**
+   * Ends the pooled shims now and waits (up to `ms`) for those holding a rootfs to unmount it
+   * (they end after), then removes their folders: what stops a node (a mount left behind would
+   * keep its folder on tmpfs busy).
+   */
+  async drainShims(ms = 5000): Promise<void> {
+    const deadline = Date.now() + ms;
+    const pause = () => new Promise((r) => setTimeout(r, 5));
+    while (this.idleComing > 0 && Date.now() < deadline) await pause();
+    const ending = this.idle.splice(0);
+    for (const s of ending) {
+      writeFifo(s.fifo, 'quit\n');
+      removeShimFiles(s.fifo);
+    }
+    for (const s of ending) {
+      if (!s.root) continue;
+      while (running(s.pid) && Date.now() < deadline) await pause();
+      this.roots.delete(s.root.dir);
+      rmQuietly(s.root.dir);
+    }
+  }
+
+  /** Gives back a shim premounted() took whose folder the container could not take. */
+  unclaim(s: PooledShim): void {
+    if (s.root) this.roots.add(s.root.dir);
+    this.idle.unshift(s);
+  }
+
+  /**
    * Keeps `size` pooled shims ready (their files under `dir`, on tmpfs). Called when the node is
    * quiet: making one forks four processes (the shim, its loggers, its runner) and runs mkfifo,
    * which a start under way would wait for.
    */
-  fillShims(dir: string, size: number): void {
+  fillShims(dir: string, size: number, lowerDir?: string): void {
     if (this.idle.length + this.idleComing >= size) return;
-    if (!this.shimSeq) {
-      // those a killed agent's launcher left: they quit by themselves (their launcher is gone)
-      for (const f of readdirIf(dir)) if (!f.startsWith(`shim-${process.pid}-`)) rmSync(join(dir, f), { force: true });
+    const mine = `shim-${process.pid}-`;
+    for (const f of readdirIf(dir)) {
+      // those a killed agent's launcher left (they quit by themselves: their launcher is gone, and
+      // their mounts went with its mount namespace), and the rootfs folders of this one's shims
+      // given a container of another image (unmounted then)
+      if (f.startsWith(mine) ? f.endsWith('.root') && !this.roots.has(join(dir, f)) : this.shimSeq === 0) rmQuietly(join(dir, f));
     }
     mkdirSync(dir, { recursive: true });
+    const identity = lowerDir ? folderIdentity(lowerDir) : undefined;
     while (this.idle.length + this.idleComing < size) {
-      const fifo = join(dir, `shim-${process.pid}-${++this.shimSeq}`);
-      const r = this.request('pooled', [fifo], 'sandbox');
+      const base = join(dir, `${mine}${++this.shimSeq}`);
+      let root: PooledShim['root'];
+      if (lowerDir && identity) {
+        root = { dir: `${base}.root`, lowerDir, identity };
+        for (const sub of ['rootfs', 'upper', 'work']) mkdirSync(join(root.dir, sub), { recursive: true });
+        this.roots.add(root.dir);
+      }
+      const r = this.request('pooled', root ? [base, lowerDir!] : [base], 'sandbox');
       this.idleComing++;
       void r.done!.then((ok) => {
         this.idleComing--;
         // (one of a launcher that has ended since quits by itself)
-        if (ok && this.child === r.child) this.idle.push({ pid: r.readyPid!, fifo: `${fifo}.fifo` });
-        else if (ok) removeShimFiles(`${fifo}.fifo`);
+        if (ok && this.child === r.child) this.idle.push({ pid: r.readyPid!, fifo: `${base}.fifo`, ...(root ? { root } : {}) });
+        else if (ok) removeShimFiles(`${base}.fifo`);
+        // (a failed one mounted nothing; one that quits unmounts its own)
+        if (!(ok && this.child === r.child) && root) {
+          this.roots.delete(root.dir);
+          if (!ok) rmQuietly(root.dir);
+        }
       });
     }
   }
@@ -430,6 +544,7 @@ export class Launcher {
       // (one killed meanwhile, a zombie until its launcher reaps it: its runner, which reads the
       // FIFO, leaves within a second; killed between this look and the write, its container is
       // lost to the start's deadline)
+      if (s.root) this.roots.delete(s.root.dir);
       if (running(s.pid) && writeFifo(s.fifo, line)) return s;
       removeShimFiles(s.fifo);
     }

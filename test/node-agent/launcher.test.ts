@@ -4,8 +4,8 @@
  * launcher that dies loses no exit status.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statfsSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import t from 'tap';
 import { running } from '../../node-agent/files.js';
 import { netProbe } from '../../node-agent/probes.js';
@@ -152,6 +152,62 @@ t.test('shims made ahead: a container takes a ready one, which runs it as a fres
   t.equal((await rt.logs(b.podUid, 'main')).stdout, 'again\n');
   t.same(idleShims(rt).filter((pid) => dead.includes(pid)), [], 'the dead ones’ files are gone');
 });
+
+t.test('shims made ahead hold the last image’s rootfs mounted: a container of it takes the folder, one of another image gets its own mount', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'premount-node');
+  rt.fillPool();
+  const launcher = rt.launcher();
+  await waitFor(() => launcher.idleShims === 2, 'two shims ready');
+  const shimsDir = join(rt.opts.dataDir, 'shims');
+  const roots = () => readdirSync(shimsDir).filter((f) => f.endsWith('.root'));
+  const mounted = (path: string) => mountedFor(launcher.pid!, realpathSync(dirname(path)) + '/' + basename(path));
+  t.same(roots(), [], 'before any container, no image to hold');
+  // the first container of the image: the node learns which image it runs
+  const a = await run(rt, img, { command: ['/bin/true'] }, true);
+  t.equal((await rt.wait(a.podUid, 'main')).exitCode, 0);
+  await waitFor(() => launcher.idleShims === 2 && roots().length === 1, 'the pool full again, one shim holding the image');
+  const held = roots()[0]!;
+  t.ok(mounted(join(shimsDir, held, 'rootfs')), 'its rootfs mounted in the pool');
+  // a container of that image takes it: the folder is the container's, its mount with it
+  const b = await run(rt, img, { command: ['/bin/sh', '-c', 'echo hi > /made; cat /etc/hostname; sleep 60'] }, true);
+  t.teardown(() => rt.removeSandbox(b.podUid).catch(() => undefined));
+  const d = rt.dir(rt.containerId(b.podUid, 'main'));
+  t.notOk(existsSync(join(shimsDir, held)), 'the held folder left the pool');
+  t.ok(mounted(join(d, 'rootfs')), 'the container’s rootfs is the mount it held');
+  await waitFor(() => existsSync(join(d, 'upper', 'made')), 'the container writes into its own upper folder');
+  // (its output reaches the log through the shim's logger: looked at until it is there)
+  const out = await waitFor(async () => ((await rt.logs(b.podUid, 'main')).stdout.includes('\n') ? (await rt.logs(b.podUid, 'main')).stdout : undefined), 'its output');
+  t.equal(out, `${b.podName}\n`, 'it runs as any container');
+  await rt.stop(b.podUid, 'main', 1);
+  await rt.wait(b.podUid, 'main');
+  t.notOk(mounted(join(d, 'rootfs')), 'unmounted when it ended');
+  // another image: a shim that holds this one unmounts it and mounts the other
+  await waitFor(() => launcher.idleShims === 2 && roots().length >= 1, 'the pool full again');
+  const other = join(img.dir, 'other-image');
+  execFileSync('cp', ['-a', img.lowerDir, other]);
+  t.teardown(() => execFileSync('rm', ['-rf', other]));
+  const podUid = 'premount-other';
+  rt.track(podUid, 'main');
+  const sb = rt.ensureSandbox(podUid, 'pod-other', 'default');
+  t.teardown(() => rt.removeSandbox(podUid).catch(() => undefined));
+  const c = { name: 'main', image: 'busybox:other', command: ['/bin/sh', '-c', 'echo other'] } as Container;
+  await rt.run({ podUid, podName: 'pod-other', namespace: 'default', container: c, image: img.image.config.config, lowerDir: other, sandbox: sb });
+  t.equal((await rt.wait(podUid, 'main')).exitCode, 0, 'the other image runs');
+  t.equal((await rt.logs(podUid, 'main')).stdout, 'other\n');
+  // the pool's folders that lost their mount are removed at the next fill
+  await waitFor(() => launcher.idleShims === 2, 'the pool full again');
+  for (const r of roots()) t.ok(mounted(join(shimsDir, r, 'rootfs')), `${r}: every folder left in the pool holds a mount`);
+  // an image folder made again under the same name is not the one held
+  execFileSync('rm', ['-rf', other]);
+  execFileSync('cp', ['-a', img.lowerDir, other]);
+  t.notOk(launcher.premounted(other), 'a held mount of a folder since replaced is not handed out');
+});
+
+/** True when `path` is a mount point where the launcher (and so crun) lives: its own mount namespace. */
+function mountedFor(launcherPid: number, path: string): boolean {
+  return readFileSync(`/proc/${launcherPid}/mountinfo`, 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
+}
 
 t.test('a rootfs that cannot be mounted: the container cannot run, with the mount’s own words, from a fresh shim and from one made ahead', async (t) => {
   const img = await busyboxImage(t);
