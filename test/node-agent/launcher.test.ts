@@ -114,12 +114,18 @@ function idleShims(rt: ReturnType<typeof testRuntime>): number[] {
   return (existsSync(dir) ? readdirSync(dir) : []).filter((f) => f.endsWith('.pid')).map((f) => Number(readFileSync(join(dir, f), 'utf8')));
 }
 
-t.test('shims made ahead: a container takes a ready one, which runs it as a fresh one would; the node makes it again', async (t) => {
+/** A runtime whose pool is full: two sandboxes and two shims made ahead. */
+async function pooledRuntime(t: Parameters<typeof testRuntime>[0], node: string) {
   const img = await busyboxImage(t);
-  const rt = testRuntime(t, img.dir, 'shimpool-node');
+  const rt = testRuntime(t, img.dir, node);
   rt.fillPool();
   const launcher = rt.launcher();
   await waitFor(() => launcher.idleShims === 2, 'two shims ready');
+  return { img, rt, launcher };
+}
+
+t.test('shims made ahead: a container takes a ready one, which runs it as a fresh one would; the node makes it again', async (t) => {
+  const { img, rt, launcher } = await pooledRuntime(t, 'shimpool-node');
   const ready = idleShims(rt);
   t.equal(ready.length, 2, 'each has its pid file');
   for (const pid of ready) {
@@ -154,11 +160,7 @@ t.test('shims made ahead: a container takes a ready one, which runs it as a fres
 });
 
 t.test('shims made ahead hold the last image’s rootfs mounted: a container of it takes the folder, one of another image gets its own mount', async (t) => {
-  const img = await busyboxImage(t);
-  const rt = testRuntime(t, img.dir, 'premount-node');
-  rt.fillPool();
-  const launcher = rt.launcher();
-  await waitFor(() => launcher.idleShims === 2, 'two shims ready');
+  const { img, rt, launcher } = await pooledRuntime(t, 'premount-node');
   const shimsDir = join(rt.opts.dataDir, 'shims');
   const roots = () => readdirSync(shimsDir).filter((f) => f.endsWith('.root'));
   const mounted = (path: string) => mountedFor(launcher.pid!, realpathSync(dirname(path)) + '/' + basename(path));
