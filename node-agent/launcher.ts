@@ -386,6 +386,8 @@ export class Launcher {
   private idle: PooledShim[] = [];
   /** The rootfs folders pooled shims (ready or on their way) hold in the shims folder. */
   private readonly roots = new Set<string>();
+  /** Pooled shims told to quit that held a rootfs (they unmount it as they end). */
+  private quitting: PooledShim[] = [];
   private idleComing = 0;
   /** Pooled shims given a container that waits for `go`, by container id: their FIFOs. */
   private readonly waiting = new Map<string, string>();
@@ -479,7 +481,7 @@ export class Launcher {
       writeFifo(s.fifo, 'quit\n');
       removeShimFiles(s.fifo);
     }
-    for (const s of ending) {
+    for (const s of [...ending, ...this.quitting.splice(0)]) {
       if (!s.root) continue;
       while (running(s.pid) && Date.now() < deadline) await pause();
       this.roots.delete(s.root.dir);
@@ -499,6 +501,15 @@ export class Launcher {
    * which a start under way would wait for.
    */
   fillShims(dir: string, size: number, lowerDir?: string): void {
+    // one holding an image folder that is gone or was made again (the image removed) quits and
+    // unmounts it, so that the removed image's space is not held
+    for (const s of this.idle.filter((s) => s.root && folderIdentity(s.root.lowerDir) !== s.root.identity)) {
+      this.idle.splice(this.idle.indexOf(s), 1);
+      this.roots.delete(s.root!.dir);
+      writeFifo(s.fifo, 'quit\n');
+      removeShimFiles(s.fifo);
+      this.quitting.push(s);
+    }
     if (this.idle.length + this.idleComing >= size) return;
     const mine = `shim-${process.pid}-`;
     for (const f of readdirIf(dir)) {

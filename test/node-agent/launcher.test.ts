@@ -204,6 +204,13 @@ t.test('shims made ahead hold the last image’s rootfs mounted: a container of 
   execFileSync('rm', ['-rf', other]);
   execFileSync('cp', ['-a', img.lowerDir, other]);
   t.notOk(launcher.premounted(other), 'a held mount of a folder since replaced is not handed out');
+  // the next fill ends the shims that held it (they unmount it) and makes new ones of the folder as it is now
+  rt.fillPool();
+  await waitFor(() => launcher.idleShims === 2, 'the pool full again');
+  const fresh = await waitFor(() => launcher.premounted(other), 'a shim holding the new folder');
+  launcher.unclaim(fresh);
+  const heldMounts = () => readFileSync(`/proc/${launcher.pid}/mountinfo`, 'utf8').split('\n').filter((l) => l.includes(realpathSync(shimsDir))).length;
+  t.equal(await waitFor(() => (heldMounts() === 2 ? 2 : 0), 'the old shims’ mounts gone'), 2, 'two mounts held in the pool, none left of the replaced folder');
 });
 
 /** True when `path` is a mount point where the launcher (and so crun) lives: its own mount namespace. */
