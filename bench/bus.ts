@@ -13,7 +13,7 @@
  * - kvPutsPerSec: JetStream KV puts with 64 in flight.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,6 +22,7 @@ import { connect } from '@nats-io/transport-node';
 import { assign, setup } from 'xstate';
 import { ActorHost, Bus, Codec, KvStore, MessageType, defineKind, s, startNatsServer } from '../index.js';
 import { FastPublisher, settleRequestsCheaply } from '../actors/fast-publish.js';
+import { readIf } from '../node-agent/files.js';
 import { percentile, printFigures, round1, round2 } from './stats.js';
 
 const self = fileURLToPath(import.meta.url);
@@ -105,16 +106,9 @@ const phase = (name: string) => process.stderr.write(`bus bench: ${name}\n`);
  * a halt exit, and a request crosses three processes (see README, Benchmarks).
  */
 function idleNote(): string {
-  const read = (f: string) => {
-    try {
-      return readFileSync(f, 'utf8').trim();
-    } catch {
-      return undefined;
-    }
-  };
-  const driver = read('/sys/devices/system/cpu/cpuidle/current_driver') ?? 'unknown';
-  const poll = read('/sys/module/haltpoll/parameters/guest_halt_poll_ns');
-  return `cpuidle driver ${driver}${poll !== undefined ? `, guest_halt_poll_ns ${poll}` : ''}`;
+  const driver = readIf('/sys/devices/system/cpu/cpuidle/current_driver').trim() || 'unknown';
+  const poll = readIf('/sys/module/haltpoll/parameters/guest_halt_poll_ns').trim();
+  return `cpuidle driver ${driver}${poll ? `, guest_halt_poll_ns ${poll}` : ''}`;
 }
 
 export async function benchBus(): Promise<Record<string, number>> {

@@ -23,7 +23,7 @@ import type { Cni, CniResult, PortMapping } from './cni.js';
 import { RuntimeError } from './errors.js';
 import { readdirIf, readIf } from './files.js';
 import { Gate } from './gate.js';
-import { Launcher, type PooledShim } from './launcher.js';
+import { Launcher, OVERLAY_DIRS, type PooledShim } from './launcher.js';
 import type { ImageRuntimeConfig } from './image-config.js';
 import { buildSpec, limitsFor } from './oci-spec.js';
 
@@ -216,7 +216,7 @@ export class ContainerRuntime {
     // the folder is on tmpfs (see stateDir) and the cgroups on cgroupfs: written synchronously,
     // each in microseconds, where a thread-pool round trip apiece cost milliseconds in all
     mkdirSync(d, { recursive: true });
-    for (const sub of ['rootfs', 'upper', 'work']) mkdirSync(join(d, sub));
+    for (const sub of OVERLAY_DIRS) mkdirSync(join(d, sub));
     /** The rest of the folder and the container's cgroup: all crun needs but its config. */
     const prepare = () => {
       writeFileSync(join(d, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${req.podName}\n`);
@@ -324,11 +324,11 @@ export class ContainerRuntime {
     const s = launcher.premounted(lowerDir);
     if (!s) return undefined;
     try {
-      for (const sub of ['rootfs', 'upper', 'work']) rmdirSync(join(d, sub));
+      for (const sub of OVERLAY_DIRS) rmdirSync(join(d, sub));
       renameSync(s.root!.dir, d);
       return s;
     } catch {
-      for (const sub of ['rootfs', 'upper', 'work']) mkdirSync(join(d, sub), { recursive: true });
+      for (const sub of OVERLAY_DIRS) mkdirSync(join(d, sub), { recursive: true });
       launcher.unclaim(s);
       return undefined;
     }

@@ -288,6 +288,9 @@ function writeWords(path: string, words: string[]): void {
   writeFileSync(path, `${words.join('\0')}\0`);
 }
 
+/** A container folder's overlay folders (the shim mounts `rootfs` from `upper` and `work`). */
+export const OVERLAY_DIRS = ['rootfs', 'upper', 'work'] as const;
+
 /** A pooled shim: its pid, its FIFO and, when it holds one ready, its rootfs folder. */
 export interface PooledShim {
   pid: number;
@@ -476,16 +479,10 @@ export class Launcher {
     const deadline = Date.now() + ms;
     const pause = () => new Promise((r) => setTimeout(r, 5));
     while (this.idleComing > 0 && Date.now() < deadline) await pause();
-    const ending = this.idle.splice(0);
-    for (const s of ending) {
-      writeFifo(s.fifo, 'quit\n');
-      removeShimFiles(s.fifo);
-    }
-    for (const s of [...ending, ...this.quitting.splice(0)]) {
-      if (!s.root) continue;
+    for (const s of this.idle.splice(0)) this.quit(s);
+    for (const s of this.quitting.splice(0)) {
       while (running(s.pid) && Date.now() < deadline) await pause();
-      this.roots.delete(s.root.dir);
-      rmQuietly(s.root.dir);
+      rmQuietly(s.root!.dir);
     }
   }
 
@@ -503,20 +500,21 @@ export class Launcher {
   fillShims(dir: string, size: number, lowerDir?: string): void {
     // one holding an image folder that is gone or was made again (the image removed) quits and
     // unmounts it, so that the removed image's space is not held
-    for (const s of this.idle.filter((s) => s.root && folderIdentity(s.root.lowerDir) !== s.root.identity)) {
-      this.idle.splice(this.idle.indexOf(s), 1);
-      this.roots.delete(s.root!.dir);
-      writeFifo(s.fifo, 'quit\n');
-      removeShimFiles(s.fifo);
-      this.quitting.push(s);
+    const stale = this.idle.filter((s) => s.root && folderIdentity(s.root.lowerDir) !== s.root.identity);
+    if (stale.length) {
+      this.idle = this.idle.filter((s) => !stale.includes(s));
+      for (const s of stale) this.quit(s);
     }
+    // (those that ended have unmounted: their folders go below; the others' stay until they have)
+    this.quitting = this.quitting.filter((s) => running(s.pid));
+    const kept = new Set([...this.roots, ...this.quitting.map((s) => s.root!.dir)]);
     if (this.idle.length + this.idleComing >= size) return;
     const mine = `shim-${process.pid}-`;
     for (const f of readdirIf(dir)) {
       // those a killed agent's launcher left (they quit by themselves: their launcher is gone, and
       // their mounts went with its mount namespace), and the rootfs folders of this one's shims
       // given a container of another image (unmounted then)
-      if (f.startsWith(mine) ? f.endsWith('.root') && !this.roots.has(join(dir, f)) : this.shimSeq === 0) rmQuietly(join(dir, f));
+      if (f.startsWith(mine) ? f.endsWith('.root') && !kept.has(join(dir, f)) : this.shimSeq === 0) rmQuietly(join(dir, f));
     }
     mkdirSync(dir, { recursive: true });
     const identity = lowerDir ? folderIdentity(lowerDir) : undefined;
@@ -525,21 +523,23 @@ export class Launcher {
       let root: PooledShim['root'];
       if (lowerDir && identity) {
         root = { dir: `${base}.root`, lowerDir, identity };
-        for (const sub of ['rootfs', 'upper', 'work']) mkdirSync(join(root.dir, sub), { recursive: true });
+        for (const sub of OVERLAY_DIRS) mkdirSync(join(root.dir, sub), { recursive: true });
         this.roots.add(root.dir);
       }
       const r = this.request('pooled', root ? [base, lowerDir!] : [base], 'sandbox');
       this.idleComing++;
       void r.done!.then((ok) => {
         this.idleComing--;
-        // (one of a launcher that has ended since quits by itself)
-        if (ok && this.child === r.child) this.idle.push({ pid: r.readyPid!, fifo: `${base}.fifo`, ...(root ? { root } : {}) });
-        else if (ok) removeShimFiles(`${base}.fifo`);
-        // (a failed one mounted nothing; one that quits unmounts its own)
-        if (!(ok && this.child === r.child) && root) {
-          this.roots.delete(root.dir);
-          if (!ok) rmQuietly(root.dir);
+        if (ok && this.child === r.child) {
+          this.idle.push({ pid: r.readyPid!, fifo: `${base}.fifo`, ...(root ? { root } : {}) });
+          return;
         }
+        // (one of a launcher that has ended since quits by itself, and unmounts what it holds)
+        if (ok) removeShimFiles(`${base}.fifo`);
+        if (!root) return;
+        this.roots.delete(root.dir);
+        // (a failed one mounted nothing)
+        if (!ok) rmQuietly(root.dir);
       });
     }
   }
@@ -614,12 +614,18 @@ export class Launcher {
   /** Ends the launcher (its shims and sandboxes live on). */
   close(): void {
     // the pooled shims quit now (rather than at their next look at the launcher)
-    for (const s of this.idle.splice(0)) {
-      writeFifo(s.fifo, 'quit\n');
-      removeShimFiles(s.fifo);
-    }
+    for (const s of this.idle.splice(0)) this.quit(s);
     this.child?.stdin?.end();
     this.child = undefined;
+  }
+
+  /** Tells a pooled shim taken out of `idle` to quit; one holding a rootfs unmounts it as it ends (see drainShims). */
+  private quit(s: PooledShim): void {
+    writeFifo(s.fifo, 'quit\n');
+    removeShimFiles(s.fifo);
+    if (!s.root) return;
+    this.roots.delete(s.root.dir);
+    this.quitting.push(s);
   }
 
   /**
