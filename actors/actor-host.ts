@@ -415,19 +415,29 @@ export class ActorHost {
       // at a time, so a read inside it (a store round trip) made every actor start on this host
       // wait for the reads of all the starts before it. A restart reads again, from inside.
       let first: { snapshot: Snapshot<unknown> | undefined } | undefined = { snapshot: cell.unwritten ? this.nothingStored(cell) : await this.load(cell) };
+      const key = { namespace: cell.namespace, name: cell.name };
+      // a new actor of a kind that says its initial snapshot starts from it, and is still new
+      let fresh = false;
+      if (first.snapshot === undefined && cell.kind.initialSnapshot) {
+        first.snapshot = cell.kind.initialSnapshot(key);
+        fresh = true;
+      }
       await this.supervisor.startChild(
         actorChild({
           id,
           machine: cell.kind.machine,
-          input: cell.kind.input?.({ namespace: cell.namespace, name: cell.name }),
+          input: cell.kind.input?.(key),
           restart: 'transient',
           load: () => {
-            if (!first) return this.load(cell);
+            if (!first) {
+              fresh = false;
+              return this.load(cell);
+            }
             const { snapshot } = first;
             first = undefined;
             return snapshot;
           },
-          onStart: (actor, restored) => this.attach(cell, actor, restored),
+          onStart: (actor, restored) => this.attach(cell, actor, restored && !fresh),
         }),
       );
     } catch (err) {

@@ -6,7 +6,7 @@
  * create twice. With a placer (the scheduler in the same process, see Scheduler.place), each pod
  * is created already bound to the node the scheduler chose for it.
  */
-import { randomSuffix, sameJson, type KObject } from '../protocol/index.js';
+import { normalize, podLike, randomSuffix, sameJson, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import type { EventRecorder } from './event-recorder.js';
 import { objectKey, type Informer } from './informer.js';
@@ -98,23 +98,44 @@ export class ReplicaSetController {
     await this.updateStatus(rs, key, active, all.filter((p) => p.metadata.deletionTimestamp).length);
   }
 
-  private async createPod(rs: KObject, key: string, creating: Set<string>): Promise<void> {
+  /**
+   * The pod a ReplicaSet's template makes, normalized, named as the ReplicaSet: its pods are this
+   * with their own names (podLike). Made once per template object; a ReplicaSet whose template
+   * does not make a valid pod makes none (the error, with its path, goes to FailedCreate).
+   */
+  private shellOf(rs: KObject): KObject {
     const tpl = rs.spec.template;
-    const name = `${rs.metadata.name}-${randomSuffix()}`.slice(0, 253);
-    const pod: KObject = {
+    const known = this.shells.get(tpl);
+    if (known && known.uid === rs.metadata.uid && known.name === rs.metadata.name && known.namespace === rs.metadata.namespace) return known.shell;
+    const shell = normalize({
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: {
-        name,
+        name: rs.metadata.name,
         namespace: rs.metadata.namespace,
         ...(tpl.metadata?.labels ? { labels: tpl.metadata.labels } : {}),
         ...(tpl.metadata?.annotations ? { annotations: tpl.metadata.annotations } : {}),
         ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs.metadata.name, uid: rs.metadata.uid!, controller: true, blockOwnerDeletion: true }],
       },
       spec: tpl.spec,
-    };
+    }, `replicaset ${rs.metadata.namespace}/${rs.metadata.name}: spec.template`);
+    this.shells.set(tpl, { uid: rs.metadata.uid!, name: rs.metadata.name, namespace: rs.metadata.namespace!, shell });
+    return shell;
+  }
+
+  private readonly shells = new WeakMap<object, { uid: string; name: string; namespace: string; shell: KObject }>();
+
+  private async createPod(rs: KObject, key: string, creating: Set<string>): Promise<void> {
+    const name = `${rs.metadata.name}-${randomSuffix()}`.slice(0, 253);
+    let pod: KObject;
+    try {
+      pod = podLike(this.shellOf(rs), name);
+    } catch (err) {
+      this.recorder.record(rs, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`);
+      throw err;
+    }
     const node = this.placer?.place(pod);
-    if (node) pod.spec = { ...tpl.spec, nodeName: node };
+    if (node) pod = podLike(this.shellOf(rs), name, node);
     creating.add(name);
     try {
       const made = await this.res.send(POD, pod.metadata.namespace, name, { type: 'apply', object: pod, create: true });

@@ -51,6 +51,8 @@ function resourceKind(info: (typeof KINDS)[number], admit?: Admission) {
     machine,
     events: resourceCommands as never,
     input: (key) => ({ namespace: key.namespace, name: key.name }),
+    // what the machine starts in (a test holds the two together), for the one actor per object
+    initialSnapshot: (key) => ({ status: 'active', output: undefined, error: undefined, value: 'live', historyValue: {}, context: { kind: info.token, namespace: key.namespace, name: key.name }, children: {} }) as never,
     reply: (snapshot: SnapshotFrom<typeof machine>, event: ResourceCommand): ResourceReply => {
       const d = decisionFor(event);
       if (d?.type === 'error') throw d.error;

@@ -65,6 +65,7 @@ export type { KObject, KindInfo, LabelSelector, PodSpec, PodTemplate, Toleration
 export {
   parseManifests,
   normalize,
+  podLike,
   withDefaults,
   matchesSelector,
   formatSelector,

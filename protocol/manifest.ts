@@ -76,8 +76,31 @@ function expandList(value: unknown, where: string): unknown[] {
   return [value];
 }
 
+/**
+ * Pods made by `podLike` in this process: already what normalize() makes of them, so normalize()
+ * hands them back as they are. Nothing decoded from the bus or a file can be here, only objects
+ * this process built from a normalized one, and stored objects are never changed in place.
+ */
+const preNormalized = new WeakSet<object>();
+
+/**
+ * A pod as normalize() makes it, from `shell` (a normalized pod; a ReplicaSet's template made into
+ * one) with another name and, if given, bound to `nodeName`: what a ReplicaSet controller creates
+ * hundreds of from one template. The template is checked and copied once, not once per pod (that
+ * was a twentieth of a busy control plane's CPU, and a copy of the spec kept per pod); its pods
+ * share the shell's parts. A name or node that is not a DNS-1123 subdomain goes through normalize(),
+ * which says what is wrong with it.
+ */
+export function podLike(shell: KObject, name: string, nodeName?: string): KObject {
+  const pod: KObject = { ...shell, metadata: { ...shell.metadata, name }, spec: nodeName === undefined ? shell.spec : { ...shell.spec, nodeName } };
+  if (shell.kind !== 'Pod' || !isDns1123Subdomain(name) || (nodeName !== undefined && !isDns1123Subdomain(nodeName))) return normalize(pod);
+  preNormalized.add(pod);
+  return pod;
+}
+
 /** Validates one object against its kind and fills in Kubernetes' defaults. */
 export function normalize(value: unknown, where = 'object'): KObject {
+  if (preNormalized.has(value as object)) return value as KObject;
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new ValidationError(`${where}: expected an object with apiVersion, kind and metadata, got ${describeValue(value)}`);
   const v = value as Record<string, unknown>;
   const info = typeof v.kind === 'string' ? kindInfo(v.kind) : undefined;

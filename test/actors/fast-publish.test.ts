@@ -1,6 +1,6 @@
 import t from 'tap';
 import { connect } from '@nats-io/transport-node';
-import { FastPublisher, settleRequestsCheaply } from '../../actors/fast-publish.js';
+import { FLUSH_AT, FastPublisher, settleRequestsCheaply } from '../../actors/fast-publish.js';
 import { Bus } from '../../actors/bus.js';
 import { startNatsServer } from '../../actors/nats-server.js';
 import { Codec, MessageType } from '../../protocol/index.js';
@@ -140,6 +140,36 @@ t.test('writes gather per turn of the event loop: fewer socket writes, the same 
   last.publish('co.last', MessageType.Reply, { i: 5000 });
   await last.nc.close();
   await waitFor(() => got.includes(5000), 'the message published just before close');
+});
+
+t.test('a turn that gathers past FLUSH_AT writes then, not at nats.js\'s 32 KB, and not only at its end', async (t) => {
+  const nats = await withNats(t);
+  const sub = await withBus(t, nats.url);
+  let got = 0;
+  sub.subscribe('big.>', () => void got++, { accept: [MessageType.Reply] });
+  await sub.flush();
+  const bus = await withBus(t, nats.url);
+  const transport = (bus.nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
+  const sizes: number[] = [];
+  const send = transport.send.bind(transport);
+  transport.send = (b) => {
+    sizes.push(b.length);
+    send(b);
+  };
+  const blob = 'x'.repeat(10_000);
+  // one synchronous burst: ~10 KB a message
+  const firstWriteAt: number[] = [];
+  for (let i = 0; i < 60; i++) {
+    bus.publish(`big.${i % 4}`, MessageType.Reply, { i, blob });
+    if (sizes.length > firstWriteAt.length) firstWriteAt.push(i);
+  }
+  const inTurn = sizes.length;
+  t.ok(firstWriteAt.length >= 1, 'written within the turn once past the threshold');
+  t.ok(sizes[0]! >= FLUSH_AT, `the first write held ${sizes[0]} bytes (at least ${FLUSH_AT})`);
+  t.ok(firstWriteAt[0]! >= Math.floor(FLUSH_AT / 10_100) - 1, `first written after message ${firstWriteAt[0]}, not after ~3 (32 KB)`);
+  t.ok(inTurn <= 3, `${inTurn} writes in the turn for ~600 KB`);
+  await bus.flush();
+  await waitFor(() => got === 60, 'all 60 messages');
 });
 
 t.test('a reply goes out at the end of its burst of microtasks, with what is pending; its inbox may be any subject', async (t) => {

@@ -143,3 +143,29 @@ t.test('plainContext: the persisted snapshot is the one xstate makes, with the c
   t.equal(restored.getSnapshot().context.object?.spec.nodeName, 'n1', 'and it restores');
   t.equal(restored.getSnapshot().value, 'live');
 });
+
+t.test("initialSnapshot: each resource kind's new actor starts from exactly what its machine makes", async (t) => {
+  const { resourceKinds } = await import('../../actors/index.js');
+  for (const kind of resourceKinds()) {
+    for (const key of [{ namespace: 'default', name: 'p1' }, { namespace: '_cluster', name: 'n-2.x' }]) {
+      const made = createActor(kind.machine, { input: kind.input!(key) });
+      made.start();
+      const ours = kind.initialSnapshot!(key);
+      t.strictSame(ours, made.getPersistedSnapshot(), `${kind.kind} ${key.name}: the same as the machine's own`);
+      t.same(Object.keys(ours), Object.keys(made.getPersistedSnapshot()), `${kind.kind}: the same fields in the same order`);
+      t.not(kind.initialSnapshot!(key), ours, 'a new object each time (an actor keeps it as its context)');
+    }
+  }
+  // one started from it takes commands as one started the slow way
+  const kind = resourceKinds().find((k) => k.kind === 'pod')!;
+  const a = createActor(kind.machine, { input: { namespace: 'default', name: 'p1' }, snapshot: kind.initialSnapshot!({ namespace: 'default', name: 'p1' }) as never });
+  const b = createActor(kind.machine, { input: { namespace: 'default', name: 'p1' } });
+  for (const actor of [a, b]) {
+    actor.start();
+    actor.send({ type: 'apply', object: pod() });
+    actor.send({ type: 'bind', node: 'n1' });
+  }
+  const strip = (s: { context: ResourceContext }) => ({ ...s, context: { ...s.context, object: { ...s.context.object!, metadata: { ...s.context.object!.metadata, uid: 'x', creationTimestamp: 'x' } } } });
+  t.strictSame(strip(a.getPersistedSnapshot() as never), strip(b.getPersistedSnapshot() as never), 'the same state after the same commands');
+  t.equal(a.getSnapshot().context.object?.spec.nodeName, 'n1');
+});

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ValidationError, formatSelector, matchesSelector, parseManifests, parseSelector, templateHash } from '../../protocol/index.js';
+import { ValidationError, copyJson, formatSelector, matchesSelector, normalize, parseManifests, parseSelector, podLike, templateHash, type KObject } from '../../protocol/index.js';
 
 const seed = readFileSync(fileURLToPath(new URL('../../../examples/deployment.yaml', import.meta.url)), 'utf8');
 
@@ -130,4 +130,30 @@ t.test("services as environment variables, as Kubernetes writes them", async (t)
     REDIS_PRIMARY_PORT_9121_TCP_PORT: '9121',
     REDIS_PRIMARY_PORT_9121_TCP_ADDR: '10.96.0.11',
   }, 'headless services and services without an address yet give none');
+});
+
+t.test("podLike: a template's pods are what normalize() makes of them, without a check and copy each", async (t) => {
+  const templates: KObject['spec'][] = [
+    { containers: [{ name: 'c', image: 'busybox:1' }] },
+    { containers: [{ name: 'web', image: 'myapp:1.0', ports: [{ containerPort: 8080 }], resources: { requests: { cpu: '10m', memory: '16Mi' } } }], restartPolicy: 'OnFailure', nodeSelector: { disk: 'ssd' }, tolerations: [{ key: 'k', operator: 'Exists' }] },
+    { containers: [{ name: 'a', image: 'x:latest', command: ['sh', '-c', 'sleep 1'] }, { name: 'b', image: 'y@sha256:' + 'a'.repeat(64) }], terminationGracePeriodSeconds: 5 },
+  ];
+  for (const [i, spec] of templates.entries()) {
+    const shell = normalize({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'rs', namespace: 'ns1', labels: { app: 'a' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'rs', uid: 'u1', controller: true, blockOwnerDeletion: true }] }, spec });
+    for (const node of [undefined, 'node-1', 'n.example.com']) {
+      const pod = podLike(shell, `rs-abc${i}`, node);
+      const direct = normalize({ ...copyJson(shell), metadata: { ...copyJson(shell.metadata), name: `rs-abc${i}` }, spec: node === undefined ? copyJson(shell.spec) : { ...copyJson(shell.spec), nodeName: node } });
+      t.strictSame(pod, direct, `template ${i}, node ${node}: the same object as normalize() makes`);
+      t.strictSame(normalize(copyJson(pod)), pod, 'and normalize() of a copy changes nothing');
+      t.equal(normalize(pod), pod, 'normalize() hands it back as it is');
+      t.equal(pod.metadata.name, `rs-abc${i}`);
+      t.equal(shell.metadata.name, 'rs', 'the shell is left as it was');
+      t.equal(shell.spec.nodeName, undefined);
+    }
+  }
+  const shell = normalize({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'rs' }, spec: templates[0] });
+  t.throws(() => podLike(shell, 'Not_A-Name'), { name: 'ValidationError', message: /metadata\.name/ }, 'a bad name: normalize() says what is wrong');
+  t.throws(() => podLike(shell, 'ok', 'Bad Node'), { name: 'ValidationError', message: /spec\.nodeName/ }, 'a bad node name too');
+  const copy = { ...podLike(shell, 'p1') };
+  t.not(normalize(copy), copy, 'an object not made by podLike is checked and copied as any other');
 });
