@@ -566,7 +566,7 @@ export class ActorHost {
     }
     cell.cause = env.body.type;
     cell.unwritten?.commands.push({ env, msg });
-    actor.send(env.body as never);
+    if (!this.changesNothing(cell.kind, before, env.body)) actor.send(env.body as never);
     this.commands.inc();
     const after = actor.getSnapshot() as Snapshot<unknown> & { error?: unknown; value?: unknown; context?: unknown };
     if (after.status === 'error') {
@@ -588,6 +588,23 @@ export class ActorHost {
     const durable = persistOf(cell.kind) === Persist.Durable;
     if (durable && (cell.dirty || cell.writing || cell.scheduled)) cell.waiters.push({ msg, cid: env.id, body });
     else this.respond(msg, body, env.id);
+  }
+
+  /** Per kind, the command types that were seen to change something: those are sent without asking. */
+  private readonly changing = new Map<string, Set<string>>();
+
+  /**
+   * True when sending `event` would change nothing (see changesNothing). Asked only of command
+   * types not yet seen to change something in this kind: a kind's queries keep their short way
+   * and its updates (most of a control plane's commands) are not checked twice.
+   */
+  private changesNothing(kind: ActorKind<AnyStateMachine, unknown>, before: Snapshot<unknown>, event: CommandBody): boolean {
+    let seen = this.changing.get(kind.kind);
+    if (!seen) this.changing.set(kind.kind, (seen = new Set()));
+    if (seen.has(event.type)) return false;
+    if (changesNothing(kind.machine, before, event)) return true;
+    seen.add(event.type);
+    return false;
   }
 
   private markDirty(cell: Cell): void {
@@ -786,6 +803,37 @@ function isEmpty(o: unknown): boolean {
 const MIN_IDLE_BEFORE_TRIM_MS = 1000;
 
 /** How a kind's snapshots are kept (durable unless it says otherwise). */
+const withoutEventless = new WeakMap<AnyStateMachine, boolean>();
+
+/** True when no state of the machine, at any depth, has eventless (`always`) transitions. */
+function eventlessFree(machine: AnyStateMachine): boolean {
+  let known = withoutEventless.get(machine);
+  if (known === undefined) {
+    const walk = (node: { always?: unknown; states?: Record<string, unknown> } | undefined): boolean =>
+      !node || (node.always === undefined && Object.values(node.states ?? {}).every((c) => walk(c as never)));
+    known = walk(machine.config as never);
+    withoutEventless.set(machine, known);
+  }
+  return known;
+}
+
+/**
+ * True when sending `event` would change nothing: the machine has no eventless transitions (xstate
+ * looks for those after every event) and, in the state it is in, the event selects no transition
+ * with a target or actions (`snapshot.can`, which runs the guards as a send would). A query (`get`)
+ * is then answered from the snapshot without xstate's step, which builds its sets and a new
+ * snapshot to end where it began: 14 µs of the 47 µs a host spent on each query it answered.
+ * When in doubt (a guard throws), the event is sent, and xstate handles what happens.
+ */
+function changesNothing(machine: AnyStateMachine, before: Snapshot<unknown>, event: CommandBody): boolean {
+  if (before.status !== 'active' || !eventlessFree(machine)) return false;
+  try {
+    return !(before as unknown as { can(e: unknown): boolean }).can(event);
+  } catch {
+    return false;
+  }
+}
+
 function persistOf(kind: ActorKind<AnyStateMachine, unknown>): Persist {
   return kind.persist ?? Persist.Durable;
 }

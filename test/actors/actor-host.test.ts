@@ -389,3 +389,34 @@ t.test('fence: while it names a reason no write goes out (retried, then a typed 
   const [made, gone] = told.filter((l) => l.startsWith('ending')).map((l) => Number(l.split(' rv')[1]));
   t.ok(gone! > made!, 'the deletion has its own, later revision');
 });
+
+t.test('a command that changes nothing is answered from the snapshot; a machine with eventless transitions still gets every command', async (t) => {
+  const { assign, setup } = await import('xstate');
+  const { defineKind, s } = await import('../../index.js');
+  // `seen` is set by an eventless transition that looks at the event: only a real send sets it
+  const machine = setup({ types: {} as { context: { seen: number; n: number }; events: { type: 'ping' } | { type: 'get' } | { type: 'inc' } } }).createMachine({
+    context: { seen: 0, n: 0 },
+    always: { guard: ({ context, event }) => event.type === 'ping' && context.seen === 0, actions: assign({ seen: 1 }) },
+    on: { ping: {}, get: {}, inc: { actions: assign({ n: ({ context }) => context.n + 1 }) } },
+  });
+  const watcher = defineKind({ kind: 'watcher', machine, events: s.union('type', { ping: s.object({}), get: s.object({}), inc: s.object({}) }), reply: (snap) => snap.context, persist: 'none' });
+  const plain = defineKind({ ...counter, kind: 'plaincounter', persist: 'none' });
+  const nats = await withNats(t);
+  const hostBus = await withBus(t, nats.url, { name: 'host' });
+  const host = await ActorHost.start(hostBus, { kinds: [watcher, plain] });
+  t.teardown(() => host.stop());
+  const bus = await withBus(t, nats.url, { name: 'client' });
+  const w = new ActorClient(bus, watcher);
+  t.same(await w.send('default', 'w1', { type: 'ping' }), { seen: 1, n: 0 }, 'the eventless transition ran: the command was sent to the machine');
+  t.same(await w.send('default', 'w1', { type: 'inc' }), { seen: 1, n: 1 });
+  const c = new ActorClient(bus, plain);
+  const events: EventBody[] = [];
+  const it = c.watch('default', 'p1');
+  await c.ready();
+  const got = collect(it, 3, events);
+  t.same(await c.send('default', 'p1', { type: 'inc', by: 2 }), { n: 2, state: 'running' });
+  for (let i = 0; i < 5; i++) t.same(await c.send('default', 'p1', { type: 'get' }), { n: 2, state: 'running' }, 'a query answered from the snapshot');
+  t.same(await c.send('default', 'p1', { type: 'inc', by: 1 }), { n: 3, state: 'running' }, 'an update after queries still changes it');
+  t.same((await got).map((e) => e.cause), ['xstate.init', 'inc', 'inc'], 'and the queries made no event');
+  t.equal(hostBus.metrics.get('actor_commands_total'), 9, 'every command counted');
+});
