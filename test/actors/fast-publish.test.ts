@@ -6,6 +6,16 @@ import { startNatsServer } from '../../actors/nats-server.js';
 import { Codec, MessageType } from '../../protocol/index.js';
 import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
 
+/** Calls `seen` with every buffer the bus hands its socket. */
+function onSocketWrite(bus: Bus, seen: (b: Uint8Array) => void): void {
+  const transport = (bus.nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
+  const send = transport.send.bind(transport);
+  transport.send = (b) => {
+    seen(b);
+    send(b);
+  };
+}
+
 t.test('frames go straight to the connection and arrive byte for byte, in order', async (t) => {
   const nats = await withNats(t);
   const pubNc = await connect({ servers: nats.url });
@@ -111,13 +121,8 @@ t.test('writes gather per turn of the event loop: fewer socket writes, the same 
   await sub.flush();
   const writesOf = async (coalesceWrites: boolean, base: number) => {
     const bus = await withBus(t, nats.url, { coalesceWrites });
-    const transport = (bus.nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
     let writes = 0;
-    const send = transport.send.bind(transport);
-    transport.send = (b) => {
-      writes++;
-      send(b);
-    };
+    onSocketWrite(bus, () => writes++);
     // 200 messages, each from its own promise continuation (as a controller's replies and writes are)
     await Promise.all(
       Array.from({ length: 200 }, async (_, i) => {
@@ -149,13 +154,8 @@ t.test('a turn that gathers past FLUSH_AT writes then, not at nats.js\'s 32 KB, 
   sub.subscribe('big.>', () => void got++, { accept: [MessageType.Reply] });
   await sub.flush();
   const bus = await withBus(t, nats.url);
-  const transport = (bus.nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
   const sizes: number[] = [];
-  const send = transport.send.bind(transport);
-  transport.send = (b) => {
-    sizes.push(b.length);
-    send(b);
-  };
+  onSocketWrite(bus, (b) => sizes.push(b.length));
   const blob = 'x'.repeat(10_000);
   // one synchronous burst: ~10 KB a message
   const firstWriteAt: number[] = [];
@@ -179,13 +179,8 @@ t.test('a reply goes out at the end of its burst of microtasks, with what is pen
   sub.subscribe('rp.>', (env, msg) => void got.push({ subject: msg.subject, body: env.body }), { accept: [MessageType.Reply, MessageType.Error] });
   await sub.flush();
   const bus = await withBus(t, nats.url);
-  const transport = (bus.nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
   const writes: string[] = [];
-  const send = transport.send.bind(transport);
-  transport.send = (b) => {
-    writes.push(Buffer.from(b).toString('latin1'));
-    send(b);
-  };
+  onSocketWrite(bus, (b) => writes.push(Buffer.from(b).toString('latin1')));
   const drain = async () => {
     for (let i = 0; i < 5; i++) await Promise.resolve();
   };
