@@ -802,7 +802,6 @@ function isEmpty(o: unknown): boolean {
 /** An actor is passivated to keep under maxResident only once it has been idle this long (ms). */
 const MIN_IDLE_BEFORE_TRIM_MS = 1000;
 
-/** How a kind's snapshots are kept (durable unless it says otherwise). */
 const withoutEventless = new WeakMap<AnyStateMachine, boolean>();
 
 /** True when no state of the machine, at any depth, has eventless (`always`) transitions. */
@@ -834,6 +833,7 @@ function changesNothing(machine: AnyStateMachine, before: Snapshot<unknown>, eve
   }
 }
 
+/** How a kind's snapshots are kept (durable unless it says otherwise). */
 function persistOf(kind: ActorKind<AnyStateMachine, unknown>): Persist {
   return kind.persist ?? Persist.Durable;
 }

@@ -87,9 +87,9 @@ const preNormalized = new WeakSet<object>();
  * A pod as normalize() makes it, from `shell` (a normalized pod; a ReplicaSet's template made into
  * one) with another name and, if given, bound to `nodeName`: what a ReplicaSet controller creates
  * hundreds of from one template. The template is checked and copied once, not once per pod (that
- * was a twentieth of a busy control plane's CPU, and a copy of the spec kept per pod); its pods
- * share the shell's parts. A name or node that is not a DNS-1123 subdomain goes through normalize(),
- * which says what is wrong with it.
+ * was 3% of a busy control plane's CPU, and a copy of the spec kept per pod); its pods share the
+ * shell's parts. `shell` must be what normalize() returned: it is trusted. A name or node that is
+ * not a DNS-1123 subdomain goes through normalize(), which says what is wrong with it.
  */
 export function podLike(shell: KObject, name: string, nodeName?: string): KObject {
   const pod: KObject = { ...shell, metadata: { ...shell.metadata, name }, spec: nodeName === undefined ? shell.spec : { ...shell.spec, nodeName } };
