@@ -387,8 +387,8 @@ export class Launcher {
   private readonly exitWaiters = new Map<string, (code: number) => void>();
   /** Pooled shims ready for a container (see SHIM), oldest first, and how many are on their way. */
   private idle: PooledShim[] = [];
-  /** The rootfs folders pooled shims (ready or on their way) hold in the shims folder. */
-  private readonly roots = new Set<string>();
+  /** The rootfs folders of pooled shims on their way (those ready are in `idle`). */
+  private readonly rootsComing = new Set<string>();
   /** Pooled shims told to quit that held a rootfs (they unmount it as they end). */
   private quitting: PooledShim[] = [];
   private idleComing = 0;
@@ -465,9 +465,7 @@ export class Launcher {
     if (!now) return undefined;
     const i = this.idle.findIndex((s) => s.root?.lowerDir === lowerDir && s.root.identity === now && running(s.pid));
     if (i < 0) return undefined;
-    const s = this.idle.splice(i, 1)[0]!;
-    this.roots.delete(s.root!.dir);
-    return s;
+    return this.idle.splice(i, 1)[0]!;
   }
 
   /**
@@ -488,7 +486,6 @@ export class Launcher {
 
   /** Gives back a shim premounted() took whose folder the container could not take. */
   unclaim(s: PooledShim): void {
-    if (s.root) this.roots.add(s.root.dir);
     this.idle.unshift(s);
   }
 
@@ -507,7 +504,8 @@ export class Launcher {
     }
     // (those that ended have unmounted: their folders go below; the others' stay until they have)
     this.quitting = this.quitting.filter((s) => running(s.pid));
-    const kept = new Set([...this.roots, ...this.quitting.map((s) => s.root!.dir)]);
+    // (the folders of shims ready, on their way or still quitting)
+    const kept = new Set([...this.rootsComing, ...[...this.idle, ...this.quitting].flatMap((s) => (s.root ? [s.root.dir] : []))]);
     if (this.idle.length + this.idleComing >= size) return;
     const mine = `shim-${process.pid}-`;
     for (const f of readdirIf(dir)) {
@@ -524,22 +522,21 @@ export class Launcher {
       if (lowerDir && identity) {
         root = { dir: `${base}.root`, lowerDir, identity };
         for (const sub of OVERLAY_DIRS) mkdirSync(join(root.dir, sub), { recursive: true });
-        this.roots.add(root.dir);
+        this.rootsComing.add(root.dir);
       }
       const r = this.request('pooled', root ? [base, lowerDir!] : [base], 'sandbox');
       this.idleComing++;
       void r.done!.then((ok) => {
         this.idleComing--;
+        if (root) this.rootsComing.delete(root.dir);
         if (ok && this.child === r.child) {
           this.idle.push({ pid: r.readyPid!, fifo: `${base}.fifo`, ...(root ? { root } : {}) });
           return;
         }
         // (one of a launcher that has ended since quits by itself, and unmounts what it holds)
         if (ok) removeShimFiles(`${base}.fifo`);
-        if (!root) return;
-        this.roots.delete(root.dir);
         // (a failed one mounted nothing)
-        if (!ok) rmQuietly(root.dir);
+        if (root && !ok) rmQuietly(root.dir);
       });
     }
   }
@@ -555,7 +552,6 @@ export class Launcher {
       // (one killed meanwhile, a zombie until its launcher reaps it: its runner, which reads the
       // FIFO, leaves within a second; killed between this look and the write, its container is
       // lost to the start's deadline)
-      if (s.root) this.roots.delete(s.root.dir);
       if (running(s.pid) && writeFifo(s.fifo, line)) return s;
       removeShimFiles(s.fifo);
     }
@@ -623,9 +619,7 @@ export class Launcher {
   private quit(s: PooledShim): void {
     writeFifo(s.fifo, 'quit\n');
     removeShimFiles(s.fifo);
-    if (!s.root) return;
-    this.roots.delete(s.root.dir);
-    this.quitting.push(s);
+    if (s.root) this.quitting.push(s);
   }
 
   /**
