@@ -127,15 +127,17 @@ export class ReplicaSetController {
 
   private async createPod(rs: KObject, key: string, creating: Set<string>): Promise<void> {
     const name = `${rs.metadata.name}-${randomSuffix()}`.slice(0, 253);
+    let shell: KObject;
     let pod: KObject;
     try {
-      pod = podLike(this.shellOf(rs), name);
+      shell = this.shellOf(rs);
+      pod = podLike(shell, name);
     } catch (err) {
       this.recorder.record(rs, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`);
       throw err;
     }
     const node = this.placer?.place(pod);
-    if (node) pod = podLike(this.shellOf(rs), name, node);
+    if (node) pod = podLike(shell, name, node);
     creating.add(name);
     try {
       const made = await this.res.send(POD, pod.metadata.namespace, name, { type: 'apply', object: pod, create: true });
