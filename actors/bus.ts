@@ -60,6 +60,12 @@ export interface RequestOptions {
   timeout?: number;
   /** Correlation id to carry (default: none). */
   cid?: string;
+  /**
+   * Written to the socket once the microtasks under way have run, as a reply is, rather than at
+   * the end of the event loop's turn (see coalesceFlushes): for a request on someone's critical
+   * path that the rest of the turn's work would hold back.
+   */
+  soon?: boolean;
 }
 
 export type Handler<B> = (env: Envelope<B>, msg: Msg) => void;
@@ -180,7 +186,9 @@ export class Bus extends EventEmitter {
   async request<R = unknown, B = unknown>(subject: string, type: string, body: B, opts: RequestOptions = {}): Promise<Envelope<R>> {
     const timeout = opts.timeout ?? this.requestTimeout;
     const data = this.codec.encode(type, body, { from: this.from, cid: opts.cid ?? null });
-    const env = this.codec.decode<R>(await this.requester.request(subject, data, timeout));
+    const answer = this.requester.request(subject, data, timeout);
+    if (opts.soon) this.flushes?.soon();
+    const env = this.codec.decode<R>(await answer);
     if (env.t === MessageType.Error) throw errorFromWire(env.body as unknown as ErrorBody);
     return env;
   }

@@ -32,9 +32,18 @@ export function revisionOf(rs: KObject): number {
   return Number(rs.metadata.annotations?.[REVISION] ?? 0) || 0;
 }
 
+/** How long a Deployment's status waits for its new ReplicaSet's first sync (see syncStatus). */
+const STATUS_HOLD_MS = 1000;
+
+function nextTurn(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
 export class DeploymentController {
   readonly queue: WorkQueue;
   private readonly ownedRs = new Map<string, Map<string, KObject>>();
+  /** Deployments whose status waits for a new ReplicaSet's first sync: since when (ms). */
+  private readonly statusHeld = new Map<string, number>();
 
   constructor(
     private readonly res: Resources,
@@ -64,7 +73,10 @@ export class DeploymentController {
   private async reconcile(key: string): Promise<void> {
     const [ns, name] = key.split('/') as [string, string];
     const d = this.deployments.get(ns, name);
-    if (!d) return;
+    if (!d) {
+      this.statusHeld.delete(key);
+      return;
+    }
     const rss = [...(this.ownedRs.get(d.metadata.uid!)?.values() ?? [])];
     const hash = templateHash(d.spec.template);
     let newRs = rss.find((rs) => rs.metadata.labels?.[HASH_LABEL] === hash);
@@ -74,14 +86,20 @@ export class DeploymentController {
     if (d.spec.paused) return this.syncStatus(d, newRs, rss, hash);
 
     if (!newRs) {
-      newRs = await this.createRs(d, hash, maxRevision + 1, olds);
+      // The Deployment's revision annotation is written beside the ReplicaSet, not after it: once
+      // the ReplicaSet lands, its controller makes the pods, and the annotation's write then took
+      // the CPU and the store's turn from the first of them. In the next turn: the ReplicaSet's
+      // actor has to start, the Deployment's is running, and its write would go first.
+      const [made] = await Promise.all([this.createRs(d, hash, maxRevision + 1, olds), nextTurn().then(() => this.ensureDeploymentRevision(d, maxRevision + 1))]);
+      newRs = made;
       if (!newRs) return;
     } else if (revisionOf(newRs) < maxRevision) {
       // an older template is back (rollback): it becomes the newest revision
       await this.patchRs(newRs, { metadata: { annotations: { [REVISION]: String(maxRevision + 1) } } });
       this.recorder.record(d, 'Normal', 'DeploymentRollback', `Rolled back deployment "${d.metadata.name}" to revision ${revisionOf(newRs)}`);
     }
-    await this.ensureDeploymentRevision(d, revisionOf(newRs) < maxRevision ? maxRevision + 1 : revisionOf(newRs));
+    // (as the store has it now: a revision written beside a new ReplicaSet is not written again)
+    await this.ensureDeploymentRevision(this.deployments.get(ns, name) ?? d, revisionOf(newRs) < maxRevision ? maxRevision + 1 : revisionOf(newRs));
 
     const activeOlds = olds.filter((rs) => (rs.spec.replicas ?? 0) > 0 || (rs.status?.replicas ?? 0) > 0);
     if (d.spec.strategy.type === 'Recreate') {
@@ -211,6 +229,21 @@ export class DeploymentController {
 
   private async syncStatus(d: KObject, newRs: KObject | undefined, rss: KObject[], hash: string): Promise<void> {
     const now = new Date();
+    const key = objectKey(d);
+    // A new ReplicaSet its controller has not synced yet has the status it was made with: the
+    // counts from it would be stale before they landed (a write, and the store's and every
+    // watcher's work, while the first pods start). The status waits for that sync, whose own
+    // status write brings the Deployment back here; STATUS_HOLD_MS at most.
+    if (newRs && !d.spec.paused && newRs.status?.observedGeneration === undefined) {
+      const since = this.statusHeld.get(key);
+      if (since === undefined) {
+        this.statusHeld.set(key, now.getTime());
+        this.queue.addAfter(key, STATUS_HOLD_MS);
+        return;
+      }
+      if (now.getTime() - since < STATUS_HOLD_MS) return;
+    }
+    this.statusHeld.delete(key);
     const replicas = d.spec.replicas as number;
     const sum = (f: (rs: KObject) => number) => rss.reduce((n, rs) => n + f(rs), 0);
     const total = sum((rs) => rs.status?.replicas ?? 0);
@@ -237,7 +270,6 @@ export class DeploymentController {
         progressing = { status: 'False', reason: 'ProgressDeadlineExceeded', message: `ReplicaSet "${newRs?.metadata.name}" has timed out progressing.` };
       } else {
         progressing = { status: 'True', reason: 'ReplicaSetUpdated', message: `ReplicaSet "${newRs?.metadata.name}" is progressing.` };
-        const key = objectKey(d);
         const left = (prevP?.reason === 'ReplicaSetUpdated' && !moved && !generationChanged ? since : now.getTime()) + deadline - now.getTime();
         this.queue.addAfter(key, Math.max(100, left + 50));
       }

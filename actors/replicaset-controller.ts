@@ -95,7 +95,11 @@ export class ReplicaSetController {
       const victims = [...counted].sort(deletionOrder).slice(0, Math.min(-diff, BURST));
       await Promise.all(victims.map((p) => this.deletePod(rs, p, deleting)));
     }
-    await this.updateStatus(rs, key, active, all.filter((p) => p.metadata.deletionTimestamp).length);
+    // the status as the pods are now: those just created or deleted have landed and the informer
+    // has them, so it counts them (counted before, it said 0 of a new ReplicaSet's pods and took a
+    // second write right after to say otherwise)
+    const now = diff === 0 ? all : [...(this.owned.get(uid)?.values() ?? [])];
+    await this.updateStatus(rs, key, diff === 0 ? active : now.filter(isActive), now.filter((p) => p.metadata.deletionTimestamp).length);
   }
 
   /**

@@ -17,7 +17,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathS
 import { readFile, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Container } from '../protocol/index.js';
-import { ContainerCgroup, detectCgroups, sweepNodeCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
+import { ContainerCgroup, detectCgroups, makeSpareCgroup, removeSpareCgroup, spareCgroupName, sweepNodeCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
 import { Crun } from './crun.js';
 import type { Cni, CniResult, PortMapping } from './cni.js';
 import { RuntimeError } from './errors.js';
@@ -176,6 +176,9 @@ export class ContainerRuntime {
    * fillPool() so far, and a runtime whose owner never asks for a pool has none); the one under way.
    */
   private poolSweep?: 'plain' | 'net';
+  /** Spare cgroups made ahead (see makeSpareCgroup): a pod's first container takes one. */
+  private readonly spareCgroups: string[] = [];
+  private spareSeq = 0;
   private poolSweeping?: Promise<void>;
   private refillTimer?: NodeJS.Timeout;
 
@@ -226,11 +229,14 @@ export class ContainerRuntime {
         JSON.stringify({ namespace: req.namespace, pod: req.podName, podUid: req.podUid, container: req.container.name, podSpec: req.podSpec, restartCount: req.restartCount ?? 0 } satisfies ContainerMeta),
       );
       writeFileSync(join(d, 'resolv.conf'), resolvConf(req.namespace, this.dns));
-      cg.create(limitsFor(req.container));
+      // (a pod's first container, its pod folder not there yet, takes a spare made ahead)
+      const spare = this.spareCgroups.length > 0 && !cg.podExists() ? this.spareCgroups.pop() : undefined;
+      cg.create(limitsFor(req.container), spare);
     };
     const writeConfig = (sandboxPid: number | undefined) => {
-      const passwd = readIf(join(req.lowerDir, 'etc/passwd'));
-      const group = readIf(join(req.lowerDir, 'etc/group'));
+      // (read only for a user or group given by name: most images name none)
+      let passwd: string | undefined;
+      let group: string | undefined;
       const spec = buildSpec({
         container: req.container,
         image: req.image,
@@ -241,10 +247,12 @@ export class ContainerRuntime {
         extraEnv: req.extraEnv,
         ...(sandboxPid ? { joinNamespaces: { network: `/proc/${sandboxPid}/ns/net`, ipc: `/proc/${sandboxPid}/ns/ipc`, uts: `/proc/${sandboxPid}/ns/uts` } } : {}),
         lookupUser: (name) => {
+          passwd ??= readIf(join(req.lowerDir, 'etc/passwd'));
           const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
           return line ? { uid: Number(line.split(':')[2]), gid: Number(line.split(':')[3]) } : undefined;
         },
         lookupGroup: (name) => {
+          group ??= readIf(join(req.lowerDir, 'etc/group'));
           const line = group.split('\n').find((l) => l.split(':')[0] === name);
           return line ? Number(line.split(':')[2]) : undefined;
         },
@@ -625,7 +633,8 @@ export class ContainerRuntime {
         // its words (image, folder) is not held up by this (half a millisecond of files here)
         await new Promise((r) => setImmediate(r));
         const pidFile = this.sandboxPidFile(podUid);
-        const known = Number(readIf(pidFile).trim());
+        // (a new pod has none: not read, a failed read's error cost more than the look)
+        const known = existsSync(pidFile) ? Number(readIf(pidFile).trim()) : 0;
         if (known > 0 && isSandbox(known)) {
           spawned(known);
           return { pid: known };
@@ -791,6 +800,12 @@ export class ContainerRuntime {
     while (this.pool.length + this.poolInFlight.size < this.poolSize) void this.makePooled();
     // and as many shims made ahead (see launcher.ts, SHIM): a pod takes one of each
     this.launcher().fillShims(join(this.opts.dataDir, 'shims'), this.poolSize, this.lastLowerDir);
+    // and spare cgroups (named for this process: another's left behind are swept as any pod's)
+    while (this.spareCgroups.length < this.poolSize) {
+      const name = spareCgroupName(++this.spareSeq);
+      if (!makeSpareCgroup(this.cgroups, this.opts.node, name)) break;
+      this.spareCgroups.push(name);
+    }
   }
 
   private async makePooled(): Promise<void> {
@@ -876,6 +891,7 @@ export class ContainerRuntime {
     this.refillTimer = undefined;
     while (this.poolInFlight.size > 0 || this.poolSweeping) await new Promise((r) => setTimeout(r, 5));
     for (const s of this.pool.splice(0)) await this.destroySandbox(s.id, join(this.poolDir(), s.id)).catch(() => undefined);
+    for (const name of this.spareCgroups.splice(0)) removeSpareCgroup(this.cgroups, this.opts.node, name);
     // and the shims made ahead, which may hold a rootfs mounted
     await this.launch?.drainShims();
   }
@@ -925,6 +941,7 @@ export class ContainerRuntime {
     const keep = new Set((await this.containers()).map((c) => c.podUid));
     for (const f of await readdir(join(this.opts.dataDir, 'sandboxes')).catch(() => [] as string[])) keep.add(f.replace(/\.(pid|ip|ports|err|cni)$/, ''));
     for (const uid of this.sandboxes.keys()) keep.add(uid);
+    for (const name of this.spareCgroups) keep.add(name);
     return sweepNodeCgroups(this.cgroups, this.opts.node, keep);
   }
 

@@ -27,7 +27,7 @@ export type { AgentOptions, NodeInfo } from './agent.js';
 export type { RunRequest, Started, Exited, ContainerExitReason, RuntimeOptions, ContainerMeta, LogLine } from './container-runtime.js';
 export { Crun, namespacePrefix, CRUN_INSTALL_HINT } from './crun.js';
 export type { CrunResult } from './crun.js';
-export { detectCgroups, ContainerCgroup, sweepNodeCgroups, favorDynamicCgroups } from './cgroups.js';
+export { detectCgroups, ContainerCgroup, sweepNodeCgroups, favorDynamicCgroups, isSpareCgroup } from './cgroups.js';
 export type { CgroupInfo, CgroupLayout, CgroupStats, Limits, FavorDynmodsResult, Remount } from './cgroups.js';
 export { containerMachine, restartDelay } from './container-machine.js';
 export type { ContainerContext, ContainerInput, ContainerState, ExitInfo, PreparedImage, RestartPolicy } from './container-machine.js';

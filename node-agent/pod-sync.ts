@@ -53,8 +53,9 @@ export class PodSync {
   private stopped = false;
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly pendingStatus = new Map<string, { uid: string; status: unknown }>();
-  /** Pending-phase statuses held back (pendingHoldMs), by pod. */
+  /** Pending-phase statuses held back (pendingHoldMs), by pod: the timer, and the actor's last. */
   private readonly held = new Map<string, NodeJS.Timeout>();
+  private readonly heldStatus = new Map<string, { st: PodStatus; at: string }>();
   private registerLoop?: Promise<void>;
   private res?: Resources;
 
@@ -293,6 +294,37 @@ export class PodSync {
     if (ready && !cur.readySince) cur.readySince = now;
     if (!ready) cur.readySince = undefined;
     cur.startTime ??= now;
+    if (st.phase === 'Pending' && !this.inflight.has(key)) {
+      // held (see PENDING_HOLD_MS), and only the last one held is made into a status: a pod
+      // starting in milliseconds passes two on the way, each built and compared for nothing
+      this.heldStatus.set(key, { st, at: now });
+      if (!this.held.has(key)) {
+        const t = setTimeout(() => {
+          this.held.delete(key);
+          const last = this.heldStatus.get(key);
+          this.heldStatus.delete(key);
+          if (this.stopped || !last || this.local.get(key) !== cur) return;
+          this.buildStatus(key, cur, last.st, last.at);
+          if (!this.inflight.has(key) && this.pendingStatus.has(key)) this.inflight.set(key, this.flushStatus(key));
+        }, this.hooks.pendingHoldMs ?? PENDING_HOLD_MS);
+        t.unref();
+        this.held.set(key, t);
+      }
+      return;
+    }
+    this.heldStatus.delete(key);
+    clearTimeout(this.held.get(key));
+    this.held.delete(key);
+    if (!this.buildStatus(key, cur, st, now) || this.inflight.has(key)) return;
+    this.inflight.set(key, this.flushStatus(key));
+  }
+
+  /**
+   * Makes the pod's status from its actor's (as of `now`) and queues it for the store
+   * (pendingStatus); false when it says nothing new.
+   */
+  private buildStatus(key: string, cur: Local, st: PodStatus, now: string): boolean {
+    const ready = st.conditions.find((c) => c.type === 'Ready')?.status === 'True';
     // the sandbox's address, read once it exists (it does not change for the pod's life)
     cur.podIP ??= this.hooks.podIp?.(cur.uid);
     const since = cur.readySince ?? now;
@@ -325,24 +357,10 @@ export class PodSync {
     // change back to what it shows would be lost (Ready False written, then Ready True skipped
     // because the informer still showed the Ready True of before an agent restart).
     const json = stableJson(status);
-    if (cur.queued !== undefined ? cur.queued === json : pod && pod.metadata.uid === cur.uid && stableJson(pod.status) === json) return;
+    if (cur.queued !== undefined ? cur.queued === json : pod && pod.metadata.uid === cur.uid && stableJson(pod.status) === json) return false;
     cur.queued = json;
     this.pendingStatus.set(key, { uid: cur.uid, status });
-    if (this.inflight.has(key)) return;
-    if (status.phase === 'Pending') {
-      if (!this.held.has(key)) {
-        const t = setTimeout(() => {
-          this.held.delete(key);
-          if (!this.stopped && !this.inflight.has(key) && this.pendingStatus.has(key)) this.inflight.set(key, this.flushStatus(key));
-        }, this.hooks.pendingHoldMs ?? PENDING_HOLD_MS);
-        t.unref();
-        this.held.set(key, t);
-      }
-      return;
-    }
-    clearTimeout(this.held.get(key));
-    this.held.delete(key);
-    this.inflight.set(key, this.flushStatus(key));
+    return true;
   }
 
   private async flushStatus(key: string): Promise<void> {
@@ -352,7 +370,8 @@ export class PodSync {
       for (let next = this.pendingStatus.get(key); next && !this.stopped; next = this.pendingStatus.get(key)) {
         this.pendingStatus.delete(key);
         try {
-          await this.res!.send(POD, ns, name, { type: 'status', uid: next.uid, status: next.status }, { timeout: 5000 });
+          // (sent at once: a pod's watchers wait on it, Running above all)
+          await this.res!.send(POD, ns, name, { type: 'status', uid: next.uid, status: next.status }, { timeout: 5000, soon: true });
           attempt = 0;
         } catch (err) {
           if (isGoneOrConflict(err)) {
@@ -386,6 +405,7 @@ export class PodSync {
     this.stopped = true;
     for (const t of this.held.values()) clearTimeout(t);
     this.held.clear();
+    this.heldStatus.clear();
     this.stopEvents?.();
     await this.informer?.stop();
     await this.services?.stop();

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { MessageType, kindInfo, packValue, type EventBody, type KObject } from '../../protocol/index.js';
 import { connect } from '@nats-io/transport-node';
-import { ControlPlane, KvStore, Resources, recordedEvents, revisionOf, type ResourceSummary } from '../../actors/index.js';
+import { ControlPlane, Informer, KvStore, Resources, recordedEvents, revisionOf, type ResourceSummary } from '../../actors/index.js';
 import { deployment, hollowCluster, isReadyPod, quiet } from '../helpers/cluster.js';
 import { waitFor, withBus, withNats } from '../helpers/nats.js';
 
@@ -34,6 +34,25 @@ t.test('a Deployment gets its ReplicaSet and pods, spread over the nodes, and re
   const after = await c.res.get(DEPLOY, 'default', 'web');
   t.equal(after?.metadata.resourceVersion, before?.metadata.resourceVersion, 'unchanged manifest: no write');
   t.equal((await c.res.list(RS)).length, 1);
+});
+
+t.test('a new ReplicaSet\'s first status counts the pods just made, and the Deployment\'s first waits for it: no status of 0 written on the way', async (t) => {
+  const c = await hollowCluster(t, ['n1', 'n2']);
+  const kv = await KvStore.open(c.bus, c.bus.subjects.stateBucket);
+  // every version of each, as the store's watch brings them
+  const seen: Record<'rs' | 'deploy', Record<string, unknown>[]> = { rs: [], deploy: [] };
+  for (const [info, into] of [[RS, seen.rs], [DEPLOY, seen.deploy]] as const) {
+    const inf = new Informer(c.bus, kv, info, quiet);
+    inf.on((type, o) => type !== 'delete' && o.metadata.name.startsWith('counted') && o.status?.observedGeneration !== undefined && into.push(o.status));
+    await inf.start();
+    t.teardown(() => inf.stop());
+  }
+  await c.res.apply(deployment('counted', { replicas: 3 }));
+  await waitFor(async () => (await c.res.get(DEPLOY, 'default', 'counted'))?.status?.availableReplicas === 3, 'deployment available');
+  await waitFor(() => seen.deploy.some((s) => s.availableReplicas === 3), 'the watch has caught up');
+  t.match(seen.rs[0], { observedGeneration: 1, replicas: 3, readyReplicas: 0 }, 'the ReplicaSet\'s first status: its 3 pods, none ready yet');
+  t.match(seen.deploy[0], { observedGeneration: 1, replicas: 3 }, 'the Deployment\'s first status: 3 replicas, from that ReplicaSet status');
+  t.notOk([...seen.rs, ...seen.deploy].some((s) => s.replicas === 0), 'no status saying 0 replicas was written');
 });
 
 t.test("a ReplicaSet's pods are created already placed; a pod made by hand is bound from the queue", async (t) => {

@@ -215,6 +215,31 @@ t.test('a reply goes out at the end of its burst of microtasks, with what is pen
   t.equal((got[4]!.body as { message: string }).message.length, 1000, 'its message cut to 1,000 characters');
 });
 
+t.test('a request asked `soon` goes out at the end of its burst of microtasks; another waits for the turn\'s end', async (t) => {
+  const nats = await withNats(t);
+  const server = await withBus(t, nats.url);
+  server.serve('rq.echo', (env) => env.body, { accept: [MessageType.Command] });
+  await server.flush();
+  const bus = await withBus(t, nats.url);
+  // (the bus's first request sets up its reply subscription: done before the writes are counted)
+  await bus.request('rq.echo', MessageType.Command, { type: 'warm' });
+  const writes: string[] = [];
+  onSocketWrite(bus, (b) => writes.push(Buffer.from(b).toString('latin1')));
+  const drain = async () => {
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+  };
+  const plain = bus.request('rq.echo', MessageType.Command, { type: 'plain' });
+  await drain();
+  t.equal(writes.length, 0, 'a request is gathered until the turn ends');
+  const soon = bus.request('rq.echo', MessageType.Command, { type: 'soon' }, { soon: true });
+  t.equal(writes.length, 0, 'not written inside the call');
+  await drain();
+  t.equal(writes.length, 1, 'one write once the microtasks ran');
+  t.match(writes[0], /PUB rq\.echo [^\r]+\r\n[\s\S]*PUB rq\.echo [^\r]+\r\n/, 'the pending request and the soon one, in order, in that write');
+  t.match((await plain).body, { type: 'plain' });
+  t.match((await soon).body, { type: 'soon' }, 'both answered');
+});
+
 t.test('an answered request builds no Error; unanswered ones still fail as nats.js says; nothing stays registered', async (t) => {
   const nats = await withNats(t);
   // a Bus applies the change to the request class its connection uses, at its first request

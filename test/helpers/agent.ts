@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Teardown } from './nats.js';
-import { existsSync, lstatSync, readFileSync, realpathSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readdirIf, readIf } from '../../node-agent/files.js';
 
@@ -43,6 +43,9 @@ export async function startAgent(t: Teardown, url: string, node: string, dataDir
     // an agent leaves its pods running when it stops (for adoption): a failed test leaves none
     const runtime = join(dataDir, 'runtime');
     await killNodeLeftovers(existsSync(runtime) ? runtime : (state ?? runtime));
+    // nor their cgroups, nor the spare ones of an agent that was killed
+    const { detectCgroups, sweepNodeCgroups } = await import('../../node-agent/index.js');
+    await sweepNodeCgroups(detectCgroups(), node, new Set());
     removeStateDir(runtime);
     // what a container still being torn down held (its rootfs mount, its shim's files) can make the
     // first removal fail: tried again for a while, then said
@@ -118,14 +121,14 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** Waits until a node has no container, container folder, sandbox or cgroup left. */
+/**
+ * Waits until a node has no container, container folder, sandbox or pod cgroup left (the spare
+ * cgroups a running agent keeps ready, as its pool of sandboxes, are not a pod's).
+ */
 export async function waitNodeEmpty(dataDir: string, node: string): Promise<void> {
-  const { Crun, detectCgroups } = await import('../../node-agent/index.js');
-  const { existsSync } = await import('node:fs');
+  const { Crun } = await import('../../node-agent/index.js');
   const { waitFor } = await import('./nats.js');
   const crun = new Crun(join(dataDir, 'runtime', 'crun'));
-  const info = detectCgroups();
-  const hierarchies = info.layout === 'v2' ? [info.unified!] : info.v1Mounts;
   let left = '';
   await waitFor(
     async () => {
@@ -133,7 +136,7 @@ export async function waitNodeEmpty(dataDir: string, node: string): Promise<void
         ...(await crun.list()).map((c) => `container ${c.id}`),
         ...readdirIf(join(dataDir, 'runtime', 'containers')).map((f) => `folder ${f}`),
         ...readdirIf(join(dataDir, 'runtime', 'sandboxes')).map((f) => `sandbox file ${f}`),
-        ...hierarchies.filter((h) => existsSync(join(h, `troupe-${node}`))).map((h) => `cgroup ${h}/troupe-${node}`),
+        ...(await podCgroupsLeft(node)).map((f) => `cgroup ${f}`),
       ];
       left = parts.join(', ');
       return parts.length === 0;
@@ -143,6 +146,23 @@ export async function waitNodeEmpty(dataDir: string, node: string): Promise<void
   ).catch((err: Error) => {
     throw new Error(`${err.message}; still there: ${left}`);
   });
+}
+
+/** The pods' cgroup folders a node has (`<hierarchy>/troupe-<node>/<pod>`): the spare ones are not a pod's. */
+export async function podCgroupsLeft(node: string): Promise<string[]> {
+  const { detectCgroups, isSpareCgroup } = await import('../../node-agent/index.js');
+  const info = detectCgroups();
+  const hierarchies = info.layout === 'v2' ? [info.unified!] : info.v1Mounts;
+  return hierarchies.flatMap((h) => subfolders(join(h, `troupe-${node}`)).filter((f) => !isSpareCgroup(f)).map((f) => `${h}/troupe-${node}/${f}`));
+}
+
+/** The folders in a folder (none when it is not there). */
+function subfolders(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch {
+    return [];
+  }
 }
 
 /** Deletes a node's pod bridge (its veths go with their namespaces). */

@@ -37,6 +37,9 @@ export async function startUp(t: Teardown, dir: string, extra: string[] = [], no
     const runtime = join(dir, 'data', 'node', 'runtime');
     await killNodeLeftovers(runtime).catch(() => undefined);
     removeStateDir(runtime);
+    // and the node's cgroups: its pods', and the spare ones a killed agent keeps
+    const { detectCgroups, sweepNodeCgroups } = await import('../../node-agent/index.js');
+    await sweepNodeCgroups(detectCgroups(), nodeName, new Set());
   });
   const out: string[] = [];
   const err: string[] = [];

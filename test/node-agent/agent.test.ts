@@ -6,10 +6,10 @@
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { ActorClient, Crun, ImageStore, detectCgroups, heartbeatBody, statsBody, type EventBody, type PodStatus } from '../../index.js';
+import { ActorClient, Crun, ImageStore, heartbeatBody, statsBody, type EventBody, type PodStatus } from '../../index.js';
 import { tempDir, waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
 import { busyboxRootfs, tarDir } from '../helpers/tar.js';
-import { runCli as runCliIn, startAgent as startAgentProcess, waitNodeEmpty } from '../helpers/agent.js';
+import { podCgroupsLeft, runCli as runCliIn, startAgent as startAgentProcess, waitNodeEmpty } from '../helpers/agent.js';
 
 const startAgent = (t: Teardown, url: string, node: string, dataDir: string) => startAgentProcess(t, url, node, dataDir, ['--backoff-base', '100', '--backoff-cap', '400', '--stats-interval', '300']);
 
@@ -89,12 +89,10 @@ t.test('pods over the bus: run, crash-loop with backoff, delete; two agents side
   for (const [client, name] of [[n1, 'web'], [n1, 'crasher'], [n1, 'missing'], [n2, 'web']] as const) await client.send('default', name, { type: 'delete' });
   await waitFor(() => events.some((e) => e.name === 'web' && e.status === 'done'), 'web deleted on n1');
   t.same(phases(events.filter((e) => e.name === 'web')).slice(-3), ['Running', 'Terminating', 'Deleted']);
-  const layout = detectCgroups();
   for (const [node, dir] of Object.entries(dirs)) {
     const crun = new Crun(join(dir, 'runtime', 'crun'));
     await waitFor(async () => (await crun.list()).length === 0, `no crun container on ${node}`);
-    const hierarchies = layout.layout === 'v2' ? [layout.unified!] : layout.v1Mounts;
-    await waitFor(() => hierarchies.every((h) => !existsSync(join(h, `troupe-${node}`))), `no cgroup of ${node} in any hierarchy`);
+    await waitFor(async () => (await podCgroupsLeft(node)).length === 0, `no pod cgroup of ${node} in any hierarchy`);
     t.same(readdirSync(join(dir, 'runtime', 'containers')), [], `no container folder on ${node}`);
   }
   t.equal(a1.exitCode, null, 'agent n1 still running');

@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { detectCgroups, favorDynamicCgroups, sweepNodeCgroups } from '../../node-agent/index.js';
+import { ContainerCgroup, detectCgroups, favorDynamicCgroups, isSpareCgroup, sweepNodeCgroups } from '../../node-agent/index.js';
+import { makeSpareCgroup, removeSpareCgroup, spareCgroupName } from '../../node-agent/cgroups.js';
 
 t.test('the sweep removes the cgroups of pods that are gone, keeps the others, and the node folder once empty', async (t) => {
   const info = detectCgroups();
@@ -26,6 +27,48 @@ t.test('the sweep removes the cgroups of pods that are gone, keeps the others, a
   for (const r of roots) rmdirSync(join(r, `troupe-${node}`, 'live-pod', 'c'));
   await sweepNodeCgroups(info, node, new Set());
   for (const r of roots) t.notOk(existsSync(join(r, `troupe-${node}`)), `${r}: the node folder goes when empty`);
+});
+
+t.test('a spare cgroup is renamed into place as a pod\'s first container, with its limits; otherwise the folders are made', async (t) => {
+  const info = detectCgroups();
+  const node = `spare-${process.pid}`;
+  const roots = info.layout === 'v2' ? [info.unified!] : info.v1Mounts;
+  t.teardown(() => sweepNodeCgroups(info, node, new Set()));
+  const limitRoots = info.layout === 'v2' ? [info.unified!] : (['memory', 'cpu', 'cpuacct', 'pids'] as const).flatMap((c) => (info.v1[c] ? [info.v1[c]!] : []));
+  const [a, b, c] = [spareCgroupName(1), spareCgroupName(2), spareCgroupName(3)];
+  t.ok(isSpareCgroup(a) && !isSpareCgroup('0b6f0c1e-5b8e-4c1a-9d1e-3f2a1b0c9d8e'), 'a spare is told from a pod (named by uid)');
+  for (const s of [a, b, c]) t.ok(makeSpareCgroup(info, node, s), `spare ${s} made`);
+  for (const r of limitRoots) t.ok(existsSync(join(r, `troupe-${node}`, a, 'c')), `${r}: the spare's folders are there`);
+
+  // the pod's first container takes spare a: a's folders become the pod's and the container's
+  const first = new ContainerCgroup(info, `troupe-${node}/pod-1/web`);
+  t.notOk(first.podExists());
+  first.create({ pids: 77, memory: 64 * 1024 * 1024 }, a);
+  for (const r of limitRoots) {
+    t.ok(existsSync(join(r, `troupe-${node}`, 'pod-1', 'web')), `${r}: the container's folder is there`);
+    t.notOk(existsSync(join(r, `troupe-${node}`, a)), `${r}: the spare is gone (renamed)`);
+    t.notOk(existsSync(join(r, `troupe-${node}`, 'pod-1', 'c')), `${r}: its leaf too`);
+  }
+  t.match(await first.readLimits(), { pids: 77, memory: 64 * 1024 * 1024 }, 'the limits are written on the renamed folders');
+
+  // a pod whose folder is there already: spare b cannot become it; the folders are made and b goes
+  const second = new ContainerCgroup(info, `troupe-${node}/pod-1/sidecar`);
+  t.ok(second.podExists());
+  second.create({ pids: 33 }, b);
+  for (const r of limitRoots) {
+    t.ok(existsSync(join(r, `troupe-${node}`, 'pod-1', 'sidecar')), `${r}: the second container's folder is made`);
+    t.notOk(existsSync(join(r, `troupe-${node}`, b)), `${r}: the spare that could not be taken is removed`);
+  }
+  t.match(await second.readLimits(), { pids: 33 });
+
+  // the sweep keeps what it is told to keep (a runtime's spares), then removing the last spare
+  // and the pod leaves no node folder
+  t.same(await sweepNodeCgroups(info, node, new Set(['pod-1', c])), [], 'nothing swept');
+  await first.remove();
+  await second.remove();
+  t.ok(roots.some((r) => existsSync(join(r, `troupe-${node}`))), 'the node folder stays while a spare is in it');
+  removeSpareCgroup(info, node, c);
+  for (const r of roots) t.notOk(existsSync(join(r, `troupe-${node}`)), `${r}: no node folder once the last spare is removed`);
 });
 
 const HYBRID = [

@@ -8,6 +8,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statfsS
 import { basename, dirname, join } from 'node:path';
 import t from 'tap';
 import { running } from '../../node-agent/files.js';
+import { isSpareCgroup } from '../../node-agent/cgroups.js';
 import { netProbe } from '../../node-agent/probes.js';
 import type { CommandRunner } from '../../node-agent/crun.js';
 import type { Container, Probe } from '../../protocol/index.js';
@@ -123,6 +124,26 @@ async function pooledRuntime(t: Parameters<typeof testRuntime>[0], node: string)
   await waitFor(() => launcher.idleShims === 2, 'two shims ready');
   return { img, rt, launcher };
 }
+
+t.test('spare cgroups made ahead: a pod\'s first container takes one (renamed into place), the node makes it again, and drainPool removes them', async (t) => {
+  const { img, rt } = await pooledRuntime(t, 'sparecg-node');
+  const info = rt.cgroups;
+  const root = join(info.layout === 'v2' ? info.unified! : info.v1.memory!, 'troupe-sparecg-node');
+  const spares = () => (existsSync(root) ? readdirSync(root, { withFileTypes: true }) : []).filter((e) => e.isDirectory() && isSpareCgroup(e.name)).map((e) => e.name);
+  const before = spares();
+  t.equal(before.length, 2, 'as many spares as the pool holds');
+  const a = await run(rt, img, { command: ['/bin/sleep', '30'] }, true);
+  const now = spares();
+  t.equal(now.filter((s) => before.includes(s)).length, 1, 'one of them was taken');
+  t.ok(existsSync(join(root, a.podUid, 'main', 'ctr')), 'the pod\'s container runs in the cgroup made from it');
+  t.notOk(existsSync(join(root, a.podUid, 'c')), 'the spare\'s leaf became the container\'s');
+  await waitFor(() => spares().length === 2, 'the spares made again once the node is quiet');
+  await rt.drainPool();
+  t.same(spares(), [], 'drainPool removes the spares');
+  await rt.remove(a.podUid, 'main');
+  await rt.removeSandbox(a.podUid);
+  t.notOk(existsSync(root), 'and with the last pod gone, the node\'s folder');
+});
 
 t.test('shims made ahead: a container takes a ready one, which runs it as a fresh one would; the node makes it again', async (t) => {
   const { img, rt, launcher } = await pooledRuntime(t, 'shimpool-node');
