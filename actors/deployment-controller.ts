@@ -35,10 +35,6 @@ export function revisionOf(rs: KObject): number {
 /** How long a Deployment's status waits for its new ReplicaSet's first sync (see syncStatus). */
 const STATUS_HOLD_MS = 1000;
 
-function nextTurn(): Promise<void> {
-  return new Promise((r) => setImmediate(r));
-}
-
 export class DeploymentController {
   readonly queue: WorkQueue;
   private readonly ownedRs = new Map<string, Map<string, KObject>>();
@@ -85,21 +81,20 @@ export class DeploymentController {
     const replicas = d.spec.replicas as number;
     if (d.spec.paused) return this.syncStatus(d, newRs, rss, hash);
 
+    // the revision the Deployment is at: its newest ReplicaSet's (recorded with its status, as
+    // Kubernetes' status update does, rather than in a write of its own between the ReplicaSet
+    // and its first pods)
+    let revision: number;
     if (!newRs) {
-      // The Deployment's revision annotation is written beside the ReplicaSet, not after it: once
-      // the ReplicaSet lands, its controller makes the pods, and the annotation's write then took
-      // the CPU and the store's turn from the first of them. In the next turn: the ReplicaSet's
-      // actor has to start, the Deployment's is running, and its write would go first.
-      const [made] = await Promise.all([this.createRs(d, hash, maxRevision + 1, olds), nextTurn().then(() => this.ensureDeploymentRevision(d, maxRevision + 1))]);
-      newRs = made;
+      newRs = await this.createRs(d, hash, maxRevision + 1, olds);
       if (!newRs) return;
+      revision = maxRevision + 1;
     } else if (revisionOf(newRs) < maxRevision) {
       // an older template is back (rollback): it becomes the newest revision
       await this.patchRs(newRs, { metadata: { annotations: { [REVISION]: String(maxRevision + 1) } } });
       this.recorder.record(d, 'Normal', 'DeploymentRollback', `Rolled back deployment "${d.metadata.name}" to revision ${revisionOf(newRs)}`);
-    }
-    // (as the store has it now: a revision written beside a new ReplicaSet is not written again)
-    await this.ensureDeploymentRevision(this.deployments.get(ns, name) ?? d, revisionOf(newRs) < maxRevision ? maxRevision + 1 : revisionOf(newRs));
+      revision = maxRevision + 1;
+    } else revision = revisionOf(newRs);
 
     const activeOlds = olds.filter((rs) => (rs.spec.replicas ?? 0) > 0 || (rs.status?.replicas ?? 0) > 0);
     if (d.spec.strategy.type === 'Recreate') {
@@ -114,7 +109,7 @@ export class DeploymentController {
       await this.rollingStep(d, newRs, olds);
     }
     await this.cleanup(d, olds);
-    await this.syncStatus(d, newRs, rss, hash);
+    await this.syncStatus(d, newRs, rss, hash, revision);
   }
 
   private async rollingStep(d: KObject, newRs: KObject, olds: KObject[]): Promise<void> {
@@ -213,10 +208,6 @@ export class DeploymentController {
     await this.res.send(RS, rs.metadata.namespace, rs.metadata.name, { type: 'patch', ...patch });
   }
 
-  private async ensureDeploymentRevision(d: KObject, revision: number): Promise<void> {
-    if (d.metadata.annotations?.[REVISION] === String(revision)) return;
-    await this.res.send(DEPLOY, d.metadata.namespace, d.metadata.name, { type: 'patch', metadata: { annotations: { [REVISION]: String(revision) } } });
-  }
 
   /** Old ReplicaSets with no pods, beyond revisionHistoryLimit, oldest first. */
   private async cleanup(d: KObject, olds: KObject[]): Promise<void> {
@@ -227,7 +218,8 @@ export class DeploymentController {
     }
   }
 
-  private async syncStatus(d: KObject, newRs: KObject | undefined, rss: KObject[], hash: string): Promise<void> {
+  /** Writes the Deployment's status (and, when it changed, its revision annotation: see reconcile). */
+  private async syncStatus(d: KObject, newRs: KObject | undefined, rss: KObject[], hash: string, revision?: number): Promise<void> {
     const now = new Date();
     const key = objectKey(d);
     // A new ReplicaSet its controller has not synced yet has the status it was made with: the
@@ -298,9 +290,10 @@ export class DeploymentController {
       unavailableReplicas: Math.max(0, replicas - available),
       conditions,
     };
-    if (sameJson(status, d.status)) return;
+    const annotations = revision !== undefined && d.metadata.annotations?.[REVISION] !== String(revision) ? { [REVISION]: String(revision) } : undefined;
+    if (!annotations && sameJson(status, d.status)) return;
     try {
-      await this.res.send(DEPLOY, d.metadata.namespace, d.metadata.name, { type: 'status', status, uid: d.metadata.uid });
+      await this.res.send(DEPLOY, d.metadata.namespace, d.metadata.name, { type: 'status', status, uid: d.metadata.uid, ...(annotations ? { annotations } : {}) });
     } catch (err) {
       if ((err as { code?: string }).code === 'TRP_ERR_NOT_FOUND') return;
       throw err;

@@ -33,8 +33,12 @@ export const resourceCommands = s.union('type', {
   apply: s.object({ object: s.any(), create: s.optional(s.bool()) }),
   /** JSON merge patch (RFC 7386) of labels/annotations, spec and status; `create` is the object to start from when absent. */
   patch: s.object({ metadata: s.optional(s.object({ labels: s.optional(s.any()), annotations: s.optional(s.any()) })), spec: s.optional(s.any()), status: s.optional(s.any()), create: s.optional(s.any()) }),
-  /** Replaces the status (controllers, node agents). With `uid`, only that instance. */
-  status: s.object({ status: s.any(), uid: s.optional(s.string({ max: 64 })), observedGeneration: s.optional(s.int({ min: 0 })) }),
+  /**
+   * Replaces the status (controllers, node agents). With `uid`, only that instance. `annotations`
+   * are merged into the object's (as Kubernetes' status update lets them through): what a
+   * controller records beside the status in the same write (a Deployment's revision).
+   */
+  status: s.object({ status: s.any(), uid: s.optional(s.string({ max: 64 })), observedGeneration: s.optional(s.int({ min: 0 })), annotations: s.optional(s.record(s.string({ max: 65536 }))) }),
   /** Binds a pod to a node (the scheduler). */
   bind: s.object({ node: s.string({ min: 1, max: 253 }), uid: s.optional(s.string({ max: 64 })) }),
   /** Deletes; a pod on a node first terminates there (graceful) unless `force`. */
@@ -47,7 +51,7 @@ export const resourceCommands = s.union('type', {
 export type ResourceCommand =
   | { type: 'apply'; object: unknown; create?: boolean }
   | { type: 'patch'; metadata?: { labels?: unknown; annotations?: unknown }; spec?: unknown; status?: unknown; create?: unknown }
-  | { type: 'status'; status: unknown; uid?: string; observedGeneration?: number }
+  | { type: 'status'; status: unknown; uid?: string; observedGeneration?: number; annotations?: Record<string, string> }
   | { type: 'bind'; node: string; uid?: string }
   | { type: 'delete'; uid?: string; force?: boolean; gracePeriodSeconds?: number }
   | { type: 'finalize'; uid: string }
@@ -143,8 +147,12 @@ function decideInner(ctx: ResourceContext, ev: ResourceCommand, now: Date): Deci
       if (!cur) return notFound();
       if (ev.uid && ev.uid !== cur.metadata.uid) return uidMismatch(ev.uid);
       const status = ev.observedGeneration !== undefined ? { ...(ev.status as object), observedGeneration: ev.observedGeneration } : ev.status;
-      if (sameJson(status, cur.status)) return { type: 'noop' };
-      return { type: 'change', object: { ...cur, status } };
+      const annotate = ev.annotations && Object.entries(ev.annotations).some(([k, v]) => cur.metadata.annotations?.[k] !== v);
+      if (!annotate) return sameJson(status, cur.status) ? { type: 'noop' } : { type: 'change', object: { ...cur, status } };
+      // the annotations must leave a valid object (their keys and sizes checked as a manifest's)
+      const { status: _old, ...rest } = cur;
+      const checked = normalize({ ...rest, metadata: { ...cur.metadata, annotations: { ...cur.metadata.annotations, ...ev.annotations } } }, what(ctx));
+      return { type: 'change', object: { ...cur, metadata: { ...cur.metadata, annotations: checked.metadata.annotations }, status } };
     }
     case 'bind': {
       if (infoOf(ctx).kind !== 'Pod') return { type: 'error', error: new ValidationError(`${what(ctx)}: only pods are bound to nodes`) };

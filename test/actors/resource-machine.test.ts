@@ -70,6 +70,21 @@ t.test('patch merges, re-validates, and bumps the generation only for spec chang
   t.same(mergePatch({ a: { b: 1, c: 2 }, d: [1] }, { a: { b: null, e: 3 }, d: [2] }), { a: { c: 2, e: 3 }, d: [2] });
 });
 
+t.test('status replaces the status and merges the annotations it carries, checked as a manifest\'s; the same again changes nothing', async (t) => {
+  const cur = changed(decide(ctx('deployment'), { type: 'apply', object: { ...deploy(), metadata: { ...deploy().metadata, annotations: { keep: 'me' } } } }));
+  const st = { observedGeneration: 1, replicas: 3 };
+  const both = changed(decide(ctx('deployment', cur), { type: 'status', status: st, annotations: { 'deployment.kubernetes.io/revision': '1' } }));
+  t.same(both.status, st);
+  t.same(both.metadata.annotations, { keep: 'me', 'deployment.kubernetes.io/revision': '1' }, 'merged into those there');
+  t.equal(both.metadata.generation, 1, 'not a new generation');
+  t.same(both.spec, cur.spec);
+  t.same(decide(ctx('deployment', both), { type: 'status', status: st, annotations: { 'deployment.kubernetes.io/revision': '1' } }), { type: 'noop' }, 'nothing new: no change');
+  t.same(changed(decide(ctx('deployment', both), { type: 'status', status: { ...st, replicas: 4 }, annotations: { 'deployment.kubernetes.io/revision': '1' } })).status.replicas, 4, 'a new status alone');
+  const bad = decide(ctx('deployment', cur), { type: 'status', status: st, annotations: { 'not a key!': 'x' } });
+  t.equal(bad.type, 'error', 'an annotation key a manifest could not have is refused');
+  t.match(bad.type === 'error' && bad.error.message, /metadata\.annotations/);
+});
+
 t.test('pods: spec is immutable, bind once, delete of a bound pod waits for its node', async (t) => {
   const p = changed(decide(ctx('pod', pod()), { type: 'apply', object: pod() }).type === 'noop' ? { type: 'noop' } : decide({ ...ctx('pod'), name: 'p1' }, { type: 'apply', object: pod() }));
   t.same(p.status, { phase: 'Pending' });
