@@ -19,6 +19,8 @@ const POD = kindOf('pod');
 const RS = kindOf('replicaset');
 /** Creates and deletes in flight at once, per ReplicaSet. */
 const BURST = 64;
+/** How long a ReplicaSet's status waits after its pods were made or deleted (see reconcile). */
+const STATUS_SETTLE_MS = 5;
 
 /** Placement at creation (Scheduler.place, placed, unplaced). */
 export interface Placer {
@@ -33,6 +35,8 @@ export class ReplicaSetController {
   private readonly expectDelete = new Map<string, Set<string>>();
   /** ReplicaSet uid → its pods, kept by the pod informer. */
   private readonly owned = new Map<string, Map<string, KObject>>();
+  /** ReplicaSets whose status waits after pods were made or deleted (see reconcile): until when (ms). */
+  private readonly statusAfter = new Map<string, number>();
 
   constructor(
     private readonly res: Resources,
@@ -75,6 +79,7 @@ export class ReplicaSetController {
     if (!rs) {
       this.expectCreate.delete(key);
       this.expectDelete.delete(key);
+      this.statusAfter.delete(key);
       return;
     }
     const uid = rs.metadata.uid!;
@@ -95,11 +100,22 @@ export class ReplicaSetController {
       const victims = [...counted].sort(deletionOrder).slice(0, Math.min(-diff, BURST));
       await Promise.all(victims.map((p) => this.deletePod(rs, p, deleting)));
     }
-    // the status as the pods are now: those just created or deleted have landed and the informer
-    // has them, so it counts them (counted before, it said 0 of a new ReplicaSet's pods and took a
-    // second write right after to say otherwise)
-    const now = diff === 0 ? all : [...(this.owned.get(uid)?.values() ?? [])];
-    await this.updateStatus(rs, key, diff === 0 ? active : now.filter(isActive), now.filter((p) => p.metadata.deletionTimestamp).length);
+    if (diff !== 0) {
+      // The status waits a little after pods are made or deleted, then says what happened by
+      // then in one write: written at once, it (and the Deployment's after it) took the CPU
+      // and the store from the new pods' first steps on their node, and a burst of them wrote
+      // it again for every step.
+      this.statusAfter.set(key, Date.now() + STATUS_SETTLE_MS);
+      this.queue.addAfter(key, STATUS_SETTLE_MS);
+      return;
+    }
+    const wait = (this.statusAfter.get(key) ?? 0) - Date.now();
+    if (wait > 0) {
+      this.queue.addAfter(key, wait);
+      return;
+    }
+    this.statusAfter.delete(key);
+    await this.updateStatus(rs, key, active, all.filter((p) => p.metadata.deletionTimestamp).length);
   }
 
   /**
