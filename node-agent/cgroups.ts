@@ -162,12 +162,14 @@ export class ContainerCgroup {
   }
 
   /**
-   * Creates the container's cgroups and writes its limits. With `spare` (see makeSpareCgroup; for a
-   * pod's first container, its pod folder not made yet), that one's folders are renamed into place
-   * instead: a rename is a fifth of a mkdir here, whose cgroup the kernel sets up (0.6 ms for the
-   * eight folders of a pod's first container on cgroup v1, on the pod's start path). Synchronous: cgroupfs answers in
+   * Creates the container's cgroups and writes its limits. Synchronous: cgroupfs answers in
    * microseconds, and on a pod's start path a round trip through the thread pool per folder and
    * per file cost more than the work (measured: 8 ms of awaits while a sandbox came up).
+   *
+   * With `spare` (see makeSpareCgroup; for a pod's first container, its pod folder not made yet),
+   * that one's folders are renamed into place instead of made: the kernel sets a cgroup up at its
+   * mkdir (a memory cgroup's 45 µs against a rename's 13 here), and this call went from 0.62 to
+   * 0.38 ms on the pod's start path for the eight folders of cgroup v1.
    */
   create(limits: Limits, spare?: string): void {
     for (const d of this.dirs()) if (!spare || !takeSpare(d, spare)) mkdirSync(d, { recursive: true });
