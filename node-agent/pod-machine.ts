@@ -4,7 +4,7 @@
  * Its status (phase and each container's state) is derived from its containers; every change of
  * a container is a transition of the pod, so the pod's event subject carries each of them.
  */
-import { assign, fromPromise, setup, type ActorRefFrom, type SnapshotFrom } from 'xstate';
+import { assign, fromPromise, setup, type ActorRefFrom, type Snapshot, type SnapshotFrom } from 'xstate';
 import { container as containerSchema, s, type Infer } from '../protocol/index.js';
 import { containerMachine, type ContainerContext, type ContainerState, type RestartPolicy } from './container-machine.js';
 
@@ -113,6 +113,22 @@ export const podMachine = setup({
     deleted: { type: 'final' },
   },
 });
+
+/**
+ * The persisted snapshot a new pod actor starts from (see ActorKind.initialSnapshot): what the
+ * machine makes itself, without xstate working it out per pod on the pod's start path.
+ */
+export function podInitialSnapshot(key: { namespace: string; name: string }, tuning: NodeTuning): Snapshot<unknown> {
+  return {
+    status: 'active',
+    output: undefined,
+    error: undefined,
+    value: 'idle',
+    historyValue: {},
+    context: { namespace: key.namespace, name: key.name, tuning, version: 0, containers: [] },
+    children: {},
+  } as unknown as Snapshot<unknown>;
+}
 
 export type PodPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Terminating' | 'Deleted';
 

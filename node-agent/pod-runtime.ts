@@ -11,7 +11,7 @@ import { containerMachine, type ContainerContext, type ContainerEvent, type Exit
 import type { ImageStore } from './image-store.js';
 import type { ClusterImages } from './cluster-images.js';
 import { ImageNotFoundError } from './errors.js';
-import { podEvents, podMachine, podStatus, type NodeTuning } from './pod-machine.js';
+import { podEvents, podInitialSnapshot, podMachine, podStatus, type NodeTuning } from './pod-machine.js';
 
 export const DEFAULT_TUNING: NodeTuning = { backoffBaseMs: 10_000, backoffCapMs: 300_000, backoffResetMs: 600_000 };
 
@@ -123,6 +123,7 @@ export function podKind(runtime: ContainerRuntime, images: ImageStore, tuning: N
     machine,
     events: podEvents,
     input: (key) => ({ namespace: key.namespace, name: key.name, tuning }),
+    initialSnapshot: (key) => podInitialSnapshot(key, tuning),
     reply: (snapshot) => podStatus(snapshot),
     publish: (snapshot) => podStatus(snapshot),
     // a pod's truth is the runtime's (containers, exit files), rebuilt on adoption, not a snapshot

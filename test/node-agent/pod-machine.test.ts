@@ -5,7 +5,7 @@
 import t from 'tap';
 import { createActor, fromPromise } from 'xstate';
 import { SimulatedClock, flush } from '../../supervisor/index.js';
-import { containerMachine, podMachine, podStatus, restartDelay, type ContainerContext, type ExitInfo, type PreparedImage } from '../../node-agent/index.js';
+import { containerMachine, podInitialSnapshot, podMachine, podStatus, restartDelay, type ContainerContext, type ExitInfo, type PreparedImage } from '../../node-agent/index.js';
 
 interface Script {
   pull?: () => Promise<PreparedImage>;
@@ -13,7 +13,9 @@ interface Script {
   log: string[];
 }
 
-function harness(script: Script, clock: SimulatedClock) {
+const TUNING = { backoffBaseMs: 100, backoffCapMs: 400, backoffResetMs: 10_000 };
+
+function harness(script: Script, clock: SimulatedClock, fromInitialSnapshot = false) {
   let run = 0;
   const pendingExit: ((e: ExitInfo) => void)[] = [];
   const container = containerMachine.provide({
@@ -41,13 +43,38 @@ function harness(script: Script, clock: SimulatedClock) {
     },
   });
   const machine = podMachine.provide({ actors: { container } });
-  const actor = createActor(machine, { clock, input: { namespace: 'default', name: 'p', tuning: { backoffBaseMs: 100, backoffCapMs: 400, backoffResetMs: 10_000 } } });
+  const key = { namespace: 'default', name: 'p' };
+  const actor = createActor(machine, { clock, input: { ...key, tuning: TUNING }, ...(fromInitialSnapshot ? { snapshot: podInitialSnapshot(key, TUNING) as never } : {}) });
   actor.start();
   return actor;
 }
 
 const spec = (restartPolicy: 'Always' | 'OnFailure' | 'Never') => ({ type: 'run' as const, uid: 'u1', spec: { restartPolicy, containers: [{ name: 'c', image: 'img:1' }] } });
 const err = (code: number): ExitInfo => ({ exitCode: code, reason: code === 0 ? 'Completed' : 'Error', finishedAt: '' });
+
+t.test("podInitialSnapshot: a new pod actor starts from exactly what the machine makes, and behaves the same", async (t) => {
+  const key = { namespace: 'default', name: 'p' };
+  const made = createActor(podMachine, { input: { ...key, tuning: TUNING } });
+  made.start();
+  const ours = podInitialSnapshot(key, TUNING);
+  t.strictSame(ours, made.getPersistedSnapshot(), 'the same as the machine\'s own');
+  t.same(Object.keys(ours), Object.keys(made.getPersistedSnapshot()), 'the same fields in the same order');
+  t.not(podInitialSnapshot(key, TUNING), ours, 'a new object each time');
+  // the same pod run from either: the same effects at the same times, the same statuses
+  const runs = await Promise.all(
+    [false, true].map(async (fromSnapshot) => {
+      const clock = new SimulatedClock();
+      const script: Script = { exits: [err(1), err(0)], log: [] };
+      const actor = harness(script, clock, fromSnapshot);
+      actor.send(spec('OnFailure'));
+      await flush();
+      await clock.advance(1000);
+      return { log: script.log, status: podStatus(actor.getSnapshot()) };
+    }),
+  );
+  t.ok(runs[0]!.log.length >= 4, `a pull, a run, a restart: ${runs[0]!.log.join(' ')}`);
+  t.same(runs[1], runs[0], 'started from the snapshot: the same log and status');
+});
 
 t.test('restart delays double from the base to the cap', async (t) => {
   t.same([0, 1, 2, 3, 4, 5].map((i) => restartDelay(i, 10_000, 300_000)), [10_000, 20_000, 40_000, 80_000, 160_000, 300_000], 'Kubernetes’ defaults');
