@@ -208,7 +208,6 @@ export class DeploymentController {
     await this.res.send(RS, rs.metadata.namespace, rs.metadata.name, { type: 'patch', ...patch });
   }
 
-
   /** Old ReplicaSets with no pods, beyond revisionHistoryLimit, oldest first. */
   private async cleanup(d: KObject, olds: KObject[]): Promise<void> {
     const limit = d.spec.revisionHistoryLimit ?? 10;
