@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Bus, ControlPlane, Informer, KvStore, Resources, startNatsServer } from '../actors/index.js';
 import { NODE_FLAGS } from '../cli/heap.js';
-import { ClusterImages, ImageStore, bridgeName, removeServiceProxy } from '../node-agent/index.js';
+import { ClusterImages, ImageStore, bridgeName, detectCgroups, removeServiceProxy, sweepNodeCgroups } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { poolSettled, rawCrun } from './pod-start.js';
@@ -147,6 +147,8 @@ export async function benchApplyToRunning(n = 30): Promise<Record<string, number
     }
     // the agent leaves its node's network in place when it stops (its pods may outlive it)
     await removeServiceProxy('bench');
+    // and, should it have failed to stop in order, its cgroups
+    await sweepNodeCgroups(detectCgroups(), 'bench', new Set()).catch(() => undefined);
   }
 }
 

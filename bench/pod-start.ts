@@ -227,6 +227,8 @@ export async function benchPodStart(): Promise<Record<string, number>> {
     // first, unless it failed on the way; then they are killed here (and the failure reported)
     const left = execFileSync('sh', ['-c', `ls ${join(dir, 'agent', 'runtime', 'containers')} 2>/dev/null | wc -l`], { encoding: 'utf8' }).trim();
     if (left !== '0') await killLeftovers(join(dir, 'agent', 'runtime'));
+    // (its cgroups too, should the agent have failed to stop in order: its spares)
+    else await sweepNodeCgroups(detectCgroups(), 'bench', new Set()).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
     if (left !== '0') throw new Error(`${left} containers were left behind (killed)`);
   }

@@ -255,14 +255,19 @@ export class Agent {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     await this.statsRun;
     await this.sweeping;
-    this.nodeSub?.unsubscribe();
-    await this.podSync?.stop();
-    await this.net?.stop();
-    await this.host?.stop();
-    await this.runtime.drainPool();
-    this.runtime.abandonStarting();
-    // nothing left running: the state folder on tmpfs goes too
-    this.runtime.release();
+    try {
+      this.nodeSub?.unsubscribe();
+      await this.podSync?.stop();
+      await this.net?.stop();
+      await this.host?.stop();
+    } finally {
+      // (whatever failed before: what the node keeps ready, its sandboxes, shims and spare
+      // cgroups, is not left behind)
+      await this.runtime.drainPool();
+      this.runtime.abandonStarting();
+      // nothing left running: the state folder on tmpfs goes too
+      this.runtime.release();
+    }
   }
 }
 
