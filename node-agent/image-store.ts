@@ -347,17 +347,34 @@ export class ImageStore {
   }
 
   /** The unpacked rootfs of an image, unpacking its layers (once) if needed. */
+  /**
+   * What rootfs() answers when it needs no wait: an image this store has resolved and unpacked,
+   * its index unchanged since; undefined otherwise.
+   */
+  rootfsAtHand(refInput: string): { path: string; image: ResolvedImage } | undefined {
+    return this.readyHit(refInput, this.indexMtime());
+  }
+
+  /** The index's mtime, or -1 without one (one stat, synchronous: see rootfs). */
+  private indexMtime(): number {
+    try {
+      return statSync(join(this.root, 'index.json')).mtimeMs;
+    } catch {
+      return -1;
+    }
+  }
+
+  private readyHit(refInput: string, indexMtime: number): { path: string; image: ResolvedImage } | undefined {
+    const hit = this.ready.get(refInput);
+    return hit && hit.indexMtime === indexMtime && existsSync(`${hit.path}.complete`) ? { path: hit.path, image: hit.image } : undefined;
+  }
+
   async rootfs(refInput: string): Promise<{ path: string; image: ResolvedImage }> {
     // (one stat, synchronous: the index's inode is in the cache, and a thread-pool round trip per
     // container start cost more than the call)
-    let indexMtime = -1;
-    try {
-      indexMtime = statSync(join(this.root, 'index.json')).mtimeMs;
-    } catch {
-      // no index yet
-    }
-    const hit = this.ready.get(refInput);
-    if (hit && hit.indexMtime === indexMtime && existsSync(`${hit.path}.complete`)) return { path: hit.path, image: hit.image };
+    const indexMtime = this.indexMtime();
+    const hit = this.readyHit(refInput, indexMtime);
+    if (hit) return hit;
     const image = await this.resolve(refInput);
     const path = this.rootfsPath(image.digest);
     if (!existsSync(`${path}.complete`)) {

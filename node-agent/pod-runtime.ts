@@ -3,7 +3,7 @@
  * image store and crun runtime.
  */
 import { portMappingsOf } from './cni.js';
-import { fromCallback, fromPromise } from 'xstate';
+import { assign, fromCallback, fromPromise } from 'xstate';
 import { netProbe, runProbes, type ProbeExecutor } from './probes.js';
 import { defineKind, Persist } from '../actors/index.js';
 import type { ContainerRuntime } from './container-runtime.js';
@@ -32,6 +32,19 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
   const sandboxOf = (c: ContainerContext) =>
     runtime.ensureSandbox(c.podUid, c.podName, c.namespace, portMappingsOf(((c.podSpec as { containers?: Parameters<typeof portMappingsOf>[0] } | undefined)?.containers) ?? []));
   return containerMachine.provide({
+    guards: {
+      imageAtHand: ({ context }) => images.rootfsAtHand(context.container.image) !== undefined,
+    },
+    actions: {
+      takeImage: assign({
+        image: ({ context }) => {
+          // (gone since the guard looked, an image removed meanwhile: the start fails as a
+          // container that cannot run, and its restart pulls)
+          const at = images.rootfsAtHand(context.container.image);
+          return at ? { config: at.image.config.config, lowerDir: at.path } : context.image;
+        },
+      }),
+    },
     actors: {
       ensureImage: fromPromise<PreparedImage, { image: string; ctx?: ContainerContext }>(async ({ input }) => {
         // the pod's sandbox comes up meanwhile (the kubelet too makes it before it pulls): the

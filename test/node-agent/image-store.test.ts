@@ -57,13 +57,17 @@ t.test('import a busybox rootfs: content-addressed, OCI layout, config from --ch
   t.equal(img.config.rootfs.diff_ids.length, 1);
   // the layer blob is the tarball itself, verified by digest
   t.equal(img.config.rootfs.diff_ids[0], `sha256:${(await import('node:crypto')).createHash('sha256').update(readFileSync(tarball)).digest('hex')}`);
+  t.equal(store.rootfsAtHand('myapp:1.0'), undefined, 'not at hand before the store has resolved and unpacked it');
   const { path } = await store.rootfs('myapp:1.0');
+  t.equal(store.rootfsAtHand('myapp:1.0')?.path, path, 'at hand once rootfs() has it');
   t.equal(readlinkSync(join(path, 'bin', 'sh')), 'busybox');
   t.ok(statSync(join(path, 'bin', 'busybox')).mode & 0o111, 'executable bit kept');
   const again = await store.rootfs('myapp:1.0');
   t.equal(again.path, path, 'unpacked once');
 
   await store.tag('myapp:1.0', 'myapp:latest');
+  t.equal(store.rootfsAtHand('myapp:1.0'), undefined, 'not at hand once the index changed (rootfs() looks again)');
+  t.equal((await store.rootfs('myapp:1.0')).path, path);
   t.same((await store.list()).map((i) => i.ref), ['myapp:1.0', 'myapp:latest']);
   await store.remove('myapp:1.0');
   t.ok(existsSync(path), 'still named by myapp:latest: kept');

@@ -3,7 +3,7 @@
  * CrashLoopBackOff timing, image pull back-off, delete winning over everything.
  */
 import t from 'tap';
-import { createActor, fromPromise } from 'xstate';
+import { assign, createActor, fromPromise } from 'xstate';
 import { SimulatedClock, flush } from '../../supervisor/index.js';
 import { containerMachine, podInitialSnapshot, podMachine, podStatus, restartDelay, type ContainerContext, type ExitInfo, type PreparedImage } from '../../node-agent/index.js';
 
@@ -15,10 +15,12 @@ interface Script {
 
 const TUNING = { backoffBaseMs: 100, backoffCapMs: 400, backoffResetMs: 10_000 };
 
-function harness(script: Script, clock: SimulatedClock, fromInitialSnapshot = false) {
+function harness(script: Script, clock: SimulatedClock, fromInitialSnapshot = false, imageAtHand = false) {
   let run = 0;
   const pendingExit: ((e: ExitInfo) => void)[] = [];
   const container = containerMachine.provide({
+    guards: { imageAtHand: () => imageAtHand },
+    actions: { takeImage: assign({ image: () => ({ config: {}, lowerDir: '/at-hand' }) }) },
     actors: {
       ensureImage: fromPromise(async () => {
         script.log.push(`pull@${clock.now()}`);
@@ -74,6 +76,19 @@ t.test("podInitialSnapshot: a new pod actor starts from exactly what the machine
   );
   t.ok(runs[0]!.log.length >= 4, `a pull, a run, a restart: ${runs[0]!.log.join(' ')}`);
   t.same(runs[1], runs[0], 'started from the snapshot: the same log and status');
+});
+
+t.test('an image the node has at hand: the container starts without the pull step; a restart pulls as before', async (t) => {
+  for (const atHand of [true, false]) {
+    const clock = new SimulatedClock();
+    const script: Script = { exits: [err(1), 'hang'], log: [] };
+    const actor = harness(script, clock, false, atHand);
+    actor.send(spec('Always'));
+    await flush();
+    await clock.advance(100);
+    t.same(script.log, atHand ? ['run@0', 'pull@100', 'run@100'] : ['pull@0', 'run@0', 'pull@100', 'run@100'], `image at hand: ${atHand}`);
+    t.equal(podStatus(actor.getSnapshot()).phase, 'Running');
+  }
 });
 
 t.test('restart delays double from the base to the cap', async (t) => {
