@@ -311,13 +311,17 @@ export function makeSpareCgroup(info: CgroupInfo, node: string, name: string): b
  */
 export function removeSpareCgroup(info: CgroupInfo, node: string, name: string): void {
   const roots = info.layout === 'v2' ? [info.unified!] : info.v1Mounts;
-  for (const root of roots) {
-    for (const d of [join(root, `troupe-${node}`, name, SPARE_LEAF), join(root, `troupe-${node}`, name), join(root, `troupe-${node}`)]) {
-      try {
-        rmdirSync(d);
-      } catch {
-        // not there (taken, or not made in this hierarchy), or not empty (the node's)
-      }
+  // (not there: taken, or not made in this hierarchy; not empty: the node's)
+  for (const root of roots) rmdirEach([join(root, `troupe-${node}`, name, SPARE_LEAF), join(root, `troupe-${node}`, name), join(root, `troupe-${node}`)]);
+}
+
+/** Removes each empty folder, deepest first as given; one not there or not empty stays, quietly. */
+function rmdirEach(dirs: string[]): void {
+  for (const d of dirs) {
+    try {
+      rmdirSync(d);
+    } catch {
+      // not there, or not empty
     }
   }
 }
@@ -335,13 +339,7 @@ function takeSpare(dir: string, spare: string): boolean {
     renameSync(from, pod);
   } catch {
     // (what is there of it goes)
-    for (const d of [join(from, SPARE_LEAF), from]) {
-      try {
-        rmdirSync(d);
-      } catch {
-        // not there
-      }
-    }
+    rmdirEach([join(from, SPARE_LEAF), from]);
     return false;
   }
   try {
