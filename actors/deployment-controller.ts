@@ -6,7 +6,7 @@
  * back with a new number; old ReplicaSets beyond revisionHistoryLimit removed; conditions
  * Available and Progressing, with ProgressDeadlineExceeded when a rollout stops moving.
  */
-import { copyJson, sameJson, templateHash, type KObject } from '../protocol/index.js';
+import { HASH_LABEL, REVISION, replicaSetOf, sameJson, templateHash, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import type { EventRecorder } from './event-recorder.js';
 import { objectKey, type Informer } from './informer.js';
@@ -17,8 +17,7 @@ import { kindOf } from './resource-machine.js';
 
 const RS = kindOf('replicaset');
 const DEPLOY = kindOf('deployment');
-export const REVISION = 'deployment.kubernetes.io/revision';
-export const HASH_LABEL = 'pod-template-hash';
+export { HASH_LABEL, REVISION };
 
 /** maxSurge / maxUnavailable as a number of pods (surge rounds up, unavailable down). */
 export function resolveIntOrPercent(v: number | string | undefined, total: number, roundUp: boolean): number {
@@ -168,26 +167,9 @@ export class DeploymentController {
   }
 
   private async createRs(d: KObject, hash: string, revision: number, olds: KObject[]): Promise<KObject | undefined> {
-    const tpl = copyJson(d.spec.template);
-    tpl.metadata = { ...tpl.metadata, labels: { ...tpl.metadata?.labels, [HASH_LABEL]: hash } };
     const replicas = d.spec.strategy.type === 'Recreate' || olds.some((rs) => (rs.spec.replicas ?? 0) > 0) ? 0 : d.spec.replicas;
-    const rs: KObject = {
-      apiVersion: 'apps/v1',
-      kind: 'ReplicaSet',
-      metadata: {
-        name: `${d.metadata.name}-${hash}`.slice(0, 253),
-        namespace: d.metadata.namespace,
-        labels: { ...tpl.metadata.labels },
-        annotations: { [REVISION]: String(revision), 'deployment.kubernetes.io/desired-replicas': String(d.spec.replicas) },
-        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name, uid: d.metadata.uid!, controller: true, blockOwnerDeletion: true }],
-      },
-      spec: {
-        replicas,
-        minReadySeconds: d.spec.minReadySeconds ?? 0,
-        selector: { ...d.spec.selector, matchLabels: { ...d.spec.selector.matchLabels, [HASH_LABEL]: hash } },
-        template: tpl,
-      },
-    };
+    // (built already normalized from the stored Deployment: see replicaSetOf)
+    const rs = replicaSetOf(d, hash, revision, replicas);
     try {
       const reply = await this.res.send(RS, rs.metadata.namespace, rs.metadata.name, { type: 'apply', object: rs, create: true });
       if (replicas > 0) this.recorder.record(d, 'Normal', 'ScalingReplicaSet', `Scaled up replica set ${rs.metadata.name} to ${replicas}`);

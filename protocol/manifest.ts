@@ -6,7 +6,7 @@ import { copyJson } from './copy.js';
 import { parseAllDocuments } from 'yaml';
 import { ValidationError } from './errors.js';
 import { isDns1123Subdomain } from './names.js';
-import { KINDS, kindInfo, type KObject, type LabelSelector } from './resources.js';
+import { KINDS, isLabelValue, kindInfo, type KObject, type LabelSelector } from './resources.js';
 import { check, describeValue, type Issue } from './schema.js';
 
 /** Largest manifest text accepted (as the API server's request limit, smaller). */
@@ -77,8 +77,8 @@ function expandList(value: unknown, where: string): unknown[] {
 }
 
 /**
- * Pods made by `podLike` in this process: already what normalize() makes of them, so normalize()
- * hands them back as they are. Nothing decoded from the bus or a file can be here, only objects
+ * Pods made by `podLike`, ReplicaSets made by `replicaSetOf`, in this process: already what
+ * normalize() makes of them, so normalize() hands them back as they are. Nothing decoded from the bus or a file can be here, only objects
  * this process built from a normalized one, and stored objects are never changed in place.
  */
 const preNormalized = new WeakSet<object>();
@@ -96,6 +96,55 @@ export function podLike(shell: KObject, name: string, nodeName?: string): KObjec
   if (shell.kind !== 'Pod' || !isDns1123Subdomain(name) || (nodeName !== undefined && !isDns1123Subdomain(nodeName))) return normalize(pod);
   preNormalized.add(pod);
   return pod;
+}
+
+/** The label that tells a Deployment's ReplicaSets (and their pods) apart: its template's hash. */
+export const HASH_LABEL = 'pod-template-hash';
+/** A Deployment's revision, and each of its ReplicaSets'. */
+export const REVISION = 'deployment.kubernetes.io/revision';
+
+/**
+ * A ReplicaSet of `deployment` for its template (hash `hash`), as normalize() makes it: what a
+ * Deployment controller creates on every rollout. The Deployment must be what normalize()
+ * returned (a stored one): its template and selector are valid, and defaulted, so only what is
+ * new here is checked (the name, the hash, the count); the resource actor then takes the object
+ * without checking it all again (0.3 ms of a cold apply-to-running path, on this machine). What
+ * is not valid goes through normalize(), which says what is wrong with it.
+ */
+export function replicaSetOf(deployment: KObject, hash: string, revision: number, replicas: number): KObject {
+  const d = deployment;
+  const tpl = copyJson(d.spec.template) as KObject;
+  tpl.metadata = { ...tpl.metadata, labels: { ...tpl.metadata?.labels, [HASH_LABEL]: hash } };
+  const selector = copyJson(d.spec.selector) as LabelSelector;
+  const rs: KObject = {
+    apiVersion: 'apps/v1',
+    kind: 'ReplicaSet',
+    metadata: {
+      name: `${d.metadata.name}-${hash}`.slice(0, 253),
+      namespace: d.metadata.namespace,
+      labels: { ...tpl.metadata.labels },
+      annotations: { [REVISION]: String(revision), 'deployment.kubernetes.io/desired-replicas': String(d.spec.replicas) },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name, uid: d.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+    },
+    spec: {
+      replicas,
+      minReadySeconds: d.spec.minReadySeconds ?? 0,
+      selector: { ...selector, matchLabels: { ...selector.matchLabels, [HASH_LABEL]: hash } },
+      template: tpl,
+    },
+  };
+  const trusted =
+    d.kind === 'Deployment' &&
+    typeof d.metadata.uid === 'string' &&
+    isDns1123Subdomain(rs.metadata.name) &&
+    isLabelValue(hash) &&
+    Number.isSafeInteger(replicas) &&
+    replicas >= 0 &&
+    Number.isSafeInteger(revision) &&
+    revision > 0;
+  if (!trusted) return normalize(rs);
+  preNormalized.add(rs);
+  return rs;
 }
 
 /** Validates one object against its kind and fills in Kubernetes' defaults. */

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ValidationError, copyJson, formatSelector, matchesSelector, normalize, parseManifests, parseSelector, podLike, templateHash, type KObject } from '../../protocol/index.js';
+import { HASH_LABEL, REVISION, ValidationError, copyJson, formatSelector, matchesSelector, normalize, parseManifests, parseSelector, podLike, replicaSetOf, templateHash, type KObject } from '../../protocol/index.js';
 
 const seed = readFileSync(fileURLToPath(new URL('../../../examples/deployment.yaml', import.meta.url)), 'utf8');
 
@@ -156,4 +156,42 @@ t.test("podLike: a template's pods are what normalize() makes of them, without a
   t.throws(() => podLike(shell, 'ok', 'Bad Node'), { name: 'ValidationError', message: /spec\.nodeName/ }, 'a bad node name too');
   const copy = { ...podLike(shell, 'p1') };
   t.not(normalize(copy), copy, 'an object not made by podLike is checked and copied as any other');
+});
+
+t.test("replicaSetOf: a Deployment's ReplicaSet is what normalize() makes of it, without a check and copy", async (t) => {
+  const stored = (spec: Record<string, unknown>): KObject => ({ ...normalize({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'ns1', labels: { tier: 'front' } }, spec }), status: {} });
+  const deployments = [
+    stored({ replicas: 3, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'c', image: 'myapp:1.0', ports: [{ containerPort: 8080 }] }] } } }),
+    stored({
+      minReadySeconds: 4,
+      strategy: { type: 'Recreate' },
+      selector: { matchLabels: { app: 'web' }, matchExpressions: [{ key: 'track', operator: 'In', values: ['stable', 'canary'] }] },
+      template: { metadata: { labels: { app: 'web', track: 'stable' }, annotations: { note: 'x' } }, spec: { containers: [{ name: 'a', image: 'x:latest' }, { name: 'b', image: 'y:2', resources: { limits: { memory: '64Mi' } } }], restartPolicy: 'Always', terminationGracePeriodSeconds: 5 } },
+    }),
+  ];
+  for (const [i, d] of deployments.entries()) {
+    d.metadata.uid = `uid-${i}`;
+    const before = copyJson(d);
+    const hash = templateHash(d.spec.template);
+    const rs = replicaSetOf(d, hash, 2, 1);
+    t.strictSame(rs, normalize(copyJson(rs)), `deployment ${i}: the same object as normalize() makes of it`);
+    t.equal(normalize(rs), rs, 'normalize() hands it back as it is');
+    t.equal(rs.metadata.name, `web-${hash}`);
+    t.same(rs.metadata.ownerReferences, [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', uid: `uid-${i}`, controller: true, blockOwnerDeletion: true }]);
+    t.equal(rs.metadata.annotations![REVISION], '2');
+    t.equal(rs.spec.template.metadata.labels[HASH_LABEL], hash);
+    t.equal(rs.spec.selector.matchLabels[HASH_LABEL], hash);
+    t.ok(matchesSelector(rs.spec.selector, rs.spec.template.metadata.labels), 'its selector selects its template');
+    t.strictSame(d, before, 'the Deployment is left as it was');
+    rs.spec.selector.matchExpressions?.push({ key: 'k', operator: 'Exists' });
+    rs.spec.template.spec.containers[0].image = 'changed';
+    t.strictSame(d, before, 'and shares nothing with it');
+  }
+  const d = deployments[0]!;
+  t.throws(() => replicaSetOf({ ...d, metadata: { ...d.metadata, name: 'x'.repeat(252) } }, 'abc', 1, 1), { name: 'ValidationError', message: /metadata\.name/ }, 'a name that its hash makes too long (cut, it ends in "-"): normalize() says what is wrong');
+  t.throws(() => replicaSetOf(d, 'not a label value', 1, 1), { name: 'ValidationError' }, 'a hash that is no label value too');
+  t.throws(() => replicaSetOf(d, 'abc', 1, -1), { name: 'ValidationError', message: /spec\.replicas/ }, 'a negative count too');
+  const unstored = normalize(copyJson(d));
+  delete unstored.metadata.uid;
+  t.throws(() => replicaSetOf(unstored, 'abc', 1, 1), { name: 'ValidationError', message: /ownerReferences\[0\]\.uid/ }, 'a Deployment not stored (no uid) too');
 });
