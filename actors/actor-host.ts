@@ -98,6 +98,8 @@ export interface StoredWrite {
   revision: number;
   /** What was written; undefined when the entry was deleted. */
   stored: StoredActor | undefined;
+  /** Its bytes as the store has them (packValue of `stored`): told to onCreating followers. */
+  bytes?: Uint8Array;
 }
 
 /** What is stored per actor in KV. */
@@ -181,6 +183,7 @@ export class ActorHost {
   private readonly followers = new Set<(e: EventBody) => void>();
   /** In-process followers of every snapshot write that landed (see onStored). */
   private readonly storedFollowers = new Set<(w: StoredWrite) => void>();
+  private readonly creatingFollowers = new Set<(w: StoredWrite) => void>();
 
   private constructor(
     readonly bus: Bus,
@@ -299,6 +302,17 @@ export class ActorHost {
   onStored(follower: (w: StoredWrite) => void): () => void {
     this.storedFollowers.add(follower);
     return () => this.storedFollowers.delete(follower);
+  }
+
+  /**
+   * Follows the creations of actors' entries in the store as they go out, before the store has
+   * them (`revision` 0): what is told here may yet fail to be written (onStored says when it was).
+   * For those who can start on what is coming, and check it against the store later (a node
+   * preparing a pod bound to it: see PodSync.intent). Returns the way to stop.
+   */
+  onCreating(follower: (w: StoredWrite) => void): () => void {
+    this.creatingFollowers.add(follower);
+    return () => this.creatingFollowers.delete(follower);
   }
 
   /** Stops taking commands, lets pending snapshot writes finish, and stops every actor. */
@@ -539,6 +553,17 @@ export class ActorHost {
     }
   }
 
+  private tellCreating(cell: Cell, stored: StoredActor, bytes: Uint8Array): void {
+    const w: StoredWrite = { kind: cell.kind.kind, namespace: cell.namespace, name: cell.name, key: cell.storeKey, revision: 0, stored, bytes };
+    for (const f of this.creatingFollowers) {
+      try {
+        f(w);
+      } catch (err) {
+        this.logger.error({ err, actor: cell.storeKey }, 'a creation follower failed');
+      }
+    }
+  }
+
   /** Publishes a transition's event and tells the followers in this process. */
   private announce(cell: Cell, body: EventBody): void {
     try {
@@ -645,7 +670,9 @@ export class ActorHost {
           cell.dirty = false;
           const stored: StoredActor = { owner: this.bus.id, seq: cell.seq, snapshot: persistedSnapshot(cell.kind, cell.actor) };
           try {
-            await this.persist(cell, packValue(stored));
+            const bytes = packValue(stored);
+            if (cell.revision === 0 && this.creatingFollowers.size) this.tellCreating(cell, stored, bytes);
+            await this.persist(cell, bytes);
             if (this.storedFollowers.size) this.tellStored(cell, stored);
           } catch (err) {
             if (err instanceof NotFresh) {

@@ -34,7 +34,9 @@ import { ReplicaSetController } from './replicaset-controller.js';
 import { resourceKinds } from './resource-kinds.js';
 import { Resources, storedObject } from './resources.js';
 import { Scheduler } from './scheduler.js';
-import { HEARTBEAT_TYPE, heartbeatBody } from '../protocol/index.js';
+import { HEARTBEAT_TYPE, POD_INTENT_TYPE, heartbeatBody, podIntentBody } from '../protocol/index.js';
+
+const POD_TOKEN = kindInfo('Pod')!.token;
 
 export const LEASE_KEY = 'lease.controller';
 
@@ -163,6 +165,20 @@ export class ControlPlane {
     // the controllers below command the actors of this host in this process, and the informers
     // have each write of theirs as soon as it lands (the watch's copy then skipped)
     res.local = this.host;
+    // a pod made bound to a node: the node hears of it as its write goes out, and prepares it
+    // meanwhile (it runs it once the store has it: see PodSync.intent)
+    if (!bus.codec.types.has(POD_INTENT_TYPE)) bus.codec.types.register(POD_INTENT_TYPE, podIntentBody);
+    this.host.onCreating((w) => {
+      if (w.kind !== POD_TOKEN || !w.stored || !w.bytes) return;
+      const node = (w.stored.snapshot as { context?: { object?: KObject } }).context?.object?.spec?.nodeName as string | undefined;
+      if (!node) return;
+      try {
+        // (the bytes being written, as they are: the pod is not packed again)
+        bus.publish(bus.subjects.nodeIntent(node), POD_INTENT_TYPE, { stored: w.bytes });
+      } catch (err) {
+        this.logger.warn({ err, pod: `${w.namespace}/${w.name}` }, 'pod intent not published');
+      }
+    });
     this.host.onStored((w) => {
       const informer = byToken.get(w.kind);
       if (!informer) return;

@@ -6,7 +6,7 @@
 import { cpus, hostname, networkInterfaces, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ActorHost, KvStore, type Bus } from '../actors/index.js';
-import { MessageType, heartbeatBody, packValue, s, token } from '../protocol/index.js';
+import { MessageType, POD_INTENT_TYPE, heartbeatBody, packValue, podIntentBody, s, token, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import { ContainerRuntime } from './container-runtime.js';
 import { ImageStore } from './image-store.js';
@@ -15,7 +15,7 @@ import { serveNode } from './node-service.js';
 import { ClusterImages } from './cluster-images.js';
 import type { Subscription } from '@nats-io/transport-node';
 import type { NodeTuning } from './pod-machine.js';
-import { PodSync } from './pod-sync.js';
+import { PodSync, intentPod } from './pod-sync.js';
 import { Cni, bridgeName } from './cni.js';
 import { NodeNetwork, readNetworkConfig } from './node-network.js';
 
@@ -56,6 +56,8 @@ export interface AgentOptions {
   logger?: Logger;
   tuning?: Partial<NodeTuning>;
   heartbeatMs?: number;
+  /** How long a pod the control plane said is on its way waits for the store (see PodSync.intent; tests). */
+  intentWaitMs?: number;
   /** How often container usage is published (ms). */
   statsMs?: number;
   maxPods?: number;
@@ -86,6 +88,7 @@ export class Agent {
   private stopping = false;
   private statsRun: Promise<void> = Promise.resolve();
   private nodeSub?: Subscription;
+  private intentSub?: Subscription;
   private seq = 0;
   private podSync?: PodSync;
   /** The node's network (bridge, routes, Service load balancer, DNS), once it has a pod CIDR. */
@@ -172,8 +175,17 @@ export class Agent {
         beforeStop: (podIp, maxMs) => this.net?.drain(podIp, maxMs) ?? Promise.resolve(),
         podEvents: (follower) => this.host!.onTransition(follower),
         podCommand: (namespace, name, body, timeoutMs) => this.host!.deliver('pod', namespace, name, body as never, timeoutMs),
+        holdStarts: (uid) => this.runtime.holdStarts(uid),
+        releaseStarts: (uid) => this.runtime.releaseStarts(uid),
+        refuseStarts: (uid, err) => this.runtime.refuseStarts(uid, err),
+        forgetStarts: (uid) => this.runtime.forgetStarts(uid),
+        intentWaitMs: this.opts.intentWaitMs,
       });
       await this.podSync.start({ ...this.nodeInfo(), nodeIp: this.nodeIp }, adopted);
+      // the pods on their way here, told as their writes go out (see PodSync.intent)
+      if (!bus.codec.types.has(POD_INTENT_TYPE)) bus.codec.types.register(POD_INTENT_TYPE, podIntentBody);
+      const sync = this.podSync;
+      this.intentSub = bus.subscribe<{ stored: Uint8Array }>(bus.subjects.nodeIntent(this.opts.nodeName), (env) => this.onIntent(sync, env.body.stored), { accept: [POD_INTENT_TYPE] });
     }
     const beat = () => {
       try {
@@ -199,6 +211,19 @@ export class Agent {
     // sandboxes kept ready (see ContainerRuntime.fillPool): on the pod network once it is known
     this.runtime.fillPool();
     this.opts.logger?.info({ node: this.opts.nodeName, cgroups: this.runtime.cgroups.layout }, 'node agent ready');
+  }
+
+  /** A pod on its way here (see PodSync.intent): its entry's bytes unpacked and checked first. */
+  private onIntent(sync: PodSync, bytes: Uint8Array): void {
+    let pod: KObject;
+    try {
+      pod = intentPod(bytes);
+    } catch (err) {
+      this.opts.bus.metrics.inc('intents_rejected_total');
+      (this.opts.logger ?? this.opts.bus.logger).warn({ err }, 'pod intent refused');
+      return;
+    }
+    sync.intent(pod);
   }
 
   /**
@@ -257,6 +282,7 @@ export class Agent {
     await this.sweeping;
     try {
       this.nodeSub?.unsubscribe();
+      this.intentSub?.unsubscribe();
       await this.podSync?.stop();
       await this.net?.stop();
       await this.host?.stop();

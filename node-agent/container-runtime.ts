@@ -181,6 +181,8 @@ export class ContainerRuntime {
   private spareSeq = 0;
   private poolSweeping?: Promise<void>;
   private refillTimer?: NodeJS.Timeout;
+  /** Pods whose containers are prepared but not run yet (see holdStarts), by pod uid. */
+  private readonly holds = new Map<string, { until: Promise<void>; release(): void; refuse(err: Error): void }>();
 
   constructor(readonly opts: RuntimeOptions) {
     // (checked before anything is made on disk)
@@ -208,6 +210,44 @@ export class ContainerRuntime {
 
   cgroupOf(podUid: string, name: string): ContainerCgroup {
     return new ContainerCgroup(this.cgroups, `troupe-${this.opts.node}/${podUid}/${name}`);
+  }
+
+  /**
+   * Holds the starts of pod `podUid`'s containers: each is prepared as usual (folder, cgroup, shim,
+   * sandbox, config), and crun runs only once releaseStarts() says so; after refuseStarts() each
+   * start fails instead (the shim told to give up). What a node agent does with a pod it was told
+   * is on its way before the store has it (see PodSync.intent): everything but running it.
+   */
+  holdStarts(podUid: string): void {
+    if (this.holds.has(podUid)) return;
+    let release!: () => void;
+    let refuse!: (err: Error) => void;
+    const until = new Promise<void>((resolve, reject) => {
+      release = resolve;
+      refuse = reject;
+    });
+    until.catch(() => undefined);
+    this.holds.set(podUid, { until, release, refuse });
+  }
+
+  /** Lets the held starts of pod `podUid` go on (see holdStarts). */
+  releaseStarts(podUid: string): void {
+    this.holds.get(podUid)?.release();
+    this.holds.delete(podUid);
+  }
+
+  /**
+   * Makes the held starts of pod `podUid` fail with `err`, and those still to come, until
+   * forgetStarts() (see holdStarts).
+   */
+  refuseStarts(podUid: string, err: Error): void {
+    this.holdStarts(podUid);
+    this.holds.get(podUid)!.refuse(err);
+  }
+
+  /** Forgets pod `podUid`'s hold, released or refused (the pod is gone from the node). */
+  forgetStarts(podUid: string): void {
+    this.holds.delete(podUid);
   }
 
   /** Creates and starts one container; resolves once it runs (its pid is known). */
@@ -277,6 +317,10 @@ export class ContainerRuntime {
   private async launchContainer(req: RunRequest, id: string, d: string, prepare: () => void, writeConfig: (sandboxPid: number | undefined) => void): Promise<Started> {
     // crun in the foreground under the shim (measured here, `run --detach` + waitpid lost the status ~10% of the time)
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
+    // a held pod's container (see holdStarts) runs crun once released; without a sandbox its
+    // shim starts only then
+    const held = this.holds.get(req.podUid)?.until;
+    if (held && !req.sandbox) await held;
     // without a sandbox to wait for, everything is written before the shim starts
     if (!req.sandbox) {
       prepare();
@@ -307,7 +351,7 @@ export class ContainerRuntime {
         .then(prepare)
         .then(() => req.sandboxPid ?? sandbox.then((sb) => sb.pid))
         .then(writeConfig);
-      Promise.all([configured, sandbox]).then(
+      Promise.all([configured, sandbox, held]).then(
         () => tell('go'),
         (err: unknown) => {
           notStarted = err;

@@ -38,7 +38,7 @@ export { buildSpec, mergeCommand, mergeEnv, limitsFor, DEFAULT_CAPABILITIES, MAS
 export type { SpecInput } from './oci-spec.js';
 export { HollowFleet } from './hollow-node.js';
 export type { HollowOptions } from './hollow-node.js';
-export { PodSync } from './pod-sync.js';
+export { PodSync, intentPod } from './pod-sync.js';
 export { Cni, bridgeName, CNI_PATH, portMappingsOf } from './cni.js';
 export type { CniOptions, CniResult, PortMapping } from './cni.js';
 export { ServiceProxy, serviceRules, buildRuleset, proxyTable, serviceInterface, removeServiceProxy, tableContents } from './service-proxy.js';

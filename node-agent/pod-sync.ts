@@ -9,10 +9,11 @@
  * removes it from the store. Status goes out coalesced: one send in flight per pod, the newest
  * pending one replacing older ones.
  */
-import { Informer, KvStore, Resources, type Bus } from '../actors/index.js';
-import { MessageType, kindInfo, serviceEnv, stableJson, type EventBody, type KObject } from '../protocol/index.js';
+import { Informer, KvStore, Resources, storedObject, type Bus, type StoredActor } from '../actors/index.js';
+import { MessageType, kindInfo, podIntentPod, serviceEnv, stableJson, unpackValue, validate, type EventBody, type KObject } from '../protocol/index.js';
 import { backoff, sleep, systemClock, type Logger } from '../supervisor/index.js';
 import type { PodRunSpec, PodStatus } from './pod-machine.js';
+import { RuntimeError } from './errors.js';
 import { isGoneOrConflict, untilAnswered } from './retry.js';
 import type { NodeInfo } from './agent.js';
 
@@ -25,6 +26,15 @@ import type { NodeInfo } from './agent.js';
  * much later.
  */
 const PENDING_HOLD_MS = 50;
+
+/**
+ * A pod the control plane said is on its way (see intent) and the store does not have this long
+ * after: what was made for it goes (its write failed; the store is the truth). A write that lands
+ * later still runs the pod, as any pod the store shows.
+ */
+const INTENT_WAIT_MS = 10_000;
+/** Pods told of ahead and not yet in the store, at most (more are started when the store has them). */
+const MAX_TENTATIVE = 64;
 
 const POD = kindInfo('Pod')!;
 const NODE = kindInfo('Node')!;
@@ -42,6 +52,23 @@ interface Local {
   podIP?: string;
   /** The last status queued for the store (stable JSON), once one was. */
   queued?: string;
+  /**
+   * Told of ahead (intent) and not seen in the store yet: prepared, not run. The timer that gives
+   * it up, and its last status (none goes to the store before the pod is there); once given up
+   * (`abandoned`), none goes at all.
+   */
+  tentative?: { timer?: NodeJS.Timeout; status?: PodStatus; abandoned?: boolean };
+}
+
+/**
+ * The pod of an intent's bytes (the store entry being written: see POD_INTENT_TYPE), checked
+ * (podIntentPod); a ValidationError says what is wrong.
+ */
+export function intentPod(bytes: Uint8Array): KObject {
+  const stored = unpackValue<StoredActor | undefined>(bytes, 'pod intent');
+  const snapshot = stored && typeof stored === 'object' ? stored.snapshot : undefined;
+  const obj = snapshot && typeof snapshot === 'object' ? storedObject(stored!, 0) : undefined;
+  return validate(podIntentPod, obj, 'pod intent') as unknown as KObject;
 }
 
 export class PodSync {
@@ -58,6 +85,8 @@ export class PodSync {
   private readonly heldStatus = new Map<string, { st: PodStatus; at: string }>();
   private registerLoop?: Promise<void>;
   private res?: Resources;
+  /** How many pods are tentative (see intent). */
+  private tentatives = 0;
 
   /** Pods that wait for the node's pod network (its pod CIDR not known yet). */
   private readonly deferred = new Set<string>();
@@ -90,6 +119,17 @@ export class PodSync {
       podCommand?: (namespace: string, name: string, body: Record<string, unknown>, timeoutMs: number) => Promise<unknown>;
       /** How long a Pending status waits before it is written (default PENDING_HOLD_MS). */
       pendingHoldMs?: number;
+      /**
+       * The runtime's hold on a pod's container starts (ContainerRuntime.holdStarts and the rest):
+       * a pod told of ahead is prepared and run only once the store has it. Without them intents
+       * are ignored.
+       */
+      holdStarts?: (uid: string) => void;
+      releaseStarts?: (uid: string) => void;
+      refuseStarts?: (uid: string, err: Error) => void;
+      forgetStarts?: (uid: string) => void;
+      /** How long a pod told of ahead waits for the store (default INTENT_WAIT_MS). */
+      intentWaitMs?: number;
     } = {},
   ) {
     if (!hooks.onPodCidr) this.networkReady = true;
@@ -182,6 +222,11 @@ export class PodSync {
     const mine = pod && pod.spec.nodeName === this.nodeName ? pod : undefined;
     const cur = this.local.get(key);
     const [ns, name] = key.split('/') as [string, string];
+    if (cur?.tentative && !cur.tentative.abandoned) {
+      // told of ahead: the store has it now (it runs), or has another or none (it goes)
+      if (mine && mine.metadata.uid === cur.uid) this.confirm(key, cur);
+      else this.abandon(key, cur.uid, 'the store has another pod of that name, or none');
+    }
     if (!mine) {
       if (cur && cur.want === 'run') {
         cur.want = 'delete';
@@ -216,23 +261,90 @@ export class PodSync {
         return;
       }
       this.local.set(key, { uid, want: 'run', finalize: false });
-      // the Services of the namespace that exist now, as environment variables (user env wins)
-      const svcEnv = serviceEnv([...(this.services?.list() ?? [])].filter((svc) => svc.metadata.namespace === ns));
-      const spec: PodRunSpec = {
-        containers: svcEnv.length
-          ? mine.spec.containers.map((c: { env?: { name: string }[] }) => {
-              const own = new Set((c.env ?? []).map((e) => e.name));
-              // names a shell can hold, and no more than a container takes (1,024 in all)
-              const links = svcEnv.filter((e) => !own.has(e.name) && /^[_a-zA-Z][_a-zA-Z0-9]*$/.test(e.name)).slice(0, Math.max(0, 1024 - own.size));
-              return { ...c, env: [...links, ...(c.env ?? [])] };
-            })
-          : mine.spec.containers,
-        restartPolicy: mine.spec.restartPolicy,
-        terminationGracePeriodSeconds: mine.spec.terminationGracePeriodSeconds,
-        managedBy: 'control-plane',
-      };
-      this.command(ns, name, { type: 'run', uid, spec });
+      this.command(ns, name, { type: 'run', uid, spec: this.runSpec(ns, mine) });
     }
+  }
+
+  /** What the pod actor runs of a pod: its containers, with the namespace's Services in their environment. */
+  private runSpec(ns: string, pod: KObject): PodRunSpec {
+    // the Services of the namespace that exist now, as environment variables (user env wins)
+    const svcEnv = serviceEnv([...(this.services?.list() ?? [])].filter((svc) => svc.metadata.namespace === ns));
+    return {
+      containers: svcEnv.length
+        ? pod.spec.containers.map((c: { env?: { name: string }[] }) => {
+            const own = new Set((c.env ?? []).map((e) => e.name));
+            // names a shell can hold, and no more than a container takes (1,024 in all)
+            const links = svcEnv.filter((e) => !own.has(e.name) && /^[_a-zA-Z][_a-zA-Z0-9]*$/.test(e.name)).slice(0, Math.max(0, 1024 - own.size));
+            return { ...c, env: [...links, ...(c.env ?? [])] };
+          })
+        : pod.spec.containers,
+      restartPolicy: pod.spec.restartPolicy,
+      terminationGracePeriodSeconds: pod.spec.terminationGracePeriodSeconds,
+      managedBy: 'control-plane',
+    };
+  }
+
+  /**
+   * A pod that its resource actor is writing to the store, bound to this node: the control plane
+   * says so as the write goes out, a millisecond or so before the store's watch brings it here.
+   * Its pod actor starts at once and prepares everything a start needs (sandbox, folder, cgroup,
+   * shim, config), but its containers run only once the store has the pod (sync confirms it): a
+   * pod runs here only when the store says so. If the store does not have it within
+   * intentWaitMs (the write failed), what was made for it goes. Ignored when the pod is known
+   * already (the store's copy came first), when another of that name is here, when the node's pod
+   * network is not ready, or past MAX_TENTATIVE such pods: those start from the store, as any.
+   */
+  intent(pod: KObject): void {
+    if (this.stopped || !this.networkReady || !this.hooks.holdStarts) return;
+    if (pod.spec.nodeName !== this.nodeName || pod.metadata.deletionTimestamp || this.tentatives >= MAX_TENTATIVE) return;
+    const ns = pod.metadata.namespace ?? 'default';
+    const name = pod.metadata.name;
+    const uid = pod.metadata.uid!;
+    const key = `${ns}/${name}`;
+    if (this.local.has(key) || this.informer?.get(ns, name)) return;
+    this.hooks.holdStarts(uid);
+    this.bus.metrics.inc('pods_prepared_ahead_total');
+    const timer = setTimeout(() => this.abandon(key, uid, `the store did not have it within ${this.hooks.intentWaitMs ?? INTENT_WAIT_MS} ms`), this.hooks.intentWaitMs ?? INTENT_WAIT_MS);
+    timer.unref();
+    this.tentatives++;
+    this.local.set(key, { uid, want: 'run', finalize: false, tentative: { timer } });
+    this.command(ns, name, { type: 'run', uid, spec: this.runSpec(ns, pod) });
+  }
+
+  /** A tentative pod is in the store: its containers run, and its last status goes out. */
+  private confirm(key: string, cur: Local): void {
+    const t = this.untentative(cur);
+    if (!t) return;
+    this.hooks.releaseStarts?.(cur.uid);
+    if (t.status) this.queueStatus(key, cur, t.status);
+  }
+
+  /**
+   * A tentative pod the store does not have: its starts fail and its actor is deleted; what it
+   * says meanwhile is not written. (Should the store have it after all, it starts anew once this
+   * one is gone, as any pod the store shows.)
+   */
+  private abandon(key: string, uid: string, why: string): void {
+    const cur = this.local.get(key);
+    if (!cur || cur.uid !== uid || !this.untentative(cur)) return;
+    cur.tentative = { abandoned: true };
+    this.bus.metrics.inc('pods_given_up_total');
+    this.logger.info({ pod: key, uid }, `pod told of ahead given up: ${why}`);
+    this.hooks.refuseStarts?.(uid, new RuntimeError(`pod ${key} was not started: ${why}`, { podUid: uid }));
+    if (cur.want === 'run') {
+      cur.want = 'delete';
+      const [ns, name] = key.split('/') as [string, string];
+      this.command(ns, name, { type: 'delete' });
+    }
+  }
+
+  private untentative(cur: Local): Local['tentative'] {
+    const t = cur.tentative;
+    if (!t || t.abandoned) return undefined;
+    clearTimeout(t.timer);
+    cur.tentative = undefined;
+    this.tentatives--;
+    return t;
   }
 
   /**
@@ -278,6 +390,8 @@ export class PodSync {
     if (st.uid && st.uid !== cur.uid) return;
     if (st.phase === 'Deleted' || e.status === 'done') {
       this.local.delete(key);
+      this.untentative(cur);
+      this.hooks.forgetStarts?.(cur.uid);
       if (cur.finalize) void this.finalize(e.namespace, e.name, cur.uid);
       // a newer pod of that name may be waiting for this one to go
       const pod = this.informer?.get(e.namespace, e.name);
@@ -289,6 +403,11 @@ export class PodSync {
   }
 
   private queueStatus(key: string, cur: Local, st: PodStatus): void {
+    if (cur.tentative) {
+      // (the store does not have the pod yet: its status waits; given up: it goes nowhere)
+      cur.tentative.status = st;
+      return;
+    }
     const now = new Date().toISOString();
     const ready = st.conditions.find((c) => c.type === 'Ready')?.status === 'True';
     if (ready && !cur.readySince) cur.readySince = now;
@@ -403,6 +522,7 @@ export class PodSync {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const cur of this.local.values()) this.untentative(cur);
     for (const t of this.held.values()) clearTimeout(t);
     this.held.clear();
     this.heldStatus.clear();

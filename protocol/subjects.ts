@@ -5,6 +5,7 @@
  *   troupe.<cluster>.cmd.<kind>.<namespace>.<name>   request/reply to one resource actor
  *   troupe.<cluster>.evt.<kind>.<namespace>.<name>   events an actor publishes on each transition
  *   troupe.<cluster>.node.<node>.cmd | .hb           commands to a node agent, its heartbeats
+ *   troupe.<cluster>.node.<node>.intent              pods on their way to the node (being written)
  *   troupe.<cluster>.node.<node>.proxy               the store revision its load balancer has applied
  *
  * Names may be DNS-1123 subdomains, which contain '.', NATS's token separator; a '.' inside one
@@ -48,6 +49,8 @@ export interface Subjects {
   evtFilter(kind?: string, namespace?: string, name?: string): string;
   parseEvt(subject: string): ResourceKey | undefined;
   nodeCmd(node: string): string;
+  /** Pods bound to a node as their resource actor writes them (see POD_INTENT_TYPE). */
+  nodeIntent(node: string): string;
   nodeHb(node: string): string;
   /** Every node's heartbeats. */
   nodeHbAll(): string;
@@ -116,6 +119,7 @@ export function subjects(cluster: string, scope = ''): Subjects {
       `${evtPrefix}${kind ? token(kind, 'kind') : '*'}.${namespace ? token(namespace, 'namespace') : '*'}.${name ? token(name, 'name') : '*'}`,
     parseEvt: (subject) => parse(evtPrefix, subject),
     nodeCmd: (node) => `${clusterRoot}.node.${token(node, 'node')}.cmd`,
+    nodeIntent: (node) => `${clusterRoot}.node.${token(node, 'node')}.intent`,
     nodeHb: (node) => `${clusterRoot}.node.${token(node, 'node')}.hb`,
     nodeHbAll: () => `${clusterRoot}.node.*.hb`,
     nodeStats: (node) => `${clusterRoot}.node.${token(node, 'node')}.stats`,

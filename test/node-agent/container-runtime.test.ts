@@ -2,7 +2,7 @@
  * Real crun containers (as root): isolation, hardening, limits, exit status, termination, cleanup.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Container } from '../../protocol/index.js';
@@ -214,6 +214,69 @@ t.test('a sandbox spawned but never ready: the shim that started meanwhile gives
   t.notOk(existsSync(`/proc/${shim}`) && !readFileSync(`/proc/${shim}/stat`, 'utf8').includes(') Z'), 'the shim is gone');
   const launcherMounts = readFileSync(`/proc/${rt.launcher().pid}/mountinfo`, 'utf8');
   t.notOk(launcherMounts.includes(realpathSync(rt.dir(id))), 'its rootfs is unmounted');
+});
+
+t.test('a held pod: its container is prepared (shim, config) while crun waits; it runs once released', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'hold-node');
+  const podUid = `uid${++seq}`;
+  const c = { name: 'main', image: 'busybox:test', command: ['/bin/sleep', '60'] } as Container;
+  rt.track(podUid, c.name);
+  // a sandbox of its own namespaces (crun sets the pod's hostname in the UTS namespace it joins)
+  const holder = spawn('unshare', ['--uts', '--ipc', '--net', 'sleep', '60'], { stdio: 'ignore' });
+  t.teardown(() => void holder.kill('SIGKILL'));
+  await waitFor(() => readFileSync(`/proc/${holder.pid}/comm`, 'utf8').trim() === 'sleep' || undefined, 'the sandbox process');
+  rt.holdStarts(podUid);
+  // (a failed assertion must not leave the start held)
+  t.teardown(() => rt.refuseStarts(podUid, new Error('test over')));
+  const id = rt.containerId(podUid, c.name);
+  let settled = false;
+  const running = rt.run({ podUid, podName: 'pod-h', namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir, sandbox: Promise.resolve({ pid: holder.pid! }), sandboxPid: Promise.resolve(holder.pid!) });
+  void running.then(() => (settled = true), () => (settled = true));
+  await waitFor(() => existsSync(`${rt.dir(id)}/config.json`) || undefined, 'the container prepared: its config written');
+  const shim = await waitFor(() => (existsSync(`${rt.dir(id)}/shim.pid`) && Number(readFileSync(`${rt.dir(id)}/shim.pid`, 'utf8').trim())) || undefined, 'its shim started');
+  t.ok(existsSync(`/proc/${shim}`), 'its shim waits');
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(await rt.crun.list(), [], 'crun has not run while the pod is held');
+  t.notOk(existsSync(`${rt.dir(id)}/go`), 'the shim was not told to go');
+  t.notOk(settled, 'the start is still under way');
+  rt.releaseStarts(podUid);
+  const started = await running;
+  t.ok(started.pid > 0, 'released: the container runs');
+  t.same((await rt.crun.list()).map((x) => x.id), [id]);
+  const nsOf = (pid: number, ns: string) => readlinkSync(`/proc/${pid}/ns/${ns}`);
+  t.equal(nsOf(started.pid, 'net'), nsOf(holder.pid!, 'net'), 'in the sandbox’s network namespace');
+  await rt.stop(podUid, c.name, 100);
+});
+
+t.test('a held pod given up: its start fails with the reason, crun never runs, the shim is gone; once forgotten, the pod starts', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'refuse-node');
+  const podUid = `uid${++seq}`;
+  const c = { name: 'main', image: 'busybox:test', command: ['/bin/sleep', '60'] } as Container;
+  rt.track(podUid, c.name);
+  const holder = spawn('unshare', ['--uts', '--ipc', '--net', 'sleep', '60'], { stdio: 'ignore' });
+  t.teardown(() => void holder.kill('SIGKILL'));
+  await waitFor(() => readFileSync(`/proc/${holder.pid}/comm`, 'utf8').trim() === 'sleep' || undefined, 'the sandbox process');
+  const req = { podUid, podName: 'pod-r', namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir, sandbox: Promise.resolve({ pid: holder.pid! }), sandboxPid: Promise.resolve(holder.pid!) };
+  rt.holdStarts(podUid);
+  t.teardown(() => rt.refuseStarts(podUid, new Error('test over')));
+  const id = rt.containerId(podUid, c.name);
+  const running = rt.run(req);
+  await waitFor(() => existsSync(`${rt.dir(id)}/config.json`) || undefined, 'the container prepared');
+  const shim = await waitFor(() => (existsSync(`${rt.dir(id)}/shim.pid`) && Number(readFileSync(`${rt.dir(id)}/shim.pid`, 'utf8').trim())) || undefined, 'its shim started');
+  rt.refuseStarts(podUid, new Error('the store never had the pod'));
+  await t.rejects(running, { message: 'the store never had the pod' }, 'the reason is the start’s');
+  t.same(await rt.crun.list(), [], 'crun never ran');
+  t.equal(readFileSync(`${rt.dir(id)}/exitcode`, 'utf8').trim(), '91', 'the shim gave up (91)');
+  await waitFor(() => !existsSync(`/proc/${shim}`) || readFileSync(`/proc/${shim}/stat`, 'utf8').includes(') Z') || undefined, 'the shim to end');
+  // refused until forgotten: a start meanwhile fails the same way
+  await t.rejects(rt.run(req), { message: 'the store never had the pod' }, 'a start while refused fails too');
+  t.same(await rt.crun.list(), []);
+  rt.forgetStarts(podUid);
+  const started = await rt.run(req);
+  t.ok(started.pid > 0, 'forgotten: the pod starts as any');
+  await rt.stop(podUid, c.name, 100);
 });
 
 t.test('starts go through a gate: with one place, a container’s shim starts only once the one before runs', async (t) => {

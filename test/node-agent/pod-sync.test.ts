@@ -5,8 +5,8 @@
 import t from 'tap';
 import { pino } from 'pino';
 import { ControlPlane, Informer, KvStore, Resources, type Bus } from '../../actors/index.js';
-import { PodSync } from '../../node-agent/index.js';
-import { heartbeatBody, kindInfo, MessageType, type KObject } from '../../protocol/index.js';
+import { PodSync, intentPod } from '../../node-agent/index.js';
+import { heartbeatBody, kindInfo, MessageType, packValue, podIntentBody, POD_INTENT_TYPE, type KObject } from '../../protocol/index.js';
 import { waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
 
 const POD = kindInfo('Pod')!;
@@ -173,4 +173,96 @@ t.test('with podCommand, the pod actors are commanded in the process: nothing go
   t.notOk(calls.some((c) => c.name === 'there'));
   await bus.flush();
   t.same(onWire, [], 'no pod command went on the bus');
+});
+
+/** A PodSync whose pod actors and start holds are recorded (what a node agent would do with them). */
+async function recordingSync(t: Teardown, bus: Bus, node: string, opts: { intentWaitMs?: number } = {}) {
+  const calls: string[] = [];
+  const sync = new PodSync(bus, node, `node.${node}`, quiet, {
+    podCommand: async (_ns, name, body) => {
+      calls.push(`${body.type} ${name} ${body.uid ?? ''}`.trim());
+      return { ok: true };
+    },
+    holdStarts: (uid) => calls.push(`hold ${uid}`),
+    releaseStarts: (uid) => calls.push(`release ${uid}`),
+    refuseStarts: (uid, err) => calls.push(`refuse ${uid}: ${err.message}`),
+    forgetStarts: (uid) => calls.push(`forget ${uid}`),
+    intentWaitMs: opts.intentWaitMs,
+  });
+  await sync.start({ name: node, labels: {}, capacity: { cpu: '1', memory: '1Gi', pods: '10' }, allocatable: { cpu: '1', memory: '1Gi', pods: '10' }, cgroupLayout: 'v1', startedAt: new Date().toISOString(), agentId: 'test' }, []);
+  t.teardown(() => sync.stop());
+  return { sync, calls };
+}
+
+t.test('intents: a pod made bound to a node is told to that node as its write goes out; the node prepares it held, and lets it run once the store has it', async (t) => {
+  const { bus, res } = await withControlPlane(t);
+  heartbeats(t, bus, 'intent-node');
+  const { sync, calls } = await recordingSync(t, bus, 'intent-node');
+  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'intent-node')) as KObject) === 'True', 'the node Ready', 10_000);
+  // the node's intents, on the pod sync's own connection (as the agent subscribes)
+  if (!bus.codec.types.has(POD_INTENT_TYPE)) bus.codec.types.register(POD_INTENT_TYPE, podIntentBody);
+  const told: KObject[] = [];
+  const sub = bus.subscribe<{ stored: Uint8Array }>(bus.subjects.nodeIntent('intent-node'), (env) => {
+    const pod = intentPod(env.body.stored);
+    told.push(pod);
+    sync.intent(pod);
+  }, { accept: [POD_INTENT_TYPE] });
+  t.teardown(() => sub.unsubscribe());
+  const elsewhere: string[] = [];
+  const other = bus.subscribe(bus.subjects.nodeIntent('other-node'), (env) => void elsewhere.push(String(env.t)));
+  t.teardown(() => other.unsubscribe());
+  await bus.flush();
+
+  await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'ahead', namespace: 'default', labels: { app: 'a' } }, spec: { nodeName: 'intent-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
+  const stored = (await res.get(POD, 'default', 'ahead'))!;
+  const uid = stored.metadata.uid as string;
+  await waitFor(() => calls.includes(`release ${uid}`) || undefined, 'the held start released');
+  t.equal(told.length, 1, 'one intent');
+  t.match(told[0], { kind: 'Pod', metadata: { name: 'ahead', namespace: 'default', uid, labels: { app: 'a' } }, spec: { nodeName: 'intent-node', containers: [{ name: 'c', image: 'busybox:test' }] } }, 'the pod as the store has it');
+  t.same(calls.slice(0, 3), [`hold ${uid}`, `run ahead ${uid}`, `release ${uid}`], 'held, run (prepared), then released once the store had it: run once only');
+  t.equal(calls.filter((c) => c.startsWith('run ')).length, 1);
+  t.equal(bus.metrics.get('pods_prepared_ahead_total'), 1, 'counted');
+
+  // a pod made without a node, and one bound elsewhere: no intent here
+  await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'there', namespace: 'default' }, spec: { nodeName: 'other-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
+  await waitFor(() => elsewhere.length === 1 || undefined, 'the other node told');
+  t.equal(told.length, 1, 'nothing more told here');
+  t.notOk(calls.some((c) => c.includes('there')), 'nor started here');
+});
+
+t.test('intents: a pod told of ahead that the store never has is given up (its starts refused, its actor deleted), and nothing of it is written', async (t) => {
+  const { bus, res } = await withControlPlane(t);
+  heartbeats(t, bus, 'lost-node');
+  const { sync, calls } = await recordingSync(t, bus, 'lost-node', { intentWaitMs: 300 });
+  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'lost-node')) as KObject) === 'True', 'the node Ready', 10_000);
+  // what a resource actor would be writing (a write that then failed)
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'ghost', namespace: 'default', uid: 'ghost-uid' }, spec: { nodeName: 'lost-node', containers: [{ name: 'c', image: 'busybox:test' }] }, status: { phase: 'Pending' } };
+  sync.intent(intentPod(packValue({ owner: 'x', seq: 1, snapshot: { context: { object: pod } } })));
+  t.same(calls, ['hold ghost-uid', 'run ghost ghost-uid'], 'held and started at once');
+  // what its pod actor says meanwhile is not written (the store does not have the pod)
+  const sends: string[] = [];
+  const r = (sync as unknown as { res: Resources }).res;
+  const send = r.send.bind(r);
+  r.send = ((info, ns, name, cmd, o) => {
+    sends.push(`${cmd.type} ${name}`);
+    return send(info, ns, name, cmd, o);
+  }) as Resources['send'];
+  const subject = bus.subjects.scoped('node.lost-node').evt('pod', 'default', 'ghost');
+  bus.publish(subject, MessageType.Event, {
+    kind: 'pod', namespace: 'default', name: 'ghost', seq: 1, cause: 'x', value: 'starting', status: 'active',
+    data: { uid: 'ghost-uid', phase: 'Failed', conditions: [], containerStatuses: [{ name: 'c', image: 'busybox:test', state: { terminated: { exitCode: 1, reason: 'Error' } }, restartCount: 0, started: false, ready: false }] },
+  });
+  await waitFor(() => calls.some((c) => c.startsWith('refuse ')) || undefined, 'given up', 5000);
+  t.match(calls[2], /^refuse ghost-uid: pod default\/ghost was not started: the store did not have it within 300 ms/);
+  await waitFor(() => calls.includes('delete ghost'), 'its actor deleted');
+  // its actor ends: the hold is forgotten
+  bus.publish(subject, MessageType.Event, { kind: 'pod', namespace: 'default', name: 'ghost', seq: 2, cause: 'delete', value: 'done', status: 'done', data: { uid: 'ghost-uid', phase: 'Deleted', conditions: [], containerStatuses: [] } });
+  await waitFor(() => calls.includes('forget ghost-uid'), 'its hold forgotten');
+  t.same(sends, [], 'no status was sent for it');
+  t.equal(bus.metrics.get('pods_given_up_total'), 1, 'counted');
+  t.equal(await res.get(POD, 'default', 'ghost'), undefined, 'the store has no such pod');
+  // an intent that is not a pod's entry is refused with what is wrong
+  t.throws(() => intentPod(packValue({ owner: 'x', seq: 1, snapshot: { context: { object: { ...pod, spec: { containers: [] } } } } })), { name: 'ValidationError', message: /pod intent: .*spec\.nodeName/ });
+  t.throws(() => intentPod(packValue(42)), { name: 'ValidationError', message: /pod intent/ });
+  t.throws(() => intentPod(new Uint8Array([0xc1])), { message: /pod intent/ });
 });
