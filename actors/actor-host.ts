@@ -672,7 +672,11 @@ export class ActorHost {
           try {
             const bytes = packValue(stored);
             if (cell.revision === 0 && this.creatingFollowers.size) this.tellCreating(cell, stored, bytes);
-            await this.persist(cell, bytes);
+            const written = this.persist(cell, bytes);
+            // (queued by now) a write that a caller on the bus waits for, a node's status above all:
+            // on its way at once when the connection is quiet (see Bus.flushIfQuiet)
+            if (waiters.some((w) => !(w.msg instanceof LocalCall))) this.bus.flushIfQuiet('awaited-write');
+            await written;
             if (this.storedFollowers.size) this.tellStored(cell, stored);
           } catch (err) {
             if (err instanceof NotFresh) {

@@ -175,6 +175,8 @@ export class ControlPlane {
       try {
         // (the bytes being written, as they are: the pod is not packed again)
         bus.publish(bus.subjects.nodeIntent(node), POD_INTENT_TYPE, { stored: w.bytes });
+        // (a pod made alone: its node hears of it at once, before its write is even queued)
+        bus.flushIfQuiet('pod-intent');
       } catch (err) {
         this.logger.warn({ err, pod: `${w.namespace}/${w.name}` }, 'pod intent not published');
       }

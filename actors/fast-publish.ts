@@ -202,7 +202,7 @@ export const FLUSH_AT = 256 * 1024;
  *
  * Returns undefined (and changes nothing) when the connection's internals are not the expected ones.
  */
-export function coalesceFlushes(nc: NatsConnection): { soon(): void } | undefined {
+export function coalesceFlushes(nc: NatsConnection): { soon(): void; now(): void } | undefined {
   const p = (nc as unknown as { protocol?: Partial<FlushInternals> }).protocol;
   if (!p || typeof p.flushPending !== 'function' || typeof p.close !== 'function' || typeof p.outbound?.size !== 'function' || typeof p.pendingLimit !== 'number') return undefined;
   const proto = p as FlushInternals;
@@ -232,6 +232,9 @@ export function coalesceFlushes(nc: NatsConnection): { soon(): void } | undefine
       if (soon) return;
       soon = true;
       queueMicrotask(flushSoon);
+    },
+    now: () => {
+      if (proto.outbound.size() > 0) flushNow();
     },
   };
 }

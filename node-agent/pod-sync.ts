@@ -490,7 +490,7 @@ export class PodSync {
         this.pendingStatus.delete(key);
         try {
           // (sent at once: a pod's watchers wait on it, Running above all)
-          await this.res!.send(POD, ns, name, { type: 'status', uid: next.uid, status: next.status }, { timeout: 5000, soon: true });
+          await this.res!.send(POD, ns, name, { type: 'status', uid: next.uid, status: next.status }, { timeout: 5000, urgent: 'pod-status' });
           attempt = 0;
         } catch (err) {
           if (isGoneOrConflict(err)) {

@@ -240,6 +240,54 @@ t.test('a request asked `soon` goes out at the end of its burst of microtasks; a
   t.match((await soon).body, { type: 'soon' }, 'both answered');
 });
 
+t.test('flushIfQuiet: a lone urgent message is written at once with what is pending; in a stream, each waits for the turn\'s one write', async (t) => {
+  const nats = await withNats(t);
+  const sub = await withBus(t, nats.url);
+  const got: string[] = [];
+  sub.subscribe('uq.>', (_env, msg) => void got.push(msg.subject), { accept: [MessageType.Reply] });
+  await sub.flush();
+  const bus = await withBus(t, nats.url);
+  const writes: string[] = [];
+  onSocketWrite(bus, (b) => writes.push(Buffer.from(b).toString('latin1')));
+  const turn = () => new Promise((r) => setImmediate(r));
+  bus.publish('uq.plain', MessageType.Reply, { n: 1 });
+  bus.publish('uq.first', MessageType.Reply, { n: 2 });
+  bus.flushIfQuiet('s1');
+  t.equal(writes.length, 1, 'the first of its stream: written inside the call');
+  t.match(writes[0], /PUB uq\.plain \d+\r\n[\s\S]*PUB uq\.first \d+\r\n/, 'with what was pending, in order');
+  // the next ones of that stream, within QUIET_MS: the turn's write
+  bus.publish('uq.second', MessageType.Reply, { n: 3 });
+  bus.flushIfQuiet('s1');
+  bus.publish('uq.third', MessageType.Reply, { n: 4 });
+  bus.flushIfQuiet('s1');
+  t.equal(writes.length, 1, 'in a stream: not written in the call');
+  // another stream is quiet: at once
+  bus.publish('uq.other', MessageType.Reply, { n: 5 });
+  bus.flushIfQuiet('s2');
+  t.equal(writes.length, 2, 'another stream\'s first: at once, the pending ones with it');
+  bus.publish('uq.fourth', MessageType.Reply, { n: 6 });
+  bus.flushIfQuiet('s1');
+  await turn();
+  t.equal(writes.length, 3, 'the stream\'s next: one write at the turn\'s end');
+  // quiet again past QUIET_MS (5 ms)
+  await new Promise((r) => setTimeout(r, 20));
+  bus.publish('uq.later', MessageType.Reply, { n: 7 });
+  bus.flushIfQuiet('s1');
+  t.equal(writes.length, 4, 'after a quiet spell: at once again');
+  await waitFor(() => got.length === 7, 'all seven messages');
+  t.same(got, ['uq.plain', 'uq.first', 'uq.second', 'uq.third', 'uq.other', 'uq.fourth', 'uq.later'], 'in order');
+  // a request marked urgent: the same, then answered
+  const server = await withBus(t, nats.url);
+  server.serve('uq.echo', (env) => env.body, { accept: [MessageType.Command] });
+  await server.flush();
+  await bus.request('uq.echo', MessageType.Command, { type: 'warm' });
+  await new Promise((r) => setTimeout(r, 20));
+  const before = writes.length;
+  const urgent = bus.request('uq.echo', MessageType.Command, { type: 'urgent' }, { urgent: 'requests' });
+  t.equal(writes.length, before + 1, 'an urgent request of a quiet stream: written inside the call');
+  t.match((await urgent).body, { type: 'urgent' }, 'answered');
+});
+
 t.test('an answered request builds no Error; unanswered ones still fail as nats.js says; nothing stays registered', async (t) => {
   const nats = await withNats(t);
   // a Bus applies the change to the request class its connection uses, at its first request
