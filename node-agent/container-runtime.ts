@@ -673,9 +673,11 @@ export class ContainerRuntime {
       pidKnown.catch(() => undefined);
       this.sandboxPids.set(podUid, pidKnown);
       p = (async () => {
-        // after this turn of the loop: what the pod's first container does before its shim has
-        // its words (image, folder) is not held up by this (half a millisecond of files here)
-        await new Promise((r) => setImmediate(r));
+        // after this turn of the loop and the I/O of the next: what the pod's first container does
+        // before its shim has its words (image, folder) is not held up by this (half a millisecond
+        // of files here), nor is what came in meanwhile (for a pod told of ahead, the store's copy
+        // that lets it run: read after this, it held the container's start by a third of a ms)
+        await new Promise((r) => setImmediate(() => setImmediate(r)));
         const pidFile = this.sandboxPidFile(podUid);
         // (a new pod has none: not read, a failed read's error cost more than the look)
         const known = existsSync(pidFile) ? Number(readIf(pidFile).trim()) : 0;
