@@ -165,7 +165,9 @@ export async function benchPodStart(): Promise<Record<string, number>> {
     const watch = new AbortController();
     void (async () => {
       for await (const e of pods.watch('bench', undefined, { signal: watch.signal }) as AsyncIterable<EventBody>) {
-        if ((e.data as PodStatus).phase === 'Running') running.get(e.name)?.(process.hrtime.bigint());
+        // (its containers running: a pod whose container failed to start is Running too)
+        const st = e.data as PodStatus;
+        if (st.phase === 'Running' && st.containerStatuses.length > 0 && st.containerStatuses.every((c) => 'running' in c.state)) running.get(e.name)?.(process.hrtime.bigint());
         if (e.status === 'done') deleted.get(e.name)?.();
       }
     })();
