@@ -83,6 +83,11 @@ export interface ControlPlaneOptions {
   maxResident?: number;
   /** The range pods' addresses come from; each node gets a /24 of it (default 10.244.0.0/16). */
   clusterCidr?: string;
+  /**
+   * How long a ReplicaSet's status waits after a change (ms; default 5): the changes meanwhile go
+   * in one write (see ReplicaSetController.updateStatus).
+   */
+  statusSettleMs?: number;
 }
 
 export class ControlPlane {
@@ -190,7 +195,7 @@ export class ControlPlane {
     });
     const sched = new Scheduler(res, pods, nodes, recorder, this.logger);
     // the ReplicaSet controller creates its pods already placed (Scheduler.place)
-    const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger, sched);
+    const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger, sched, this.opts.statusSettleMs);
     const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
     const gc = new GarbageCollector(res, this.informers, this.logger);
     const ipam = new NodeIpam(res, nodes, this.logger, this.opts.clusterCidr);

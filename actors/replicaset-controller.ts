@@ -19,8 +19,8 @@ const POD = kindOf('pod');
 const RS = kindOf('replicaset');
 /** Creates and deletes in flight at once, per ReplicaSet. */
 const BURST = 64;
-/** How long a ReplicaSet's status waits after its pods were made or deleted (see reconcile). */
-const STATUS_SETTLE_MS = 5;
+/** How long a ReplicaSet's status waits after its pods were made or deleted, or changed (see reconcile, updateStatus). */
+export const STATUS_SETTLE_MS = 5;
 
 /** Placement at creation (Scheduler.place, placed, unplaced). */
 export interface Placer {
@@ -45,6 +45,8 @@ export class ReplicaSetController {
     private readonly recorder: EventRecorder,
     private readonly logger: Logger,
     private readonly placer?: Placer,
+    /** How long a status waits after a change (default STATUS_SETTLE_MS; tests). */
+    private readonly settleMs = STATUS_SETTLE_MS,
   ) {
     this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: 8, onError: (key, err) => this.logger.warn({ err, replicaset: key }, 'replicaset sync failed; retrying') });
     rss.on((_t, rs) => this.queue.add(objectKey(rs)));
@@ -105,8 +107,8 @@ export class ReplicaSetController {
       // then in one write: written at once, it (and the Deployment's after it) took the CPU
       // and the store from the new pods' first steps on their node, and a burst of them wrote
       // it again for every step.
-      this.statusAfter.set(key, Date.now() + STATUS_SETTLE_MS);
-      this.queue.addAfter(key, STATUS_SETTLE_MS);
+      this.statusAfter.set(key, Date.now() + this.settleMs);
+      this.queue.addAfter(key, this.settleMs);
       return;
     }
     const wait = (this.statusAfter.get(key) ?? 0) - Date.now();
@@ -114,8 +116,9 @@ export class ReplicaSetController {
       this.queue.addAfter(key, wait);
       return;
     }
-    this.statusAfter.delete(key);
-    await this.updateStatus(rs, key, active, all.filter((p) => p.metadata.deletionTimestamp).length);
+    // (a wait that just ended: its status is written now)
+    const settled = this.statusAfter.delete(key);
+    await this.updateStatus(rs, key, active, all.filter((p) => p.metadata.deletionTimestamp).length, settled);
   }
 
   /**
@@ -184,7 +187,12 @@ export class ReplicaSetController {
     }
   }
 
-  private async updateStatus(rs: KObject, key: string, active: KObject[], terminating: number): Promise<void> {
+  /**
+   * Writes the ReplicaSet's status when it changed: STATUS_SETTLE_MS after the first change seen
+   * (`settled` once that wait is over), so that the changes of a burst (pods becoming ready one by
+   * one) go in one write, and a pod's Running reaches its watchers before the work it causes here.
+   */
+  private async updateStatus(rs: KObject, key: string, active: KObject[], terminating: number, settled: boolean): Promise<void> {
     const now = Date.now();
     const minReady = rs.spec.minReadySeconds ?? 0;
     let ready = 0;
@@ -207,6 +215,11 @@ export class ReplicaSetController {
       observedGeneration: rs.metadata.generation,
     };
     if (sameJson(status, rs.status)) return;
+    if (!settled) {
+      this.statusAfter.set(key, now + this.settleMs);
+      this.queue.addAfter(key, this.settleMs);
+      return;
+    }
     try {
       await this.res.send(RS, rs.metadata.namespace, rs.metadata.name, { type: 'status', status, uid: rs.metadata.uid });
     } catch (err) {

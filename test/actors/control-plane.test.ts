@@ -55,6 +55,24 @@ t.test('a new ReplicaSet\'s first status counts the pods it made, and the Deploy
   t.notOk([...seen.rs, ...seen.deploy].some((s) => s.replicas === 0), 'no status saying 0 replicas was written');
 });
 
+t.test("a ReplicaSet's status waits a while after a change: its pods becoming ready one after another go in one write", async (t) => {
+  // the status waits 500 ms after a change; the pods are Ready 700, 750 and 800 ms after they
+  // run, after the first status (which says 0 ready)
+  let n = 0;
+  const c = await hollowCluster(t, ['n1'], { hollow: { readyAfterMs: () => 700 + 50 * n++ }, controlPlane: { statusSettleMs: 500 } });
+  const kv = await KvStore.open(c.bus, c.bus.subjects.stateBucket);
+  const ready: number[] = [];
+  const inf = new Informer(c.bus, kv, RS, quiet);
+  inf.on((type, o) => type !== 'delete' && o.metadata.name.startsWith('settled') && o.status?.observedGeneration !== undefined && ready.push(o.status.readyReplicas));
+  await inf.start();
+  t.teardown(() => inf.stop());
+  await c.res.apply(deployment('settled', { replicas: 3 }));
+  await waitFor(() => ready.at(-1) === 3 || undefined, 'the ReplicaSet says 3 ready', 10_000);
+  t.equal(ready[0], 0, 'the first status: none ready yet');
+  t.notOk(ready.includes(1) || ready.includes(2), `no status of 1 or 2 ready on the way (${ready.join(', ')})`);
+  t.equal(ready.filter((r) => r === 3).length, 1, 'the three in one write');
+});
+
 t.test("a ReplicaSet's pods are created already placed; a pod made by hand is bound from the queue", async (t) => {
   const c = await hollowCluster(t, ['n1', 'n2']);
   // what each pod looked like the first time the store had it
