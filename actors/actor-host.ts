@@ -674,8 +674,8 @@ export class ActorHost {
             if (cell.revision === 0 && this.creatingFollowers.size) this.tellCreating(cell, stored, bytes);
             const written = this.persist(cell, bytes);
             // (queued by now) a write that a caller on the bus waits for, a node's status above all:
-            // on its way at once when the connection is quiet (see Bus.flushIfQuiet)
-            if (waiters.some((w) => !(w.msg instanceof LocalCall))) this.bus.flushIfQuiet('awaited-write');
+            // on its way at once when that kind's such writes are not a stream (see Bus.flushIfQuiet)
+            if (waiters.some((w) => !(w.msg instanceof LocalCall))) this.bus.flushIfQuiet(`awaited-write:${cell.kind.kind}`);
             await written;
             if (this.storedFollowers.size) this.tellStored(cell, stored);
           } catch (err) {

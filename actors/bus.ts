@@ -73,8 +73,12 @@ export interface RequestOptions {
   urgent?: string;
 }
 
-/** How long a connection goes without an urgent message before the next one is written at once. */
-const QUIET_MS = 5;
+/**
+ * How long a stream of urgent messages goes without one before the next is written at once (at 5
+ * ms, the gaps in a busy control plane's streams were enough to cost it 6% of its throughput in
+ * extra writes).
+ */
+const QUIET_MS = 20;
 
 export type Handler<B> = (env: Envelope<B>, msg: Msg) => void;
 

@@ -269,8 +269,8 @@ t.test('flushIfQuiet: a lone urgent message is written at once with what is pend
   bus.flushIfQuiet('s1');
   await turn();
   t.equal(writes.length, 3, 'the stream\'s next: one write at the turn\'s end');
-  // quiet again past QUIET_MS (5 ms)
-  await new Promise((r) => setTimeout(r, 20));
+  // quiet again past QUIET_MS (20 ms)
+  await new Promise((r) => setTimeout(r, 40));
   bus.publish('uq.later', MessageType.Reply, { n: 7 });
   bus.flushIfQuiet('s1');
   t.equal(writes.length, 4, 'after a quiet spell: at once again');
@@ -281,7 +281,7 @@ t.test('flushIfQuiet: a lone urgent message is written at once with what is pend
   server.serve('uq.echo', (env) => env.body, { accept: [MessageType.Command] });
   await server.flush();
   await bus.request('uq.echo', MessageType.Command, { type: 'warm' });
-  await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 40));
   const before = writes.length;
   const urgent = bus.request('uq.echo', MessageType.Command, { type: 'urgent' }, { urgent: 'requests' });
   t.equal(writes.length, before + 1, 'an urgent request of a quiet stream: written inside the call');
