@@ -216,25 +216,37 @@ t.test('a sandbox spawned but never ready: the shim that started meanwhile gives
   t.notOk(launcherMounts.includes(realpathSync(rt.dir(id))), 'its rootfs is unmounted');
 });
 
-t.test('a held pod: its container is prepared (shim, config) while crun waits; it runs once released', async (t) => {
+/**
+ * A pod's container held (see holdStarts) in a runtime of its own, its sandbox a process of its own
+ * namespaces (crun sets the pod's hostname in the UTS namespace it joins); a failed assertion does
+ * not leave the start held. The start's request, and a wait for its shim.
+ */
+async function heldPod(t: Parameters<typeof testRuntime>[0], node: string, podName: string) {
   const img = await busyboxImage(t);
-  const rt = testRuntime(t, img.dir, 'hold-node');
+  const rt = testRuntime(t, img.dir, node);
   const podUid = `uid${++seq}`;
   const c = { name: 'main', image: 'busybox:test', command: ['/bin/sleep', '60'] } as Container;
   rt.track(podUid, c.name);
-  // a sandbox of its own namespaces (crun sets the pod's hostname in the UTS namespace it joins)
   const holder = spawn('unshare', ['--uts', '--ipc', '--net', 'sleep', '60'], { stdio: 'ignore' });
   t.teardown(() => void holder.kill('SIGKILL'));
   await waitFor(() => readFileSync(`/proc/${holder.pid}/comm`, 'utf8').trim() === 'sleep' || undefined, 'the sandbox process');
+  const req = { podUid, podName, namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir, sandbox: Promise.resolve({ pid: holder.pid! }), sandboxPid: Promise.resolve(holder.pid!) };
   rt.holdStarts(podUid);
-  // (a failed assertion must not leave the start held)
   t.teardown(() => rt.refuseStarts(podUid, new Error('test over')));
   const id = rt.containerId(podUid, c.name);
+  const prepared = async () => {
+    await waitFor(() => existsSync(`${rt.dir(id)}/config.json`) || undefined, 'the container prepared: its config written');
+    return waitFor(() => (existsSync(`${rt.dir(id)}/shim.pid`) && Number(readFileSync(`${rt.dir(id)}/shim.pid`, 'utf8').trim())) || undefined, 'its shim started');
+  };
+  return { rt, podUid, c, id, req, holder, prepared };
+}
+
+t.test('a held pod: its container is prepared (shim, config) while crun waits; it runs once released', async (t) => {
+  const { rt, podUid, c, id, req, holder, prepared } = await heldPod(t, 'hold-node', 'pod-h');
   let settled = false;
-  const running = rt.run({ podUid, podName: 'pod-h', namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir, sandbox: Promise.resolve({ pid: holder.pid! }), sandboxPid: Promise.resolve(holder.pid!) });
+  const running = rt.run(req);
   void running.then(() => (settled = true), () => (settled = true));
-  await waitFor(() => existsSync(`${rt.dir(id)}/config.json`) || undefined, 'the container prepared: its config written');
-  const shim = await waitFor(() => (existsSync(`${rt.dir(id)}/shim.pid`) && Number(readFileSync(`${rt.dir(id)}/shim.pid`, 'utf8').trim())) || undefined, 'its shim started');
+  const shim = await prepared();
   t.ok(existsSync(`/proc/${shim}`), 'its shim waits');
   await new Promise((r) => setTimeout(r, 300));
   t.same(await rt.crun.list(), [], 'crun has not run while the pod is held');
@@ -250,21 +262,9 @@ t.test('a held pod: its container is prepared (shim, config) while crun waits; i
 });
 
 t.test('a held pod given up: its start fails with the reason, crun never runs, the shim is gone; once forgotten, the pod starts', async (t) => {
-  const img = await busyboxImage(t);
-  const rt = testRuntime(t, img.dir, 'refuse-node');
-  const podUid = `uid${++seq}`;
-  const c = { name: 'main', image: 'busybox:test', command: ['/bin/sleep', '60'] } as Container;
-  rt.track(podUid, c.name);
-  const holder = spawn('unshare', ['--uts', '--ipc', '--net', 'sleep', '60'], { stdio: 'ignore' });
-  t.teardown(() => void holder.kill('SIGKILL'));
-  await waitFor(() => readFileSync(`/proc/${holder.pid}/comm`, 'utf8').trim() === 'sleep' || undefined, 'the sandbox process');
-  const req = { podUid, podName: 'pod-r', namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir, sandbox: Promise.resolve({ pid: holder.pid! }), sandboxPid: Promise.resolve(holder.pid!) };
-  rt.holdStarts(podUid);
-  t.teardown(() => rt.refuseStarts(podUid, new Error('test over')));
-  const id = rt.containerId(podUid, c.name);
+  const { rt, podUid, c, id, req, prepared } = await heldPod(t, 'refuse-node', 'pod-r');
   const running = rt.run(req);
-  await waitFor(() => existsSync(`${rt.dir(id)}/config.json`) || undefined, 'the container prepared');
-  const shim = await waitFor(() => (existsSync(`${rt.dir(id)}/shim.pid`) && Number(readFileSync(`${rt.dir(id)}/shim.pid`, 'utf8').trim())) || undefined, 'its shim started');
+  const shim = await prepared();
   rt.refuseStarts(podUid, new Error('the store never had the pod'));
   await t.rejects(running, { message: 'the store never had the pod' }, 'the reason is the start’s');
   t.same(await rt.crun.list(), [], 'crun never ran');
