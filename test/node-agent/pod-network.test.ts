@@ -65,8 +65,9 @@ t.test('each pod has its own address on the node bridge, from a sandbox the node
     return n?.spec?.podCIDR ? n : undefined;
   }, 'a pod CIDR for the node');
   t.equal(node.spec.podCIDR, '10.251.1.0/24', 'the first /24 of the cluster CIDR');
-  // the node readies two sandboxes on its network once it has one
-  const ready = await waitFor(() => (pool(dir).ips.length === 2 ? pool(dir) : undefined), 'two pooled sandboxes ready');
+  // the node readies two sandboxes on its network once it has one (given 30 s: on a CI run with
+  // the other test files beside it, this once took more than the default 10)
+  const ready = await waitFor(() => (pool(dir).ips.length === 2 ? pool(dir) : undefined), 'two pooled sandboxes ready', 30_000);
 
   // a Service that exists before the pods start: its address reaches them as environment variables
   await res.apply(normalize({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web-front' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } }));
