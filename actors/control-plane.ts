@@ -32,7 +32,7 @@ import { NodeIpam } from './node-ipam.js';
 import { ServiceController } from './service-controller.js';
 import { ReplicaSetController } from './replicaset-controller.js';
 import { resourceKinds } from './resource-kinds.js';
-import { Resources, storedObject } from './resources.js';
+import { Resources, objectInSnapshot, storedObject } from './resources.js';
 import { Scheduler } from './scheduler.js';
 import { HEARTBEAT_TYPE, POD_INTENT_TYPE, heartbeatBody, podIntentBody } from '../protocol/index.js';
 
@@ -175,7 +175,7 @@ export class ControlPlane {
     if (!bus.codec.types.has(POD_INTENT_TYPE)) bus.codec.types.register(POD_INTENT_TYPE, podIntentBody);
     this.host.onCreating((w) => {
       if (w.kind !== POD_TOKEN || !w.stored || !w.bytes) return;
-      const node = (w.stored.snapshot as { context?: { object?: KObject } }).context?.object?.spec?.nodeName as string | undefined;
+      const node = objectInSnapshot(w.stored)?.spec?.nodeName as string | undefined;
       if (!node) return;
       try {
         // (the bytes being written, as they are: the pod is not packed again)

@@ -20,7 +20,7 @@ const RS = kindOf('replicaset');
 /** Creates and deletes in flight at once, per ReplicaSet. */
 const BURST = 64;
 /** How long a ReplicaSet's status waits after its pods were made or deleted, or changed (see reconcile, updateStatus). */
-export const STATUS_SETTLE_MS = 5;
+const STATUS_SETTLE_MS = 5;
 
 /** Placement at creation (Scheduler.place, placed, unplaced). */
 export interface Placer {
@@ -107,8 +107,7 @@ export class ReplicaSetController {
       // then in one write: written at once, it (and the Deployment's after it) took the CPU
       // and the store from the new pods' first steps on their node, and a burst of them wrote
       // it again for every step.
-      this.statusAfter.set(key, Date.now() + this.settleMs);
-      this.queue.addAfter(key, this.settleMs);
+      this.settleStatus(key);
       return;
     }
     const wait = (this.statusAfter.get(key) ?? 0) - Date.now();
@@ -187,6 +186,12 @@ export class ReplicaSetController {
     }
   }
 
+  /** The ReplicaSet's status is written settleMs from now (see reconcile): until then it waits. */
+  private settleStatus(key: string): void {
+    this.statusAfter.set(key, Date.now() + this.settleMs);
+    this.queue.addAfter(key, this.settleMs);
+  }
+
   /**
    * Writes the ReplicaSet's status when it changed: STATUS_SETTLE_MS after the first change seen
    * (`settled` once that wait is over), so that the changes of a burst (pods becoming ready one by
@@ -216,8 +221,7 @@ export class ReplicaSetController {
     };
     if (sameJson(status, rs.status)) return;
     if (!settled) {
-      this.statusAfter.set(key, now + this.settleMs);
-      this.queue.addAfter(key, this.settleMs);
+      this.settleStatus(key);
       return;
     }
     try {

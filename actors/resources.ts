@@ -26,9 +26,14 @@ export function objectOf(entry: Entry): KObject | undefined {
   return storedObject(unpackValue<StoredActor>(entry.value), entry.revision);
 }
 
+/** The object in a stored snapshot, as it is there (no resourceVersion: see storedObject). */
+export function objectInSnapshot(stored: StoredActor): KObject | undefined {
+  return (stored.snapshot as { context?: { object?: KObject } }).context?.object;
+}
+
 /** The object in a stored snapshot, with its resourceVersion (the entry's revision). */
 export function storedObject(stored: StoredActor, revision: number): KObject | undefined {
-  const obj = (stored.snapshot as { context?: { object?: KObject } }).context?.object;
+  const obj = objectInSnapshot(stored);
   if (!obj) return undefined;
   return { ...obj, metadata: { ...obj.metadata, resourceVersion: String(revision) } };
 }

@@ -78,8 +78,9 @@ function expandList(value: unknown, where: string): unknown[] {
 
 /**
  * Pods made by `podLike`, ReplicaSets made by `replicaSetOf`, in this process: already what
- * normalize() makes of them, so normalize() hands them back as they are. Nothing decoded from the bus or a file can be here, only objects
- * this process built from a normalized one, and stored objects are never changed in place.
+ * normalize() makes of them, so normalize() hands them back as they are. Nothing decoded from the
+ * bus or a file can be here, only objects this process built from a normalized one, and stored
+ * objects are never changed in place.
  */
 const preNormalized = new WeakSet<object>();
 
