@@ -100,6 +100,8 @@ export interface StoredWrite {
   stored: StoredActor | undefined;
   /** Its bytes as the store has them (packValue of `stored`): told to onCreating followers. */
   bytes?: Uint8Array;
+  /** True when this write made the entry (told to onStored followers; see onCreating). */
+  created?: boolean;
 }
 
 /** What is stored per actor in KV. */
@@ -542,8 +544,8 @@ export class ActorHost {
     else if (snapshot.status === 'done' && cell.kind.deleteWhenDone) queueMicrotask(() => this.evict(cell));
   }
 
-  private tellStored(cell: Cell, stored: StoredActor | undefined, revision = cell.revision): void {
-    const w: StoredWrite = { kind: cell.kind.kind, namespace: cell.namespace, name: cell.name, key: cell.storeKey, revision, stored };
+  private tellStored(cell: Cell, stored: StoredActor | undefined, revision = cell.revision, created = false): void {
+    const w: StoredWrite = { kind: cell.kind.kind, namespace: cell.namespace, name: cell.name, key: cell.storeKey, revision, stored, created };
     for (const f of this.storedFollowers) {
       try {
         f(w);
@@ -671,13 +673,14 @@ export class ActorHost {
           const stored: StoredActor = { owner: this.bus.id, seq: cell.seq, snapshot: persistedSnapshot(cell.kind, cell.actor) };
           try {
             const bytes = packValue(stored);
-            if (cell.revision === 0 && this.creatingFollowers.size) this.tellCreating(cell, stored, bytes);
+            const creating = cell.revision === 0;
+            if (creating && this.creatingFollowers.size) this.tellCreating(cell, stored, bytes);
             const written = this.persist(cell, bytes);
             // (queued by now) a write that a caller on the bus waits for, a node's status above all:
             // on its way at once when that kind's such writes are not a stream (see Bus.flushIfQuiet)
             if (waiters.some((w) => !(w.msg instanceof LocalCall))) this.bus.flushIfQuiet(`awaited-write:${cell.kind.kind}`);
             await written;
-            if (this.storedFollowers.size) this.tellStored(cell, stored);
+            if (this.storedFollowers.size) this.tellStored(cell, stored, cell.revision, creating);
           } catch (err) {
             if (err instanceof NotFresh) {
               this.loadInstead(cell);

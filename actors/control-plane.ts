@@ -34,7 +34,7 @@ import { ReplicaSetController } from './replicaset-controller.js';
 import { resourceKinds } from './resource-kinds.js';
 import { Resources, objectInSnapshot, storedObject } from './resources.js';
 import { Scheduler } from './scheduler.js';
-import { HEARTBEAT_TYPE, POD_INTENT_TYPE, heartbeatBody, podIntentBody } from '../protocol/index.js';
+import { HEARTBEAT_TYPE, POD_INTENT_TYPE, POD_STORED_TYPE, heartbeatBody, podIntentBody, podStoredBody } from '../protocol/index.js';
 
 const POD_TOKEN = kindInfo('Pod')!.token;
 
@@ -184,6 +184,21 @@ export class ControlPlane {
         bus.flushIfQuiet('pod-intent');
       } catch (err) {
         this.logger.warn({ err, pod: `${w.namespace}/${w.name}` }, 'pod intent not published');
+      }
+    });
+    // and once the store has it (the write acknowledged), the node hears that too: it need not
+    // wait for the store's watch to bring the pod before it runs it
+    if (!bus.codec.types.has(POD_STORED_TYPE)) bus.codec.types.register(POD_STORED_TYPE, podStoredBody);
+    this.host.onStored((w) => {
+      if (!w.created || w.kind !== POD_TOKEN || !w.stored) return;
+      const pod = objectInSnapshot(w.stored);
+      const node = pod?.spec?.nodeName as string | undefined;
+      if (!node || !pod?.metadata.uid) return;
+      try {
+        bus.publish(bus.subjects.nodeIntent(node), POD_STORED_TYPE, { namespace: w.namespace, name: w.name, uid: pod.metadata.uid, revision: w.revision });
+        bus.flushIfQuiet('pod-stored');
+      } catch (err) {
+        this.logger.warn({ err, pod: `${w.namespace}/${w.name}` }, 'pod stored notice not published');
       }
     });
     this.host.onStored((w) => {

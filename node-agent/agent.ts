@@ -6,16 +6,16 @@
 import { cpus, hostname, networkInterfaces, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ActorHost, KvStore, type Bus } from '../actors/index.js';
-import { MessageType, POD_INTENT_TYPE, heartbeatBody, packValue, podIntentBody, s, token, type KObject } from '../protocol/index.js';
+import { MessageType, heartbeatBody, packValue, s, token, type KObject } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import { ContainerRuntime } from './container-runtime.js';
 import { ImageStore } from './image-store.js';
-import { DEFAULT_TUNING, podKind } from './pod-runtime.js';
+import { DEFAULT_TUNING, podKind, startPodAhead } from './pod-runtime.js';
 import { serveNode } from './node-service.js';
 import { ClusterImages } from './cluster-images.js';
 import type { Subscription } from '@nats-io/transport-node';
 import type { NodeTuning } from './pod-machine.js';
-import { PodSync, intentPod } from './pod-sync.js';
+import { PodSync } from './pod-sync.js';
 import { Cni, bridgeName } from './cni.js';
 import { NodeNetwork, readNetworkConfig } from './node-network.js';
 
@@ -176,6 +176,8 @@ export class Agent {
         podEvents: (follower) => this.host!.onTransition(follower),
         podCommand: (namespace, name, body, timeoutMs) => this.host!.deliver('pod', namespace, name, body as never, timeoutMs),
         holdStarts: (uid) => this.runtime.holdStarts(uid),
+        startAhead: (pod, spec) => startPodAhead(this.runtime, this.images, pod, spec),
+        dropAhead: (uid) => this.runtime.dropAhead(uid),
         releaseStarts: (uid) => this.runtime.releaseStarts(uid),
         refuseStarts: (uid, err) => this.runtime.refuseStarts(uid, err),
         forgetStarts: (uid) => this.runtime.forgetStarts(uid),
@@ -183,9 +185,7 @@ export class Agent {
       });
       await this.podSync.start({ ...this.nodeInfo(), nodeIp: this.nodeIp }, adopted);
       // the pods on their way here, told as their writes go out (see PodSync.intent)
-      if (!bus.codec.types.has(POD_INTENT_TYPE)) bus.codec.types.register(POD_INTENT_TYPE, podIntentBody);
-      const sync = this.podSync;
-      this.intentSub = bus.subscribe<{ stored: Uint8Array }>(bus.subjects.nodeIntent(this.opts.nodeName), (env) => this.onIntent(sync, env.body.stored), { accept: [POD_INTENT_TYPE] });
+      this.intentSub = this.podSync.followIntents();
     }
     const beat = () => {
       try {
@@ -213,18 +213,7 @@ export class Agent {
     this.opts.logger?.info({ node: this.opts.nodeName, cgroups: this.runtime.cgroups.layout }, 'node agent ready');
   }
 
-  /** A pod on its way here (see PodSync.intent): its entry's bytes unpacked and checked first. */
-  private onIntent(sync: PodSync, bytes: Uint8Array): void {
-    let pod: KObject;
-    try {
-      pod = intentPod(bytes);
-    } catch (err) {
-      this.opts.bus.metrics.inc('intents_rejected_total');
-      (this.opts.logger ?? this.opts.bus.logger).warn({ err }, 'pod intent refused');
-      return;
-    }
-    sync.intent(pod);
-  }
+
 
   /**
    * Takes back the pods whose containers this node still has (an agent restarted, even after

@@ -16,7 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, statfsSync, symlinkSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { readFile, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import type { Container } from '../protocol/index.js';
+import { stableJson, type Container } from '../protocol/index.js';
 import { ContainerCgroup, detectCgroups, makeSpareCgroup, removeSpareCgroup, spareCgroupName, sweepNodeCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
 import { Crun } from './crun.js';
 import type { Cni, CniResult, PortMapping } from './cni.js';
@@ -152,6 +152,8 @@ export class ContainerRuntime {
   private readonly sandboxStarts: Gate;
   /** Each sandbox's pid, known once it is spawned (before it is ready). */
   private readonly sandboxPids = new Map<string, Promise<number>>();
+  /** The same, for those already spawned: a container's config needs no wait for it. */
+  private readonly spawnedPids = new Map<string, number>();
   /** Sandboxes spawned but not yet ready (their pids). */
   private readonly startingSandboxes = new Set<number>();
   private launch?: Launcher;
@@ -182,7 +184,9 @@ export class ContainerRuntime {
   private poolSweeping?: Promise<void>;
   private refillTimer?: NodeJS.Timeout;
   /** Pods whose containers are prepared but not run yet (see holdStarts), by pod uid. */
-  private readonly holds = new Map<string, { until: Promise<void>; release(): void; refuse(err: Error): void }>();
+  private readonly holds = new Map<string, StartHold>();
+  /** Containers started before their pod actor asked (see startAhead), by container id. */
+  private readonly ahead = new Map<string, { req: RunRequest; run: Promise<Started> }>();
 
   constructor(readonly opts: RuntimeOptions) {
     // (checked before anything is made on disk)
@@ -219,18 +223,13 @@ export class ContainerRuntime {
    * is on its way before the store has it (see PodSync.intent): everything but running it.
    */
   holdStarts(podUid: string): void {
-    if (this.holds.has(podUid)) return;
-    let release!: () => void;
-    let refuse!: (err: Error) => void;
-    const until = new Promise<void>((resolve, reject) => {
-      release = resolve;
-      refuse = reject;
-    });
-    until.catch(() => undefined);
-    this.holds.set(podUid, { until, release, refuse });
+    if (!this.holds.has(podUid)) this.holds.set(podUid, new StartHold());
   }
 
-  /** Lets the held starts of pod `podUid` go on (see holdStarts). */
+  /**
+   * Lets the held starts of pod `podUid` go on (see holdStarts): a container whose config is
+   * written is told `go` before this returns.
+   */
   releaseStarts(podUid: string): void {
     this.holds.get(podUid)?.release();
     this.holds.delete(podUid);
@@ -252,6 +251,49 @@ export class ContainerRuntime {
 
   /** Creates and starts one container; resolves once it runs (its pid is known). */
   async run(req: RunRequest): Promise<Started> {
+    const id = this.containerId(req.podUid, req.container.name);
+    const ahead = this.ahead.get(id);
+    if (ahead) {
+      // started before its actor asked (see startAhead): that start is this one
+      this.ahead.delete(id);
+      if (sameStart(ahead.req, req)) return ahead.run;
+      // (asked with another spec than it was started with, which its makers never do: the actor's
+      // spec is the truth, the other goes)
+      await ahead.run.catch(() => undefined);
+      await this.remove(req.podUid, req.container.name);
+    }
+    return this.start(req);
+  }
+
+  /**
+   * Starts a container before its pod's actor asks for it: a pod the node was told of ahead (see
+   * PodSync.intent), its starts held (holdStarts) until the store has it. Everything but crun is
+   * done at once (sandbox, folder, cgroup, shim, config), so that a release leaves only `go`; the
+   * actor's run() of the same container then takes this start over. dropAhead() undoes it.
+   */
+  startAhead(req: RunRequest): void {
+    const id = this.containerId(req.podUid, req.container.name);
+    if (this.ahead.has(id) || this.exits.has(id)) return;
+    const run = this.start(req);
+    run.catch(() => undefined);
+    this.ahead.set(id, { req, run });
+  }
+
+  /**
+   * Undoes the starts made ahead for pod `podUid` that no actor took over (the pod was given up;
+   * its starts refused first: see refuseStarts): their containers, and the pod's sandbox, go.
+   */
+  async dropAhead(podUid: string): Promise<void> {
+    for (const [id, a] of [...this.ahead]) {
+      if (a.req.podUid !== podUid) continue;
+      this.ahead.delete(id);
+      await a.run.catch(() => undefined);
+      await this.remove(podUid, a.req.container.name);
+    }
+    await this.removeSandbox(podUid);
+  }
+
+  private async start(req: RunRequest): Promise<Started> {
     const id = this.containerId(req.podUid, req.container.name);
     const d = this.dir(id);
     if (existsSync(d)) await this.clearForRestart(id, d);
@@ -319,8 +361,8 @@ export class ContainerRuntime {
     const crunArgv = [this.crun.binary, '--root', this.crun.stateRoot, `--log=file:${join(d, 'crun.log')}`, 'run', '--bundle', d, '--pid-file', join(d, 'pid'), id];
     // a held pod's container (see holdStarts) runs crun once released; without a sandbox its
     // shim starts only then
-    const held = this.holds.get(req.podUid)?.until;
-    if (held && !req.sandbox) await held;
+    const hold = this.holds.get(req.podUid);
+    if (hold && !req.sandbox) await hold.until;
     // without a sandbox to wait for, everything is written before the shim starts
     if (!req.sandbox) {
       prepare();
@@ -345,19 +387,34 @@ export class ContainerRuntime {
       // a pooled shim holding this image's rootfs mounted: its folder becomes the container's
       const claimed = this.takePremounted(req.lowerDir, d);
       shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv, true, claimed);
-      // (a failure to prepare is the start's, as the sandbox's is)
+      // the folder prepared now, and the config too when the sandbox's pid is known (one taken from
+      // the pool: a pod started ahead has only `go` left then); a failure to prepare is the
+      // start's, as the sandbox's is
       const sandbox = req.sandbox;
-      const configured = Promise.resolve()
-        .then(prepare)
-        .then(() => req.sandboxPid ?? sandbox.then((sb) => sb.pid))
-        .then(writeConfig);
-      Promise.all([configured, sandbox, held]).then(
-        () => tell('go'),
-        (err: unknown) => {
-          notStarted = err;
-          tell('abort');
-        },
-      );
+      let configured: Promise<void>;
+      try {
+        prepare();
+        const pid = req.sandboxPid ? this.spawnedPids.get(req.podUid) : undefined;
+        if (pid) {
+          writeConfig(pid);
+          configured = Promise.resolve();
+        } else configured = (req.sandboxPid ?? sandbox.then((sb) => sb.pid)).then(writeConfig);
+      } catch (err) {
+        configured = Promise.reject(err);
+      }
+      // `go` once the config is written, the sandbox ready and the pod not held (a release tells
+      // it at once: see releaseStarts); `abort` at the first of them to fail
+      let missing = hold ? 3 : 2;
+      const one = () => --missing === 0 && tell('go');
+      const fail = (err: unknown) => {
+        if (missing <= 0) return;
+        missing = 0;
+        notStarted = err;
+        tell('abort');
+      };
+      configured.then(one, fail);
+      sandbox.then(one, fail);
+      hold?.wait(one, fail);
     } else shimmed = this.launcher().shim(id, d, req.lowerDir, this.logBase(id), crunArgv);
     // (a pooled shim it may have taken is made again once the node is quiet)
     this.refillWhenQuiet();
@@ -661,13 +718,16 @@ export class ContainerRuntime {
    * or crun: `unshare --net --ipc --uts` sets the hostname, brings loopback up and sleeps. Its pid
    * is kept in `sandboxes/<pod uid>.pid`, so a restarted agent finds it again.
    */
-  ensureSandbox(podUid: string, podName: string, _namespace: string, portMappings: PortMapping[] = []): Promise<{ pid: number }> {
+  ensureSandbox(podUid: string, podName: string, _namespace: string, portMappings: PortMapping[] = [], opts: { now?: boolean } = {}): Promise<{ pid: number }> {
     let p = this.sandboxes.get(podUid);
     if (!p) {
       let spawned!: (pid: number) => void;
       let notSpawned!: (err: unknown) => void;
       const pidKnown = new Promise<number>((resolve, reject) => {
-        spawned = resolve;
+        spawned = (pid) => {
+          this.spawnedPids.set(podUid, pid);
+          resolve(pid);
+        };
         notSpawned = reject;
       });
       pidKnown.catch(() => undefined);
@@ -677,7 +737,8 @@ export class ContainerRuntime {
         // before its shim has its words (image, folder) is not held up by this (half a millisecond
         // of files here), nor is what came in meanwhile (for a pod told of ahead, the store's copy
         // that lets it run: read after this, it held the container's start by a third of a ms)
-        await new Promise((r) => setImmediate(() => setImmediate(r)));
+        // (`now`: a pod told of ahead, asked before its actor starts: see PodSync.intent)
+        if (!opts.now) await new Promise((r) => setImmediate(() => setImmediate(r)));
         const pidFile = this.sandboxPidFile(podUid);
         // (a new pod has none: not read, a failed read's error cost more than the look)
         const known = existsSync(pidFile) ? Number(readIf(pidFile).trim()) : 0;
@@ -704,6 +765,7 @@ export class ContainerRuntime {
         notSpawned(err);
         this.sandboxes.delete(podUid);
         this.sandboxPids.delete(podUid);
+        this.spawnedPids.delete(podUid);
       });
     }
     return p;
@@ -952,6 +1014,7 @@ export class ContainerRuntime {
     await this.sandboxes.get(podUid)?.catch(() => undefined);
     this.sandboxes.delete(podUid);
     this.sandboxPids.delete(podUid);
+    this.spawnedPids.delete(podUid);
     const base = this.sandboxBase(podUid);
     // one taken from the pool is known to CNI by its pool name
     await this.destroySandbox(readIf(`${base}.cni`).trim() || podUid, base);
@@ -1134,6 +1197,60 @@ function isShim(pid: number): boolean {
 }
 
 /** Whether `pid` is a pod sandbox's sleeping process. */
+/**
+ * A pod's held container starts (see ContainerRuntime.holdStarts): released or refused once; those
+ * waiting are told as it happens, in the same call.
+ */
+class StartHold {
+  private state: 'held' | 'released' | 'refused' = 'held';
+  private err?: Error;
+  private waiters: { go: () => void; fail: (err: Error) => void }[] = [];
+  private settle!: { resolve: () => void; reject: (err: Error) => void };
+  /** For a start that awaits the hold (one without a sandbox). */
+  readonly until = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+
+  constructor() {
+    this.until.catch(() => undefined);
+  }
+
+  wait(go: () => void, fail: (err: Error) => void): void {
+    if (this.state === 'released') go();
+    else if (this.state === 'refused') fail(this.err!);
+    else this.waiters.push({ go, fail });
+  }
+
+  release(): void {
+    if (this.state !== 'held') return;
+    this.state = 'released';
+    this.settle.resolve();
+    for (const w of this.waiters.splice(0)) w.go();
+  }
+
+  refuse(err: Error): void {
+    if (this.state !== 'held') return;
+    this.state = 'refused';
+    this.err = err;
+    this.settle.reject(err);
+    for (const w of this.waiters.splice(0)) w.fail(err);
+  }
+}
+
+/** Whether two requests start the same container the same way (a start made ahead and its actor's). */
+function sameStart(a: RunRequest, b: RunRequest): boolean {
+  const same = (x: unknown, y: unknown) => x === y || stableJson(x) === stableJson(y);
+  return (
+    a.podUid === b.podUid &&
+    a.podName === b.podName &&
+    a.namespace === b.namespace &&
+    a.lowerDir === b.lowerDir &&
+    (a.restartCount ?? 0) === (b.restartCount ?? 0) &&
+    same(a.container, b.container) &&
+    same(a.image, b.image) &&
+    same(a.podSpec, b.podSpec) &&
+    same(a.extraEnv, b.extraEnv)
+  );
+}
+
 function isSandbox(pid: number): boolean {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');

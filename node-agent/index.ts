@@ -33,7 +33,7 @@ export { containerMachine, restartDelay } from './container-machine.js';
 export type { ContainerContext, ContainerInput, ContainerState, ExitInfo, PreparedImage, RestartPolicy } from './container-machine.js';
 export { podMachine, podStatus, podEvents, podSpecSchema, podInitialSnapshot } from './pod-machine.js';
 export type { PodStatus, PodPhase, ContainerStatus, PodRunSpec, NodeTuning } from './pod-machine.js';
-export { podKind, boundContainerMachine, DEFAULT_TUNING } from './pod-runtime.js';
+export { podKind, boundContainerMachine, DEFAULT_TUNING, startPodAhead } from './pod-runtime.js';
 export { buildSpec, mergeCommand, mergeEnv, limitsFor, DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, DEFAULT_PIDS_LIMIT } from './oci-spec.js';
 export type { SpecInput } from './oci-spec.js';
 export { HollowFleet } from './hollow-node.js';

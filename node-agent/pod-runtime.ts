@@ -6,14 +6,52 @@ import { portMappingsOf } from './cni.js';
 import { assign, fromCallback, fromPromise } from 'xstate';
 import { netProbe, runProbes, type ProbeExecutor } from './probes.js';
 import { defineKind, Persist } from '../actors/index.js';
-import type { ContainerRuntime } from './container-runtime.js';
+import type { ContainerRuntime, RunRequest } from './container-runtime.js';
 import { containerMachine, type ContainerContext, type ContainerEvent, type ExitInfo, type InspectResult, type PreparedImage } from './container-machine.js';
 import type { ImageStore } from './image-store.js';
 import type { ClusterImages } from './cluster-images.js';
 import { ImageNotFoundError } from './errors.js';
-import { podEvents, podInitialSnapshot, podMachine, podStatus, type NodeTuning } from './pod-machine.js';
+import { podEvents, podInitialSnapshot, podMachine, podStatus, type NodeTuning, type PodRunSpec } from './pod-machine.js';
 
 export const DEFAULT_TUNING: NodeTuning = { backoffBaseMs: 10_000, backoffCapMs: 300_000, backoffResetMs: 600_000 };
+
+/** The pod's sandbox (see ContainerRuntime.ensureSandbox), with the host ports its containers publish. */
+function sandboxOf(runtime: ContainerRuntime, c: Pick<ContainerContext, 'podUid' | 'podName' | 'namespace' | 'podSpec'>, opts: { now?: boolean } = {}) {
+  return runtime.ensureSandbox(c.podUid, c.podName, c.namespace, portMappingsOf(((c.podSpec as { containers?: Parameters<typeof portMappingsOf>[0] } | undefined)?.containers) ?? []), opts);
+}
+
+/** What a container's start asks of the runtime: its actor's (runContainer) and one made ahead (startPodAhead) alike. */
+function runRequest(runtime: ContainerRuntime, c: Pick<ContainerContext, 'podUid' | 'podName' | 'namespace' | 'container' | 'podSpec' | 'restartCount'>, image: PreparedImage, sandbox: Promise<{ pid: number }>): RunRequest {
+  return {
+    sandbox,
+    sandboxPid: runtime.sandboxPid(c.podUid),
+    podUid: c.podUid,
+    podName: c.podName,
+    namespace: c.namespace,
+    container: c.container,
+    image: image.config,
+    lowerDir: image.lowerDir,
+    podSpec: c.podSpec,
+    restartCount: c.restartCount,
+  };
+}
+
+/**
+ * Starts the containers of a pod told of ahead before its actor exists (see PodSync.intent and
+ * ContainerRuntime.startAhead): its sandbox is taken now, and each container whose image is on the
+ * node is prepared up to crun, held until the pod's starts are released. The pod's actor, once
+ * asked to run the pod with this very spec, takes these starts over; a container whose image is
+ * not here is left to it (it pulls).
+ */
+export function startPodAhead(runtime: ContainerRuntime, images: ImageStore, pod: { uid: string; name: string; namespace: string }, spec: PodRunSpec): void {
+  const c = { podUid: pod.uid, podName: pod.name, namespace: pod.namespace, podSpec: spec, restartCount: 0 };
+  const sandbox = sandboxOf(runtime, c, { now: true });
+  sandbox.catch(() => undefined);
+  for (const container of spec.containers) {
+    const at = images.rootfsAtHand(container.image);
+    if (at) runtime.startAhead(runRequest(runtime, { ...c, container }, { config: at.image.config.config, lowerDir: at.path }, sandbox));
+  }
+}
 
 /** The container machine with crun's effects. Stops wait for a start in flight (a kill is never lost). */
 export function boundContainerMachine(runtime: ContainerRuntime, images: ImageStore, cluster?: ClusterImages) {
@@ -29,8 +67,6 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
     return p;
   };
   const key = (c: ContainerContext) => `${c.podUid}/${c.container.name}`;
-  const sandboxOf = (c: ContainerContext) =>
-    runtime.ensureSandbox(c.podUid, c.podName, c.namespace, portMappingsOf(((c.podSpec as { containers?: Parameters<typeof portMappingsOf>[0] } | undefined)?.containers) ?? []));
   return containerMachine.provide({
     guards: {
       imageAtHand: ({ context }) => images.rootfsAtHand(context.container.image) !== undefined,
@@ -49,7 +85,7 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
       ensureImage: fromPromise<PreparedImage, { image: string; ctx?: ContainerContext }>(async ({ input }) => {
         // the pod's sandbox comes up meanwhile (the kubelet too makes it before it pulls): the
         // container's start waits for it, its failure is that start's
-        if (input.ctx) sandboxOf(input.ctx).catch(() => undefined);
+        if (input.ctx) sandboxOf(runtime, input.ctx).catch(() => undefined);
         try {
           const { path, image } = await images.rootfs(input.image);
           return { config: image.config.config, lowerDir: path };
@@ -63,20 +99,8 @@ export function boundContainerMachine(runtime: ContainerRuntime, images: ImageSt
       }),
       runContainer: fromPromise<{ startedAt: string; pid: number }, { ctx: ContainerContext }>(async ({ input }) => {
         const c = input.ctx;
-        const sandbox = sandboxOf(c);
         // the container is prepared while the sandbox comes up; its config waits for the sandbox
-        const run = runtime.run({
-          sandbox,
-          sandboxPid: runtime.sandboxPid(c.podUid),
-          podUid: c.podUid,
-          podName: c.podName,
-          namespace: c.namespace,
-          container: c.container,
-          image: c.image!.config,
-          lowerDir: c.image!.lowerDir,
-          podSpec: c.podSpec,
-          restartCount: c.restartCount,
-        });
+        const run = runtime.run(runRequest(runtime, c, c.image!, sandboxOf(runtime, c)));
         starting.set(key(c), run.catch(() => undefined));
         const started = await run;
         return { startedAt: started.startedAt.toISOString(), pid: started.pid };

@@ -10,7 +10,8 @@
  * pending one replacing older ones.
  */
 import { Informer, KvStore, Resources, storedObject, type Bus, type StoredActor } from '../actors/index.js';
-import { MessageType, kindInfo, podIntentPod, serviceEnv, stableJson, unpackValue, validate, type EventBody, type KObject } from '../protocol/index.js';
+import type { Subscription } from '@nats-io/transport-node';
+import { MessageType, POD_INTENT_TYPE, POD_STORED_TYPE, kindInfo, podIntentBody, podIntentPod, podStoredBody, serviceEnv, stableJson, unpackValue, validate, type EventBody, type KObject } from '../protocol/index.js';
 import { backoff, sleep, systemClock, type Logger } from '../supervisor/index.js';
 import type { PodRunSpec, PodStatus } from './pod-machine.js';
 import { RuntimeError } from './errors.js';
@@ -53,11 +54,11 @@ interface Local {
   /** The last status queued for the store (stable JSON), once one was. */
   queued?: string;
   /**
-   * Told of ahead (intent) and not seen in the store yet: prepared, not run. The timer that gives
-   * it up, and its last status (none goes to the store before the pod is there); once given up
-   * (`abandoned`), none goes at all.
+   * Told of ahead (intent) and not seen in the store yet: its containers started ahead and held,
+   * its actor not asked yet. The timer that gives it up and the spec its actor gets once the
+   * store has the pod; once given up (`abandoned`), what was started goes.
    */
-  tentative?: { timer?: NodeJS.Timeout; status?: PodStatus; abandoned?: boolean };
+  tentative?: { timer?: NodeJS.Timeout; spec?: PodRunSpec; abandoned?: boolean };
 }
 
 /**
@@ -125,6 +126,13 @@ export class PodSync {
        * are ignored.
        */
       holdStarts?: (uid: string) => void;
+      /**
+       * Starts a pod told of ahead before its actor is asked (startPodAhead: held, everything but
+       * crun); its actor takes those starts over once asked to run it with `spec`. dropAhead
+       * undoes them (the pod given up, its starts refused).
+       */
+      startAhead?: (pod: { uid: string; name: string; namespace: string }, spec: PodRunSpec) => void;
+      dropAhead?: (uid: string) => Promise<void>;
       releaseStarts?: (uid: string) => void;
       refuseStarts?: (uid: string, err: Error) => void;
       forgetStarts?: (uid: string) => void;
@@ -286,11 +294,13 @@ export class PodSync {
 
   /**
    * A pod that its resource actor is writing to the store, bound to this node: the control plane
-   * says so as the write goes out, a millisecond or so before the store's watch brings it here.
-   * Its pod actor starts at once and prepares everything a start needs (sandbox, folder, cgroup,
-   * shim, config), but its containers run only once the store has the pod (sync confirms it): a
-   * pod runs here only when the store says so. If the store does not have it within
-   * intentWaitMs (the write failed), what was made for it goes. Ignored when the pod is known
+   * says so as the write goes out, a millisecond or so before the store (or the control plane's
+   * notice: see stored) says it has it. Its containers are started ahead at once (startAhead:
+   * sandbox, folder, cgroup, shim, config), held before crun; once the store has the pod (confirm)
+   * they run and its actor is asked to run the pod, taking those starts over. Its actor's
+   * bookkeeping so comes after crun is under way, not before: a pod runs here only when the store
+   * says so, and nothing of it waits for more than that. If the store does not have it within
+   * intentWaitMs (the write failed), what was started goes. Ignored when the pod is known
    * already (the store's copy came first), when another of that name is here, when the node's pod
    * network is not ready, or past MAX_TENTATIVE such pods: those start from the store, as any.
    */
@@ -307,35 +317,90 @@ export class PodSync {
     const timer = setTimeout(() => this.abandon(key, uid, `the store did not have it within ${this.hooks.intentWaitMs ?? INTENT_WAIT_MS} ms`), this.hooks.intentWaitMs ?? INTENT_WAIT_MS);
     timer.unref();
     this.tentatives++;
-    this.local.set(key, { uid, want: 'run', finalize: false, tentative: { timer } });
-    this.command(ns, name, { type: 'run', uid, spec: this.runSpec(ns, pod) });
+    const spec = this.runSpec(ns, pod);
+    this.local.set(key, { uid, want: 'run', finalize: false, tentative: { timer, spec } });
+    this.hooks.startAhead?.({ uid, name, namespace: ns }, spec);
   }
 
-  /** A tentative pod is in the store: its containers run, and its last status goes out. */
+  /**
+   * Follows what the control plane says on this node's intent subject: the pods on their way here
+   * (see intent) and, once each is in the store, that it is (see stored). A malformed intent is
+   * counted (intents_rejected_total), logged and does nothing; a malformed message of either
+   * kind is refused by the bus with what is wrong. Returns the subscription.
+   */
+  followIntents(): Subscription {
+    const types = this.bus.codec.types;
+    if (!types.has(POD_INTENT_TYPE)) types.register(POD_INTENT_TYPE, podIntentBody);
+    if (!types.has(POD_STORED_TYPE)) types.register(POD_STORED_TYPE, podStoredBody);
+    return this.bus.subscribe<{ stored: Uint8Array } | { namespace: string; name: string; uid: string }>(
+      this.bus.subjects.nodeIntent(this.nodeName),
+      (env) => {
+        if (env.t === POD_STORED_TYPE) {
+          const b = env.body as { namespace: string; name: string; uid: string };
+          return this.stored(b.namespace, b.name, b.uid);
+        }
+        let pod: KObject;
+        try {
+          pod = intentPod((env.body as { stored: Uint8Array }).stored);
+        } catch (err) {
+          this.bus.metrics.inc('intents_rejected_total');
+          this.logger.warn({ err }, 'pod intent refused');
+          return;
+        }
+        this.intent(pod);
+      },
+      { accept: [POD_INTENT_TYPE, POD_STORED_TYPE] },
+    );
+  }
+
+  /**
+   * The control plane's word that a pod told of ahead is in the store (its write acknowledged):
+   * it runs now, as if the store's watch had brought it (which it still does, a little later).
+   * Only for the very pod told of (its uid) and not yet given up.
+   */
+  stored(namespace: string, name: string, uid: string): void {
+    const key = `${namespace}/${name}`;
+    const cur = this.local.get(key);
+    if (this.stopped || !cur?.tentative || cur.tentative.abandoned || cur.uid !== uid) return;
+    this.bus.metrics.inc('pods_confirmed_by_notice_total');
+    this.confirm(key, cur);
+  }
+
+  /**
+   * A tentative pod is in the store: its containers run (told `go` in the release), then its
+   * actor is asked to run it, and takes over the starts.
+   */
   private confirm(key: string, cur: Local): void {
     const t = this.untentative(cur);
     if (!t) return;
     this.hooks.releaseStarts?.(cur.uid);
-    if (t.status) this.queueStatus(key, cur, t.status);
+    const [ns, name] = key.split('/') as [string, string];
+    if (cur.want === 'run') this.command(ns, name, { type: 'run', uid: cur.uid, spec: t.spec });
   }
 
   /**
-   * A tentative pod the store does not have: its starts fail and its actor is deleted; what it
-   * says meanwhile is not written. (Should the store have it after all, it starts anew once this
-   * one is gone, as any pod the store shows.)
+   * A tentative pod the store does not have: its starts fail (its shims told to give up, crun
+   * never run) and what was started ahead goes; no actor was asked, nothing is written. (Should
+   * the store have it after all, it starts anew once this is gone, as any pod the store shows.)
    */
   private abandon(key: string, uid: string, why: string): void {
     const cur = this.local.get(key);
     if (!cur || cur.uid !== uid || !this.untentative(cur)) return;
     cur.tentative = { abandoned: true };
+    cur.want = 'delete';
     this.bus.metrics.inc('pods_given_up_total');
     this.logger.info({ pod: key, uid }, `pod told of ahead given up: ${why}`);
     this.hooks.refuseStarts?.(uid, new RuntimeError(`pod ${key} was not started: ${why}`, { podUid: uid }));
-    if (cur.want === 'run') {
-      cur.want = 'delete';
-      const [ns, name] = key.split('/') as [string, string];
-      this.command(ns, name, { type: 'delete' });
-    }
+    void (this.hooks.dropAhead?.(uid) ?? Promise.resolve())
+      .catch((err: unknown) => this.logger.warn({ err, pod: key, uid }, 'what was started ahead of a pod given up was not all removed'))
+      .finally(() => {
+        this.hooks.forgetStarts?.(uid);
+        if (this.local.get(key) !== cur) return;
+        this.local.delete(key);
+        const [ns, name] = key.split('/') as [string, string];
+        const pod = this.informer?.get(ns, name);
+        if (pod && !this.stopped) this.sync(key, pod);
+      });
   }
 
   private untentative(cur: Local): Local['tentative'] {
@@ -403,11 +468,8 @@ export class PodSync {
   }
 
   private queueStatus(key: string, cur: Local, st: PodStatus): void {
-    if (cur.tentative) {
-      // (the store does not have the pod yet: its status waits; given up: it goes nowhere)
-      cur.tentative.status = st;
-      return;
-    }
+    // (not in the store: nothing of it is written)
+    if (cur.tentative) return;
     const now = new Date().toISOString();
     const ready = st.conditions.find((c) => c.type === 'Ready')?.status === 'True';
     if (ready && !cur.readySince) cur.readySince = now;
@@ -522,7 +584,8 @@ export class PodSync {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const cur of this.local.values()) this.untentative(cur);
+    // (pods told of ahead and not in the store: their held shims give up, crun never runs)
+    for (const cur of this.local.values()) if (this.untentative(cur)) this.hooks.refuseStarts?.(cur.uid, new RuntimeError('the node agent stopped before the store had the pod', { podUid: cur.uid }));
     for (const t of this.held.values()) clearTimeout(t);
     this.held.clear();
     this.heldStatus.clear();

@@ -37,7 +37,7 @@ export { labelName, subdomainName, isDns1123Label, isDns1123Subdomain, isIPv4, D
 export { parseQuantity, milliCpu, bytes, quantity } from './quantity.js';
 export { container, securityContext, probe, portRef } from './container.js';
 export type { Container, SecurityContext, Probe } from './container.js';
-export { heartbeatBody, HEARTBEAT_TYPE, podIntentBody, podIntentPod, POD_INTENT_TYPE, proxySyncedBody, PROXY_SYNCED_TYPE } from './node.js';
+export { heartbeatBody, HEARTBEAT_TYPE, podIntentBody, podIntentPod, POD_INTENT_TYPE, podStoredBody, POD_STORED_TYPE, proxySyncedBody, PROXY_SYNCED_TYPE } from './node.js';
 export {
   KINDS,
   CLUSTER_SCOPE,

@@ -33,6 +33,21 @@ export const podIntentBody = s.object({
   stored: s.bytes({ max: 8 * 1024 * 1024 }),
 });
 
+export const POD_STORED_TYPE = 'pod-stored';
+
+/**
+ * A pod told of ahead (POD_INTENT_TYPE) is in the store: its write was acknowledged, at
+ * `revision`. Published on the same subject, after the intent, by the writer that has the
+ * acknowledgement: the node lets the pod run at once instead of waiting for the store's watch to
+ * bring it (a millisecond or so later on a busy node). The watch's copy still comes, and rules.
+ */
+export const podStoredBody = s.object({
+  namespace: s.string({ min: 1, max: 63 }),
+  name: s.string({ min: 1, max: 253 }),
+  uid: s.string({ min: 1, max: 64 }),
+  revision: s.int({ min: 1 }),
+});
+
 /**
  * The pod of an intent: what the node needs to know it by. The object is the one its writer
  * checked (normalize), the rest passes; its containers are checked as any pod's when its pod

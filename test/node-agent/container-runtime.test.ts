@@ -279,6 +279,53 @@ t.test('a held pod given up: its start fails with the reason, crun never runs, t
   await rt.stop(podUid, c.name, 100);
 });
 
+t.test('a container started ahead: prepared and held; a release tells it go before it returns; its actor’s run() takes that very start over', async (t) => {
+  const { rt, podUid, c, id, req, holder, prepared } = await heldPod(t, 'ahead-node', 'pod-a');
+  rt.startAhead(req);
+  const shim = await prepared();
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(await rt.crun.list(), [], 'crun has not run while the pod is held');
+  rt.releaseStarts(podUid);
+  t.ok(existsSync(`${rt.dir(id)}/go`), 'go is there as the release returns');
+  // the actor asks with a request of its own making (equal, not the same object)
+  const started = await rt.run({ ...req, container: { ...c }, podSpec: undefined });
+  t.ok(started.pid > 0, 'it runs');
+  t.equal(Number(readFileSync(`${rt.dir(id)}/shim.pid`, 'utf8').trim()), shim, 'under the shim started ahead: not started a second time');
+  t.same((await rt.crun.list()).map((x) => x.id), [id], 'one container');
+  const nsOf = (pid: number, ns: string) => readlinkSync(`/proc/${pid}/ns/${ns}`);
+  t.equal(nsOf(started.pid, 'net'), nsOf(holder.pid!, 'net'), 'in the sandbox’s network namespace');
+  await rt.stop(podUid, c.name, 100);
+});
+
+t.test('a container started ahead and asked for with another spec: the one ahead goes, the one asked for runs', async (t) => {
+  const { rt, podUid, c, id, req, prepared } = await heldPod(t, 'ahead-other-node', 'pod-o');
+  rt.startAhead(req);
+  const first = await prepared();
+  const other = { ...c, command: ['/bin/sleep', '61'] } as Container;
+  const running = rt.run({ ...req, container: other });
+  rt.releaseStarts(podUid);
+  const started = await running;
+  t.ok(started.pid > 0, 'the one asked for runs');
+  t.same(JSON.parse(readFileSync(`${rt.dir(id)}/config.json`, 'utf8')).process.args, ['/bin/sleep', '61'], 'with its own spec');
+  t.not(Number(readFileSync(`${rt.dir(id)}/shim.pid`, 'utf8').trim()), first, 'under a shim of its own');
+  t.notOk(existsSync(`/proc/${first}`) && !readFileSync(`/proc/${first}/stat`, 'utf8').includes(') Z'), 'the one ahead is gone');
+  t.same((await rt.crun.list()).map((x) => x.id), [id], 'one container');
+  await rt.stop(podUid, other.name, 100);
+});
+
+t.test('a container started ahead for a pod given up: refused, then dropped: crun never ran, nothing of it is left', async (t) => {
+  const { rt, podUid, id, req, prepared } = await heldPod(t, 'ahead-drop-node', 'pod-d');
+  rt.startAhead(req);
+  const shim = await prepared();
+  rt.refuseStarts(podUid, new Error('the store never had the pod'));
+  await rt.dropAhead(podUid);
+  t.same(await rt.crun.list(), [], 'crun never ran');
+  t.notOk(existsSync(rt.dir(id)), 'its folder is gone');
+  t.notOk(rt.cgroupOf(podUid, 'main').exists(), 'its cgroup is gone');
+  await waitFor(() => !existsSync(`/proc/${shim}`) || readFileSync(`/proc/${shim}/stat`, 'utf8').includes(') Z') || undefined, 'its shim to end');
+  rt.forgetStarts(podUid);
+});
+
 t.test('starts go through a gate: with one place, a container’s shim starts only once the one before runs', async (t) => {
   const img = await busyboxImage(t);
   const rt = testRuntime(t, img.dir, 'gate-node', { startConcurrency: 1 });

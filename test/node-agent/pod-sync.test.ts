@@ -6,7 +6,7 @@ import t from 'tap';
 import { pino } from 'pino';
 import { ControlPlane, Informer, KvStore, Resources, type Bus } from '../../actors/index.js';
 import { PodSync, intentPod } from '../../node-agent/index.js';
-import { heartbeatBody, kindInfo, MessageType, packValue, podIntentBody, POD_INTENT_TYPE, type KObject } from '../../protocol/index.js';
+import { heartbeatBody, kindInfo, MessageType, packValue, POD_INTENT_TYPE, POD_STORED_TYPE, type KObject } from '../../protocol/index.js';
 import { waitFor, withBus, withNats, type Teardown } from '../helpers/nats.js';
 
 const POD = kindInfo('Pod')!;
@@ -184,6 +184,8 @@ async function recordingSync(t: Teardown, bus: Bus, node: string, opts: { intent
       return { ok: true };
     },
     holdStarts: (uid) => calls.push(`hold ${uid}`),
+    startAhead: (pod, spec) => calls.push(`ahead ${pod.namespace}/${pod.name} ${pod.uid} ${spec.containers.map((c) => c.image).join(',')}`),
+    dropAhead: async (uid) => void calls.push(`drop ${uid}`),
     releaseStarts: (uid) => calls.push(`release ${uid}`),
     refuseStarts: (uid, err) => calls.push(`refuse ${uid}: ${err.message}`),
     forgetStarts: (uid) => calls.push(`forget ${uid}`),
@@ -194,20 +196,17 @@ async function recordingSync(t: Teardown, bus: Bus, node: string, opts: { intent
   return { sync, calls };
 }
 
-t.test('intents: a pod made bound to a node is told to that node as its write goes out; the node prepares it held, and lets it run once the store has it', async (t) => {
+t.test('intents: a pod made bound to a node is told to that node as its write goes out, and again once the store has it; the node prepares it held, and lets it run then', async (t) => {
   const { bus, res } = await withControlPlane(t);
   heartbeats(t, bus, 'intent-node');
   const { sync, calls } = await recordingSync(t, bus, 'intent-node');
   await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'intent-node')) as KObject) === 'True', 'the node Ready', 10_000);
-  // the node's intents, on the pod sync's own connection (as the agent subscribes)
-  if (!bus.codec.types.has(POD_INTENT_TYPE)) bus.codec.types.register(POD_INTENT_TYPE, podIntentBody);
-  const told: KObject[] = [];
-  const sub = bus.subscribe<{ stored: Uint8Array }>(bus.subjects.nodeIntent('intent-node'), (env) => {
-    const pod = intentPod(env.body.stored);
-    told.push(pod);
-    sync.intent(pod);
-  }, { accept: [POD_INTENT_TYPE] });
+  // the node follows its intent subject as the agent does; the test sees what goes by there
+  const sub = sync.followIntents();
   t.teardown(() => sub.unsubscribe());
+  const told: { t: string; body: Record<string, unknown> }[] = [];
+  const seen = bus.subscribe<Record<string, unknown>>(bus.subjects.nodeIntent('intent-node'), (env) => void told.push({ t: env.t, body: env.body }));
+  t.teardown(() => seen.unsubscribe());
   const elsewhere: string[] = [];
   const other = bus.subscribe(bus.subjects.nodeIntent('other-node'), (env) => void elsewhere.push(String(env.t)));
   t.teardown(() => other.unsubscribe());
@@ -217,20 +216,70 @@ t.test('intents: a pod made bound to a node is told to that node as its write go
   const stored = (await res.get(POD, 'default', 'ahead'))!;
   const uid = stored.metadata.uid as string;
   await waitFor(() => calls.includes(`release ${uid}`) || undefined, 'the held start released');
-  t.equal(told.length, 1, 'one intent');
-  t.match(told[0], { kind: 'Pod', metadata: { name: 'ahead', namespace: 'default', uid, labels: { app: 'a' } }, spec: { nodeName: 'intent-node', containers: [{ name: 'c', image: 'busybox:test' }] } }, 'the pod as the store has it');
-  t.same(calls.slice(0, 3), [`hold ${uid}`, `run ahead ${uid}`, `release ${uid}`], 'held, run (prepared), then released once the store had it: run once only');
-  t.equal(calls.filter((c) => c.startsWith('run ')).length, 1);
+  await waitFor(() => told.length === 2 || undefined, 'the intent and the stored notice');
+  t.same(told.map((m) => m.t), [POD_INTENT_TYPE, POD_STORED_TYPE], 'the intent first, then the notice');
+  t.match(intentPod(told[0]!.body.stored as Uint8Array), { kind: 'Pod', metadata: { name: 'ahead', namespace: 'default', uid, labels: { app: 'a' } }, spec: { nodeName: 'intent-node', containers: [{ name: 'c', image: 'busybox:test' }] } }, 'the pod as the store has it');
+  t.same(told[1]!.body, { namespace: 'default', name: 'ahead', uid, revision: Number(stored.metadata.resourceVersion) }, 'the notice names the pod and the revision the store gave its creation');
+  t.same(calls.slice(0, 4), [`hold ${uid}`, `ahead default/ahead ${uid} busybox:test`, `release ${uid}`, `run ahead ${uid}`], 'held and started ahead, then released once the store had it, and only then its actor asked to run it: once');
+  // (the store's watch brings it too, and changes nothing: the notice or the watch released it, once)
+  const informer = (sync as unknown as { informer: Informer }).informer;
+  await waitFor(() => informer.get('default', 'ahead') || undefined, "the store's copy seen");
+  await bus.flush();
+  t.equal(calls.filter((c) => c.startsWith('run ') || c.startsWith('release ')).length, 2);
   t.equal(bus.metrics.get('pods_prepared_ahead_total'), 1, 'counted');
 
-  // a pod made without a node, and one bound elsewhere: no intent here
+  // a pod bound elsewhere: nothing told here
   await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'there', namespace: 'default' }, spec: { nodeName: 'other-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
-  await waitFor(() => elsewhere.length === 1 || undefined, 'the other node told');
-  t.equal(told.length, 1, 'nothing more told here');
+  await waitFor(() => elsewhere.length === 2 || undefined, 'the other node told (intent and notice)');
+  t.same(elsewhere, [POD_INTENT_TYPE, POD_STORED_TYPE]);
+  t.equal(told.length, 2, 'nothing more told here');
   t.notOk(calls.some((c) => c.includes('there')), 'nor started here');
+  // an update of the pod (its status) is no creation: no notice
+  await res.send(POD, 'default', 'ahead', { type: 'status', uid, status: { phase: 'Running' } });
+  await bus.flush();
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(told.length, 2, 'no notice for an update');
 });
 
-t.test('intents: a pod told of ahead that the store never has is given up (its starts refused, its actor deleted), and nothing of it is written', async (t) => {
+t.test("intents: the control plane's notice that a pod is stored lets it run before the store's watch brings it, for that very pod only", async (t) => {
+  const { bus, res } = await withControlPlane(t);
+  heartbeats(t, bus, 'notice-node');
+  const { sync, calls } = await recordingSync(t, bus, 'notice-node');
+  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'notice-node')) as KObject) === 'True', 'the node Ready', 10_000);
+  const sub = sync.followIntents();
+  t.teardown(() => sub.unsubscribe());
+  await bus.flush();
+  // told on the subject as a control plane would; the store never has this pod, so only the
+  // notice can let it run
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'early', namespace: 'default', uid: 'early-uid' }, spec: { nodeName: 'notice-node', containers: [{ name: 'c', image: 'busybox:test' }] }, status: { phase: 'Pending' } };
+  const subject = bus.subjects.nodeIntent('notice-node');
+  bus.publish(subject, POD_INTENT_TYPE, { stored: packValue({ owner: 'x', seq: 1, snapshot: { context: { object: pod } } }) });
+  await waitFor(() => calls.length === 2 || undefined, 'held and started');
+  t.same(calls, ['hold early-uid', 'ahead default/early early-uid busybox:test']);
+  // a notice for another pod of that name, for another name, and a malformed one: nothing
+  bus.publish(subject, POD_STORED_TYPE, { namespace: 'default', name: 'early', uid: 'other-uid', revision: 7 });
+  bus.publish(subject, POD_STORED_TYPE, { namespace: 'default', name: 'late', uid: 'early-uid', revision: 7 });
+  const rejected = bus.metrics.get('bus_rejected_total', { code: 'TRP_ERR_VALIDATION' }) ?? 0;
+  const bad = bus.request(subject, POD_STORED_TYPE, { namespace: 'default', name: 'early', revision: 7 }, { timeout: 2000 });
+  await t.rejects(bad, { name: 'ValidationError', message: /uid/ }, 'a notice without its uid is refused with the field');
+  await bus.flush();
+  await new Promise((r) => setTimeout(r, 100));
+  t.same(calls, ['hold early-uid', 'ahead default/early early-uid busybox:test'], 'still held');
+  t.ok((bus.metrics.get('bus_rejected_total', { code: 'TRP_ERR_VALIDATION' }) ?? 0) > rejected, 'the malformed one counted as refused');
+  // the very pod's notice: released at once
+  bus.publish(subject, POD_STORED_TYPE, { namespace: 'default', name: 'early', uid: 'early-uid', revision: 7 });
+  await waitFor(() => calls.includes('release early-uid') || undefined, 'released by the notice');
+  t.same(calls, ['hold early-uid', 'ahead default/early early-uid busybox:test', 'release early-uid', 'run early early-uid'], 'released once, and its actor asked');
+  t.equal(bus.metrics.get('pods_confirmed_by_notice_total'), 1, 'counted');
+  // a second notice changes nothing
+  bus.publish(subject, POD_STORED_TYPE, { namespace: 'default', name: 'early', uid: 'early-uid', revision: 7 });
+  await bus.flush();
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(calls.length, 4);
+  void res;
+});
+
+t.test('intents: a pod told of ahead that the store never has is given up (its starts refused, what was started ahead removed, no actor asked), and nothing of it is written', async (t) => {
   const { bus, res } = await withControlPlane(t);
   heartbeats(t, bus, 'lost-node');
   const { sync, calls } = await recordingSync(t, bus, 'lost-node', { intentWaitMs: 300 });
@@ -238,8 +287,8 @@ t.test('intents: a pod told of ahead that the store never has is given up (its s
   // what a resource actor would be writing (a write that then failed)
   const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'ghost', namespace: 'default', uid: 'ghost-uid' }, spec: { nodeName: 'lost-node', containers: [{ name: 'c', image: 'busybox:test' }] }, status: { phase: 'Pending' } };
   sync.intent(intentPod(packValue({ owner: 'x', seq: 1, snapshot: { context: { object: pod } } })));
-  t.same(calls, ['hold ghost-uid', 'run ghost ghost-uid'], 'held and started at once');
-  // what its pod actor says meanwhile is not written (the store does not have the pod)
+  t.same(calls, ['hold ghost-uid', 'ahead default/ghost ghost-uid busybox:test'], 'held and started ahead at once; no actor asked');
+  // whatever a pod actor of that name said meanwhile would not be written (the store does not have the pod)
   const sends: string[] = [];
   const r = (sync as unknown as { res: Resources }).res;
   const send = r.send.bind(r);
@@ -252,15 +301,17 @@ t.test('intents: a pod told of ahead that the store never has is given up (its s
     kind: 'pod', namespace: 'default', name: 'ghost', seq: 1, cause: 'x', value: 'starting', status: 'active',
     data: { uid: 'ghost-uid', phase: 'Failed', conditions: [], containerStatuses: [{ name: 'c', image: 'busybox:test', state: { terminated: { exitCode: 1, reason: 'Error' } }, restartCount: 0, started: false, ready: false }] },
   });
-  await waitFor(() => calls.some((c) => c.startsWith('refuse ')) || undefined, 'given up', 5000);
+  await waitFor(() => calls.includes('forget ghost-uid') || undefined, 'given up', 5000);
+  t.equal(calls.length, 5);
   t.match(calls[2], /^refuse ghost-uid: pod default\/ghost was not started: the store did not have it within 300 ms/);
-  await waitFor(() => calls.includes('delete ghost'), 'its actor deleted');
-  // its actor ends: the hold is forgotten
-  bus.publish(subject, MessageType.Event, { kind: 'pod', namespace: 'default', name: 'ghost', seq: 2, cause: 'delete', value: 'done', status: 'done', data: { uid: 'ghost-uid', phase: 'Deleted', conditions: [], containerStatuses: [] } });
-  await waitFor(() => calls.includes('forget ghost-uid'), 'its hold forgotten');
+  t.same(calls.slice(3), ['drop ghost-uid', 'forget ghost-uid'], 'its starts refused, then what was started ahead removed, then its hold forgotten');
   t.same(sends, [], 'no status was sent for it');
   t.equal(bus.metrics.get('pods_given_up_total'), 1, 'counted');
   t.equal(await res.get(POD, 'default', 'ghost'), undefined, 'the store has no such pod');
+  // a pod of that name that the store does have later starts as any, from the store
+  await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'ghost', namespace: 'default' }, spec: { nodeName: 'lost-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
+  const uid = (await res.get(POD, 'default', 'ghost'))!.metadata.uid as string;
+  await waitFor(() => calls.includes(`run ghost ${uid}`) || undefined, 'the stored pod run');
   // an intent that is not a pod's entry is refused with what is wrong
   t.throws(() => intentPod(packValue({ owner: 'x', seq: 1, snapshot: { context: { object: { ...pod, spec: { containers: [] } } } } })), { name: 'ValidationError', message: /pod intent: .*spec\.nodeName/ });
   t.throws(() => intentPod(packValue(42)), { name: 'ValidationError', message: /pod intent/ });
