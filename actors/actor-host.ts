@@ -185,7 +185,7 @@ export class ActorHost {
   private readonly followers = new Set<(e: EventBody) => void>();
   /** In-process followers of every snapshot write that landed (see onStored). */
   private readonly storedFollowers = new Set<(w: StoredWrite) => void>();
-  private readonly creatingFollowers = new Set<(w: StoredWrite) => void>();
+  private readonly creatingFollowers = new Set<(w: StoredWrite) => boolean | void>();
 
   private constructor(
     readonly bus: Bus,
@@ -310,9 +310,11 @@ export class ActorHost {
    * Follows the creations of actors' entries in the store as they go out, before the store has
    * them (`revision` 0): what is told here may yet fail to be written (onStored says when it was).
    * For those who can start on what is coming, and check it against the store later (a node
-   * preparing a pod bound to it: see PodSync.intent). Returns the way to stop.
+   * preparing a pod bound to it: see PodSync.intent). A follower that returns true has published
+   * what someone acts on at once: it goes out with the write, at once when such creations of
+   * that kind are not a stream (see Bus.flushIfQuiet). Returns the way to stop.
    */
-  onCreating(follower: (w: StoredWrite) => void): () => void {
+  onCreating(follower: (w: StoredWrite) => boolean | void): () => void {
     this.creatingFollowers.add(follower);
     return () => this.creatingFollowers.delete(follower);
   }
@@ -555,15 +557,18 @@ export class ActorHost {
     }
   }
 
-  private tellCreating(cell: Cell, stored: StoredActor, bytes: Uint8Array): void {
+  /** Tells the creation followers; true when one published what is acted on at once. */
+  private tellCreating(cell: Cell, stored: StoredActor, bytes: Uint8Array): boolean {
     const w: StoredWrite = { kind: cell.kind.kind, namespace: cell.namespace, name: cell.name, key: cell.storeKey, revision: 0, stored, bytes };
+    let urgent = false;
     for (const f of this.creatingFollowers) {
       try {
-        f(w);
+        if (f(w) === true) urgent = true;
       } catch (err) {
         this.logger.error({ err, actor: cell.storeKey }, 'a creation follower failed');
       }
     }
+    return urgent;
   }
 
   /** Publishes a transition's event and tells the followers in this process. */
@@ -674,11 +679,13 @@ export class ActorHost {
           try {
             const bytes = packValue(stored);
             const creating = cell.revision === 0;
-            if (creating && this.creatingFollowers.size) this.tellCreating(cell, stored, bytes);
+            const told = creating && this.creatingFollowers.size > 0 && this.tellCreating(cell, stored, bytes);
             const written = this.persist(cell, bytes);
-            // (queued by now) a write that a caller on the bus waits for, a node's status above all:
-            // on its way at once when that kind's such writes are not a stream (see Bus.flushIfQuiet)
-            if (waiters.some((w) => !(w.msg instanceof LocalCall))) this.bus.flushIfQuiet(`awaited-write:${cell.kind.kind}`);
+            // (queued by now) a write that a caller on the bus waits for, a node's status above all,
+            // or a creation told ahead (what was told, then the write, in one): on its way at once
+            // when that kind's such writes are not a stream (see Bus.flushIfQuiet)
+            if (told) this.bus.flushIfQuiet(`told-create:${cell.kind.kind}`);
+            else if (waiters.some((w) => !(w.msg instanceof LocalCall))) this.bus.flushIfQuiet(`awaited-write:${cell.kind.kind}`);
             await written;
             if (this.storedFollowers.size) this.tellStored(cell, stored, cell.revision, creating);
           } catch (err) {

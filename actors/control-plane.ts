@@ -178,10 +178,10 @@ export class ControlPlane {
       const node = objectInSnapshot(w.stored)?.spec?.nodeName as string | undefined;
       if (!node) return;
       try {
-        // (the bytes being written, as they are: the pod is not packed again)
+        // (the bytes being written, as they are: the pod is not packed again; a pod made alone
+        // has its intent and its write go out at once, together)
         bus.publish(bus.subjects.nodeIntent(node), POD_INTENT_TYPE, { stored: w.bytes });
-        // (a pod made alone: its node hears of it at once, before its write is even queued)
-        bus.flushIfQuiet('pod-intent');
+        return true;
       } catch (err) {
         this.logger.warn({ err, pod: `${w.namespace}/${w.name}` }, 'pod intent not published');
       }

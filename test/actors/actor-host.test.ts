@@ -1,7 +1,7 @@
 import t from 'tap';
-import { ActorClient, ActorDoneError, ActorFailedError, ActorHost, KvStore, ensureEventStream, packValue, type ActorHostOptions, type EventBody, type StoredActor } from '../../index.js';
+import { ActorClient, ActorDoneError, ActorFailedError, ActorHost, KvStore, MessageType, ensureEventStream, packValue, type ActorHostOptions, type EventBody, type StoredActor } from '../../index.js';
 import { counter } from '../fixtures/counter.js';
-import { withBus, withNats, waitFor, type Teardown } from '../helpers/nats.js';
+import { onSocketWrite, withBus, withNats, waitFor, type Teardown } from '../helpers/nats.js';
 
 const storedN = (s: StoredActor | undefined) => (s?.snapshot as unknown as { context: { n: number } }).context.n;
 
@@ -388,6 +388,46 @@ t.test('fence: while it names a reason no write goes out (retried, then a typed 
   await waitFor(() => told.some((l) => l.startsWith('ending default/e1 deleted')), 'the deletion told');
   const [made, gone] = told.filter((l) => l.startsWith('ending')).map((l) => Number(l.split(' rv')[1]));
   t.ok(gone! > made!, 'the deletion has its own, later revision');
+});
+
+t.test('onCreating: a creation is told as its write goes out, with its bytes; what a follower publishes for it goes out with the write, at once when creations are not a stream; onStored then says it was created', async (t) => {
+  const { host, hostBus } = await cluster(t);
+  const creating: string[] = [];
+  const stored: string[] = [];
+  let urgent = true;
+  const writes: string[] = [];
+  onSocketWrite(hostBus, (b) => writes.push(Buffer.from(b).toString('latin1')));
+  // whether the store write had gone out, with what was told, by the first microtask after it was queued
+  const inTheCall: boolean[] = [];
+  host.onCreating((w) => {
+    creating.push(`${w.namespace}/${w.name} rv${w.revision} n=${storedN(w.stored!)} bytes=${w.bytes!.length}`);
+    hostBus.publish(`told.${w.name}`, MessageType.Reply, { name: w.name });
+    queueMicrotask(() => inTheCall.push(writes.some((b) => b.includes(`told.${w.name}`) && b.includes('$KV.'))));
+    return urgent;
+  });
+  host.onStored((w) => stored.push(`${w.namespace}/${w.name} created=${w.created}`));
+
+  // a caller in the process: no one on the bus waits for the write, only the follower makes it urgent
+  const made = host.deliver('counter', 'default', 'c1', { type: 'inc', by: 2 } as { type: string });
+  await waitFor(() => creating.length === 1 || undefined, 'the creation told');
+  t.match(creating[0], /^default\/c1 rv0 n=2 bytes=\d+$/, 'before the store has it (revision 0), with its bytes');
+  const first = writes.findIndex((w) => w.includes('told.c1'));
+  t.ok(first >= 0, 'what the follower published went out');
+  t.match(writes[first], /told\.c1[\s\S]*\$KV\./, 'in the same socket write as the store write, after it');
+  t.same(inTheCall, [true], 'written at once, not at the end of the turn');
+  await made;
+  t.same(stored, ['default/c1 created=true'], 'stored: created');
+  await host.deliver('counter', 'default', 'c1', { type: 'inc', by: 1 } as { type: string });
+  t.same(stored, ['default/c1 created=true', 'default/c1 created=false'], 'an update is no creation');
+  t.equal(creating.length, 1, 'nor told as one');
+  // a follower with nothing urgent: the write waits for the end of the turn, as any
+  urgent = false;
+  writes.length = 0;
+  const second = host.deliver('counter', 'default', 'c2', { type: 'inc', by: 1 } as { type: string });
+  await waitFor(() => creating.length === 2 || undefined, 'the second creation told');
+  await second;
+  t.ok(writes.some((w) => w.includes('told.c2') && w.includes('$KV.')), 'still written together');
+  t.same(inTheCall, [true, false], 'at the end of the turn');
 });
 
 t.test('a command that changes nothing is answered from the snapshot; a machine with eventless transitions still gets every command', async (t) => {

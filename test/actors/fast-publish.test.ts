@@ -4,17 +4,7 @@ import { FLUSH_AT, FastPublisher, settleRequestsCheaply } from '../../actors/fas
 import { Bus } from '../../actors/bus.js';
 import { startNatsServer } from '../../actors/nats-server.js';
 import { Codec, MessageType } from '../../protocol/index.js';
-import { tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
-
-/** Calls `seen` with every buffer the bus hands its socket. */
-function onSocketWrite(bus: Bus, seen: (b: Uint8Array) => void): void {
-  const transport = (bus.nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
-  const send = transport.send.bind(transport);
-  transport.send = (b) => {
-    seen(b);
-    send(b);
-  };
-}
+import { onSocketWrite, tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
 
 t.test('frames go straight to the connection and arrive byte for byte, in order', async (t) => {
   const nats = await withNats(t);

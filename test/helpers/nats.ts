@@ -63,3 +63,13 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
     await new Promise((r) => setTimeout(r, every));
   }
 }
+
+/** Calls `seen` with every buffer the bus hands its socket (one call per socket write). */
+export function onSocketWrite(bus: Bus, seen: (b: Uint8Array) => void): void {
+  const transport = (bus.nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
+  const send = transport.send.bind(transport);
+  transport.send = (b) => {
+    seen(b);
+    send(b);
+  };
+}
