@@ -187,6 +187,8 @@ export class ContainerRuntime {
   private readonly holds = new Map<string, StartHold>();
   /** Containers started before their pod actor asked (see startAhead), by container id. */
   private readonly ahead = new Map<string, { req: RunRequest; run: Promise<Started> }>();
+  /** Pods whose sandbox was taken ahead and of which no actor has asked for a container yet. */
+  private readonly aheadPods = new Set<string>();
 
   constructor(readonly opts: RuntimeOptions) {
     // (checked before anything is made on disk)
@@ -252,6 +254,8 @@ export class ContainerRuntime {
   /** Creates and starts one container; resolves once it runs (its pid is known). */
   async run(req: RunRequest): Promise<Started> {
     const id = this.containerId(req.podUid, req.container.name);
+    // (an actor has the pod now: what was made ahead for it is its own)
+    this.aheadPods.delete(req.podUid);
     const ahead = this.ahead.get(id);
     if (ahead) {
       // started before its actor asked (see startAhead): that start is this one
@@ -280,8 +284,10 @@ export class ContainerRuntime {
   }
 
   /**
-   * Undoes the starts made ahead for pod `podUid` that no actor took over (the pod was given up;
-   * its starts refused first: see refuseStarts): their containers, and the pod's sandbox, go.
+   * Undoes the starts made ahead for pod `podUid` that no actor took over (the pod was given up,
+   * its starts refused first: see refuseStarts; or its actor refused to run it): their containers
+   * go, and the pod's sandbox when it was taken ahead and no actor has asked for the pod since.
+   * What an actor took over is left alone.
    */
   async dropAhead(podUid: string): Promise<void> {
     for (const [id, a] of [...this.ahead]) {
@@ -290,7 +296,7 @@ export class ContainerRuntime {
       await a.run.catch(() => undefined);
       await this.remove(podUid, a.req.container.name);
     }
-    await this.removeSandbox(podUid);
+    if (this.aheadPods.delete(podUid)) await this.removeSandbox(podUid);
   }
 
   private async start(req: RunRequest): Promise<Started> {
@@ -718,8 +724,10 @@ export class ContainerRuntime {
    * or crun: `unshare --net --ipc --uts` sets the hostname, brings loopback up and sleeps. Its pid
    * is kept in `sandboxes/<pod uid>.pid`, so a restarted agent finds it again.
    */
-  ensureSandbox(podUid: string, podName: string, _namespace: string, portMappings: PortMapping[] = [], opts: { now?: boolean } = {}): Promise<{ pid: number }> {
+  ensureSandbox(podUid: string, podName: string, _namespace: string, portMappings: PortMapping[] = [], opts: { now?: boolean; ahead?: boolean } = {}): Promise<{ pid: number }> {
     let p = this.sandboxes.get(podUid);
+    // (taken for a pod started ahead: dropAhead removes it unless an actor asks for the pod first)
+    if (opts.ahead && !p) this.aheadPods.add(podUid);
     if (!p) {
       let spawned!: (pid: number) => void;
       let notSpawned!: (err: unknown) => void;

@@ -16,7 +16,7 @@ import { podEvents, podInitialSnapshot, podMachine, podStatus, type NodeTuning, 
 export const DEFAULT_TUNING: NodeTuning = { backoffBaseMs: 10_000, backoffCapMs: 300_000, backoffResetMs: 600_000 };
 
 /** The pod's sandbox (see ContainerRuntime.ensureSandbox), with the host ports its containers publish. */
-function sandboxOf(runtime: ContainerRuntime, c: Pick<ContainerContext, 'podUid' | 'podName' | 'namespace' | 'podSpec'>, opts: { now?: boolean } = {}) {
+function sandboxOf(runtime: ContainerRuntime, c: Pick<ContainerContext, 'podUid' | 'podName' | 'namespace' | 'podSpec'>, opts: { now?: boolean; ahead?: boolean } = {}) {
   return runtime.ensureSandbox(c.podUid, c.podName, c.namespace, portMappingsOf(((c.podSpec as { containers?: Parameters<typeof portMappingsOf>[0] } | undefined)?.containers) ?? []), opts);
 }
 
@@ -45,7 +45,7 @@ function runRequest(runtime: ContainerRuntime, c: Pick<ContainerContext, 'podUid
  */
 export function startPodAhead(runtime: ContainerRuntime, images: ImageStore, pod: { uid: string; name: string; namespace: string }, spec: PodRunSpec): void {
   const c = { podUid: pod.uid, podName: pod.name, namespace: pod.namespace, podSpec: spec, restartCount: 0 };
-  const sandbox = sandboxOf(runtime, c, { now: true });
+  const sandbox = sandboxOf(runtime, c, { now: true, ahead: true });
   sandbox.catch(() => undefined);
   for (const container of spec.containers) {
     const at = images.rootfsAtHand(container.image);

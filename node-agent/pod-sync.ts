@@ -438,6 +438,9 @@ export class PodSync {
       : this.bus.request(this.bus.subjects.scoped(this.scope).cmd('pod', ns, name), MessageType.Command, body, { timeout: 60_000 });
     sent.catch((err) => {
       const code = (err as { code?: string }).code;
+      // a run its actor will not take (refused, or the actor done): what was started ahead for
+      // the pod goes, rather than run with no actor to answer for it
+      if (body.type === 'run' && !PASSING.has(code ?? '') && typeof body.uid === 'string') void this.hooks.dropAhead?.(body.uid).catch(() => undefined);
       if (code === 'TRP_ERR_ACTOR_DONE') return;
       this.logger.warn({ err, pod: `${ns}/${name}`, command: body.type, attempt }, 'pod command failed');
       if (body.type !== 'run' || !PASSING.has(code ?? '')) return;

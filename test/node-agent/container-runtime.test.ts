@@ -326,6 +326,37 @@ t.test('a container started ahead for a pod given up: refused, then dropped: cru
   rt.forgetStarts(podUid);
 });
 
+t.test('dropAhead leaves what an actor took over: a pod whose start it took keeps its container and sandbox; one no actor asked for loses both', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'ahead-own-node');
+  const c = { name: 'main', image: 'busybox:test', command: ['/bin/sleep', '60'] } as Container;
+  const aheadPod = (podUid: string) => {
+    rt.track(podUid, c.name);
+    rt.holdStarts(podUid);
+    const sandbox = rt.ensureSandbox(podUid, `pod-${podUid}`, 'default', [], { now: true, ahead: true });
+    const req = { podUid, podName: `pod-${podUid}`, namespace: 'default', container: c, image: img.image.config.config, lowerDir: img.lowerDir, sandbox, sandboxPid: rt.sandboxPid(podUid) };
+    rt.startAhead(req);
+    return { req, sandbox };
+  };
+  const taken = aheadPod(`own${++seq}`);
+  rt.releaseStarts(taken.req.podUid);
+  const started = await rt.run(taken.req);
+  const { pid: sandboxPid } = await taken.sandbox;
+  await rt.dropAhead(taken.req.podUid);
+  t.ok(existsSync(`/proc/${started.pid}`), 'its container still runs');
+  t.ok(existsSync(`/proc/${sandboxPid}`), 'its sandbox is still there');
+  t.same((await rt.crun.list()).map((x) => x.id), [rt.containerId(taken.req.podUid, c.name)]);
+  // no actor asked: refused, then dropped with its sandbox
+  const left = aheadPod(`own${++seq}`);
+  const { pid: leftSandbox } = await left.sandbox;
+  rt.refuseStarts(left.req.podUid, new Error('no actor took it'));
+  await rt.dropAhead(left.req.podUid);
+  await waitFor(() => !existsSync(`/proc/${leftSandbox}`) || readFileSync(`/proc/${leftSandbox}/stat`, 'utf8').includes(') Z') || undefined, 'its sandbox gone');
+  t.notOk(existsSync(rt.dir(rt.containerId(left.req.podUid, c.name))), 'its container folder gone');
+  rt.forgetStarts(left.req.podUid);
+  await rt.stop(taken.req.podUid, c.name, 100);
+});
+
 t.test('starts go through a gate: with one place, a container’s shim starts only once the one before runs', async (t) => {
   const img = await busyboxImage(t);
   const rt = testRuntime(t, img.dir, 'gate-node', { startConcurrency: 1 });

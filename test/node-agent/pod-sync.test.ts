@@ -176,11 +176,12 @@ t.test('with podCommand, the pod actors are commanded in the process: nothing go
 });
 
 /** A PodSync whose pod actors and start holds are recorded (what a node agent would do with them). */
-async function recordingSync(t: Teardown, bus: Bus, node: string, opts: { intentWaitMs?: number } = {}) {
+async function recordingSync(t: Teardown, bus: Bus, node: string, opts: { intentWaitMs?: number; refuseRun?: string } = {}) {
   const calls: string[] = [];
   const sync = new PodSync(bus, node, `node.${node}`, quiet, {
     podCommand: async (_ns, name, body) => {
       calls.push(`${body.type} ${name} ${body.uid ?? ''}`.trim());
+      if (body.type === 'run' && opts.refuseRun) throw Object.assign(new Error('refused'), { code: opts.refuseRun });
       return { ok: true };
     },
     holdStarts: (uid) => calls.push(`hold ${uid}`),
@@ -277,6 +278,20 @@ t.test("intents: the control plane's notice that a pod is stored lets it run bef
   await new Promise((r) => setTimeout(r, 100));
   t.equal(calls.length, 4);
   void res;
+});
+
+t.test('intents: a pod started ahead whose actor refuses to run it has what was started ahead dropped', async (t) => {
+  const { bus, res } = await withControlPlane(t);
+  heartbeats(t, bus, 'refusing-node');
+  const { sync, calls } = await recordingSync(t, bus, 'refusing-node', { refuseRun: 'TRP_ERR_VALIDATION' });
+  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'refusing-node')) as KObject) === 'True', 'the node Ready', 10_000);
+  const sub = sync.followIntents();
+  t.teardown(() => sub.unsubscribe());
+  await bus.flush();
+  await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'refused', namespace: 'default' }, spec: { nodeName: 'refusing-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
+  const uid = (await res.get(POD, 'default', 'refused'))!.metadata.uid as string;
+  await waitFor(() => calls.includes(`drop ${uid}`) || undefined, 'what was started ahead dropped');
+  t.same(calls.slice(0, 5), [`hold ${uid}`, `ahead default/refused ${uid} busybox:test`, `release ${uid}`, `run refused ${uid}`, `drop ${uid}`], 'started ahead, released, the run refused: dropped');
 });
 
 t.test('intents: a pod told of ahead that the store never has is given up (its starts refused, what was started ahead removed, no actor asked), and nothing of it is written', async (t) => {
