@@ -267,14 +267,15 @@ t.test('flushIfQuiet: a lone urgent message is written at once with what is pend
   t.equal(writes.length, 4, 'after a quiet spell: at once again');
   await waitFor(() => got.length === 7, 'all seven messages');
   t.same(got, ['uq.plain', 'uq.first', 'uq.second', 'uq.third', 'uq.other', 'uq.fourth', 'uq.later'], 'in order');
-  // a request marked urgent: the same, then answered
+  // a request marked urgent: the same, then answered (on a subject of its own: the subscriber of
+  // uq.> above would answer it with a refusal)
   const server = await withBus(t, nats.url);
-  server.serve('uq.echo', (env) => env.body, { accept: [MessageType.Command] });
+  server.serve('urgent-echo', (env) => env.body, { accept: [MessageType.Command] });
   await server.flush();
-  await bus.request('uq.echo', MessageType.Command, { type: 'warm' });
+  await bus.request('urgent-echo', MessageType.Command, { type: 'warm' });
   await new Promise((r) => setTimeout(r, 40));
   const before = writes.length;
-  const urgent = bus.request('uq.echo', MessageType.Command, { type: 'urgent' }, { urgent: 'requests' });
+  const urgent = bus.request('urgent-echo', MessageType.Command, { type: 'urgent' }, { urgent: 'requests' });
   t.equal(writes.length, before + 1, 'an urgent request of a quiet stream: written inside the call');
   t.match((await urgent).body, { type: 'urgent' }, 'answered');
 });

@@ -197,14 +197,22 @@ async function recordingSync(t: Teardown, bus: Bus, node: string, opts: { intent
   return { sync, calls };
 }
 
-t.test('intents: a pod made bound to a node is told to that node as its write goes out, and again once the store has it; the node prepares it held, and lets it run then', async (t) => {
+/** A control plane, a Ready node of that name whose pod sync is recorded, following its intents unless told not to. */
+async function intentNode(t: Teardown, node: string, opts: { intentWaitMs?: number; refuseRun?: string; follow?: boolean } = {}) {
   const { bus, res } = await withControlPlane(t);
-  heartbeats(t, bus, 'intent-node');
-  const { sync, calls } = await recordingSync(t, bus, 'intent-node');
-  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'intent-node')) as KObject) === 'True', 'the node Ready', 10_000);
+  heartbeats(t, bus, node);
+  const { sync, calls } = await recordingSync(t, bus, node, opts);
+  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, node)) as KObject) === 'True', 'the node Ready', 10_000);
+  if (opts.follow !== false) {
+    const sub = sync.followIntents();
+    t.teardown(() => sub.unsubscribe());
+  }
+  return { bus, res, sync, calls };
+}
+
+t.test('intents: a pod made bound to a node is told to that node as its write goes out, and again once the store has it; the node prepares it held, and lets it run then', async (t) => {
   // the node follows its intent subject as the agent does; the test sees what goes by there
-  const sub = sync.followIntents();
-  t.teardown(() => sub.unsubscribe());
+  const { bus, res, sync, calls } = await intentNode(t, 'intent-node');
   const told: { t: string; body: Record<string, unknown> }[] = [];
   const seen = bus.subscribe<Record<string, unknown>>(bus.subjects.nodeIntent('intent-node'), (env) => void told.push({ t: env.t, body: env.body }));
   t.teardown(() => seen.unsubscribe());
@@ -243,12 +251,7 @@ t.test('intents: a pod made bound to a node is told to that node as its write go
 });
 
 t.test("intents: the control plane's notice that a pod is stored lets it run before the store's watch brings it, for that very pod only", async (t) => {
-  const { bus, res } = await withControlPlane(t);
-  heartbeats(t, bus, 'notice-node');
-  const { sync, calls } = await recordingSync(t, bus, 'notice-node');
-  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'notice-node')) as KObject) === 'True', 'the node Ready', 10_000);
-  const sub = sync.followIntents();
-  t.teardown(() => sub.unsubscribe());
+  const { bus, calls } = await intentNode(t, 'notice-node');
   await bus.flush();
   // told on the subject as a control plane would; the store never has this pod, so only the
   // notice can let it run
@@ -277,16 +280,10 @@ t.test("intents: the control plane's notice that a pod is stored lets it run bef
   await bus.flush();
   await new Promise((r) => setTimeout(r, 100));
   t.equal(calls.length, 4);
-  void res;
 });
 
 t.test('intents: a pod started ahead whose actor refuses to run it has what was started ahead dropped', async (t) => {
-  const { bus, res } = await withControlPlane(t);
-  heartbeats(t, bus, 'refusing-node');
-  const { sync, calls } = await recordingSync(t, bus, 'refusing-node', { refuseRun: 'TRP_ERR_VALIDATION' });
-  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'refusing-node')) as KObject) === 'True', 'the node Ready', 10_000);
-  const sub = sync.followIntents();
-  t.teardown(() => sub.unsubscribe());
+  const { bus, res, calls } = await intentNode(t, 'refusing-node', { refuseRun: 'TRP_ERR_VALIDATION' });
   await bus.flush();
   await res.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'refused', namespace: 'default' }, spec: { nodeName: 'refusing-node', containers: [{ name: 'c', image: 'busybox:test' }] } });
   const uid = (await res.get(POD, 'default', 'refused'))!.metadata.uid as string;
@@ -295,10 +292,7 @@ t.test('intents: a pod started ahead whose actor refuses to run it has what was 
 });
 
 t.test('intents: a pod told of ahead that the store never has is given up (its starts refused, what was started ahead removed, no actor asked), and nothing of it is written', async (t) => {
-  const { bus, res } = await withControlPlane(t);
-  heartbeats(t, bus, 'lost-node');
-  const { sync, calls } = await recordingSync(t, bus, 'lost-node', { intentWaitMs: 300 });
-  await waitFor(async () => ready((await res.get(kindInfo('Node')!, undefined, 'lost-node')) as KObject) === 'True', 'the node Ready', 10_000);
+  const { bus, res, sync, calls } = await intentNode(t, 'lost-node', { intentWaitMs: 300, follow: false });
   // what a resource actor would be writing (a write that then failed)
   const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'ghost', namespace: 'default', uid: 'ghost-uid' }, spec: { nodeName: 'lost-node', containers: [{ name: 'c', image: 'busybox:test' }] }, status: { phase: 'Pending' } };
   sync.intent(intentPod(packValue({ owner: 'x', seq: 1, snapshot: { context: { object: pod } } })));
