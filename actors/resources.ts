@@ -58,15 +58,11 @@ export class Resources {
     return new Resources(bus, await KvStore.open(bus, bus.subjects.stateBucket));
   }
 
-  /**
-   * Sends one command to a resource actor. Over the bus, a command sent alone goes out at once
-   * (urgent, see Bus.flushIfQuiet: a user's apply is waited on), commands sent in a stream share
-   * writes.
-   */
+  /** Sends one command to a resource actor. */
   async send(info: KindInfo, namespace: string | undefined, name: string, cmd: ResourceCommand, opts: RequestOptions = {}): Promise<ResourceReply> {
     try {
       if (this.local?.serves(info.token)) return (await this.local.deliver(info.token, nsToken(info, namespace), name, cmd as never, opts.timeout ?? 15_000)) as ResourceReply;
-      const env = await this.bus.request<ResourceReply>(this.bus.subjects.cmd(info.token, nsToken(info, namespace), name), MessageType.Command, cmd, { timeout: 15_000, urgent: 'resource-commands', ...opts });
+      const env = await this.bus.request<ResourceReply>(this.bus.subjects.cmd(info.token, nsToken(info, namespace), name), MessageType.Command, cmd, { timeout: 15_000, ...opts });
       return env.body;
     } catch (err) {
       // an actor in its final state is an object just removed: for its callers, not found

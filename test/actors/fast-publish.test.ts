@@ -2,9 +2,8 @@ import t from 'tap';
 import { connect } from '@nats-io/transport-node';
 import { FLUSH_AT, FastPublisher, settleRequestsCheaply } from '../../actors/fast-publish.js';
 import { Bus } from '../../actors/bus.js';
-import { Resources } from '../../actors/resources.js';
 import { startNatsServer } from '../../actors/nats-server.js';
-import { Codec, MessageType, kindInfo } from '../../protocol/index.js';
+import { Codec, MessageType } from '../../protocol/index.js';
 import { onSocketWrite, tempDir, waitFor, withBus, withNats } from '../helpers/nats.js';
 
 t.test('frames go straight to the connection and arrive byte for byte, in order', async (t) => {
@@ -278,27 +277,6 @@ t.test('flushIfQuiet: a lone urgent message is written at once with what is pend
   const urgent = bus.request('urgent-echo', MessageType.Command, { type: 'urgent' }, { urgent: 'requests' });
   t.equal(writes.length, before + 1, 'an urgent request of a quiet stream: written inside the call');
   t.match((await urgent).body, { type: 'urgent' }, 'answered');
-});
-
-t.test('a resource command sent alone over the bus is written inside the call; a stream of them shares the turn\'s write', async (t) => {
-  const nats = await withNats(t);
-  const bus = await withBus(t, nats.url);
-  const res = await Resources.open(bus);
-  const writes: string[] = [];
-  onSocketWrite(bus, (b) => writes.push(Buffer.from(b).toString('latin1')));
-  const NS = kindInfo('Namespace')!;
-  // nobody serves it: the request only has to go out
-  const lone = res.send(NS, undefined, 'quiet', { type: 'get' }, { timeout: 200 }).catch(() => undefined);
-  t.ok(writes.some((w) => w.includes('.cmd.') && w.includes('.quiet ')), 'written inside the call');
-  await lone;
-  await new Promise((r) => setTimeout(r, 30));
-  writes.length = 0;
-  const many = [0, 1, 2].map((i) => res.send(NS, undefined, `s${i}`, { type: 'get' }, { timeout: 200 }).catch(() => undefined));
-  const inCall = writes.length;
-  await new Promise((r) => setImmediate(r));
-  t.equal(inCall, 1, 'the first of a stream at once');
-  t.equal(writes.length, 2, 'the rest in the turn\'s one write');
-  await Promise.all(many);
 });
 
 t.test('an answered request builds no Error; unanswered ones still fail as nats.js says; nothing stays registered', async (t) => {
