@@ -21,6 +21,7 @@ import { Bus, ControlPlane, Informer, KvStore, Resources, startNatsServer } from
 import { NODE_FLAGS } from '../cli/heap.js';
 import { ClusterImages, ImageStore, bridgeName, detectCgroups, removeServiceProxy, sweepNodeCgroups } from '../node-agent/index.js';
 import { kindInfo, normalize, type KObject } from '../protocol/index.js';
+import { killNodeLeftovers, removeStateDir } from '../test/helpers/agent.js';
 import { busyboxRootfs, tarDir } from '../test/helpers/tar.js';
 import { poolSettled, rawCrun } from './pod-start.js';
 import { percentile, round1, round2 } from './stats.js';
@@ -142,6 +143,11 @@ export async function benchApplyToRunning(n = 30): Promise<Record<string, number
     await cp?.stop();
     for (const b of buses) await b.close();
     await srv.stop();
+    // an agent that did not stop in order (it crashed) leaves its sandboxes, pooled ones too, and
+    // its state folder on tmpfs: they go here (after a clean stop there is none of either)
+    const runtime = join(dir, 'agent', 'runtime');
+    await killNodeLeftovers(runtime).catch(() => undefined);
+    removeStateDir(runtime);
     rmSync(dir, { recursive: true, force: true });
     try {
       execFileSync('ip', ['link', 'del', bridgeName('bench')], { stdio: 'ignore' });
