@@ -119,10 +119,14 @@ export class DeploymentController {
     if (maxSurge === 0 && maxUnavailable === 0) maxUnavailable = 1;
     const all = [newRs, ...olds];
     const specTotal = all.reduce((n, rs) => n + (rs.spec.replicas ?? 0), 0);
-    // scale up the new ReplicaSet within the surge
+    // scale up the new ReplicaSet within the surge: counted on what the ReplicaSets have, not only
+    // on what they are asked for, since an old one scaled down still has its pods until its
+    // controller has deleted them (its status says when): counted on specs alone, a step could
+    // make the new pods before the old ones were going, one pod past the surge for a moment
     const newSpec = newRs.spec.replicas ?? 0;
-    if (newSpec < replicas && specTotal < replicas + maxSurge) {
-      const up = Math.min(replicas - newSpec, replicas + maxSurge - specTotal);
+    const podTotal = all.reduce((n, rs) => n + Math.max(rs.spec.replicas ?? 0, rs.status?.replicas ?? 0), 0);
+    if (newSpec < replicas && podTotal < replicas + maxSurge) {
+      const up = Math.min(replicas - newSpec, replicas + maxSurge - podTotal);
       await this.scale(d, newRs, newSpec + up);
       return;
     }
