@@ -20,7 +20,7 @@
  */
 import { ConflictError, kindInfo, packValue, unpackValue, type KObject } from '../protocol/index.js';
 import { sleep, systemClock, type Clock, type Logger } from '../supervisor/index.js';
-import { ActorHost, type ActorHostOptions } from './actor-host.js';
+import { ActorHost, type ActorHostOptions, type StoredWrite } from './actor-host.js';
 import type { Bus } from './bus.js';
 import { DeploymentController } from './deployment-controller.js';
 import { EventRecorder, ensureRecordedEventStream } from './event-recorder.js';
@@ -37,6 +37,13 @@ import { Scheduler } from './scheduler.js';
 import { HEARTBEAT_TYPE, POD_INTENT_TYPE, POD_STORED_TYPE, heartbeatBody, podIntentBody, podStoredBody } from '../protocol/index.js';
 
 const POD_TOKEN = kindInfo('Pod')!.token;
+
+/** The pod a write of the store holds, when it is one bound to a node (its intent and notice go there). */
+function boundPod(w: StoredWrite): KObject | undefined {
+  if (w.kind !== POD_TOKEN || !w.stored) return undefined;
+  const pod = objectInSnapshot(w.stored);
+  return typeof pod?.spec?.nodeName === 'string' && pod.spec.nodeName ? pod : undefined;
+}
 
 export const LEASE_KEY = 'lease.controller';
 
@@ -174,8 +181,7 @@ export class ControlPlane {
     // meanwhile (it runs it once the store has it: see PodSync.intent)
     if (!bus.codec.types.has(POD_INTENT_TYPE)) bus.codec.types.register(POD_INTENT_TYPE, podIntentBody);
     this.host.onCreating((w) => {
-      if (w.kind !== POD_TOKEN || !w.stored || !w.bytes) return;
-      const node = objectInSnapshot(w.stored)?.spec?.nodeName as string | undefined;
+      const node = w.bytes ? boundPod(w)?.spec.nodeName : undefined;
       if (!node) return;
       try {
         // (the bytes being written, as they are: the pod is not packed again; a pod made alone
@@ -190,12 +196,10 @@ export class ControlPlane {
     // wait for the store's watch to bring the pod before it runs it
     if (!bus.codec.types.has(POD_STORED_TYPE)) bus.codec.types.register(POD_STORED_TYPE, podStoredBody);
     this.host.onStored((w) => {
-      if (!w.created || w.kind !== POD_TOKEN || !w.stored) return;
-      const pod = objectInSnapshot(w.stored);
-      const node = pod?.spec?.nodeName as string | undefined;
-      if (!node || !pod?.metadata.uid) return;
+      const pod = w.created ? boundPod(w) : undefined;
+      if (!pod?.metadata.uid) return;
       try {
-        bus.publish(bus.subjects.nodeIntent(node), POD_STORED_TYPE, { namespace: w.namespace, name: w.name, uid: pod.metadata.uid, revision: w.revision });
+        bus.publish(bus.subjects.nodeIntent(pod.spec.nodeName), POD_STORED_TYPE, { namespace: w.namespace, name: w.name, uid: pod.metadata.uid, revision: w.revision });
         bus.flushIfQuiet('pod-stored');
       } catch (err) {
         this.logger.warn({ err, pod: `${w.namespace}/${w.name}` }, 'pod stored notice not published');

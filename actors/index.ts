@@ -29,7 +29,7 @@ export { resourceMachine, resourceCommands, decide, mergePatch, kindOf } from '.
 export type { ResourceCommand, ResourceContext, Decision } from './resource-machine.js';
 export { resourceKinds, summaryOf } from './resource-kinds.js';
 export type { ResourceReply, ResourceSummary } from './resource-kinds.js';
-export { Resources, objectOf, nsToken, storedObject } from './resources.js';
+export { Resources, objectOf, nsToken, objectInSnapshot } from './resources.js';
 export { Informer, objectKey } from './informer.js';
 export type { InformerHandler } from './informer.js';
 export { WorkQueue } from './work-queue.js';

@@ -6,7 +6,7 @@
 import { cpus, hostname, networkInterfaces, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ActorHost, KvStore, type Bus } from '../actors/index.js';
-import { MessageType, heartbeatBody, packValue, s, token, type KObject } from '../protocol/index.js';
+import { MessageType, heartbeatBody, packValue, s, token } from '../protocol/index.js';
 import type { Logger } from '../supervisor/index.js';
 import { ContainerRuntime } from './container-runtime.js';
 import { ImageStore } from './image-store.js';
@@ -212,8 +212,6 @@ export class Agent {
     this.runtime.fillPool();
     this.opts.logger?.info({ node: this.opts.nodeName, cgroups: this.runtime.cgroups.layout }, 'node agent ready');
   }
-
-
 
   /**
    * Takes back the pods whose containers this node still has (an agent restarted, even after

@@ -150,10 +150,11 @@ export class ContainerRuntime {
   /** Container starts under way at once (see Gate), and sandbox starts. */
   private readonly starts: Gate;
   private readonly sandboxStarts: Gate;
-  /** Each sandbox's pid, known once it is spawned (before it is ready). */
-  private readonly sandboxPids = new Map<string, Promise<number>>();
-  /** The same, for those already spawned: a container's config needs no wait for it. */
-  private readonly spawnedPids = new Map<string, number>();
+  /**
+   * Each sandbox's pid, known once it is spawned (before it is ready); `pid` once it is (a
+   * container's config then needs no wait for it).
+   */
+  private readonly sandboxPids = new Map<string, { known: Promise<number>; pid?: number }>();
   /** Sandboxes spawned but not yet ready (their pids). */
   private readonly startingSandboxes = new Set<number>();
   private launch?: Launcher;
@@ -400,7 +401,7 @@ export class ContainerRuntime {
       let configured: Promise<void>;
       try {
         prepare();
-        const pid = req.sandboxPid ? this.spawnedPids.get(req.podUid) : undefined;
+        const pid = req.sandboxPid ? this.sandboxPids.get(req.podUid)?.pid : undefined;
         if (pid) {
           writeConfig(pid);
           configured = Promise.resolve();
@@ -731,15 +732,17 @@ export class ContainerRuntime {
     if (!p) {
       let spawned!: (pid: number) => void;
       let notSpawned!: (err: unknown) => void;
-      const pidKnown = new Promise<number>((resolve, reject) => {
-        spawned = (pid) => {
-          this.spawnedPids.set(podUid, pid);
-          resolve(pid);
-        };
-        notSpawned = reject;
-      });
-      pidKnown.catch(() => undefined);
-      this.sandboxPids.set(podUid, pidKnown);
+      const entry: { known: Promise<number>; pid?: number } = {
+        known: new Promise<number>((resolve, reject) => {
+          spawned = (pid) => {
+            entry.pid = pid;
+            resolve(pid);
+          };
+          notSpawned = reject;
+        }),
+      };
+      entry.known.catch(() => undefined);
+      this.sandboxPids.set(podUid, entry);
       p = (async () => {
         // after this turn of the loop and the I/O of the next: what the pod's first container does
         // before its shim has its words (image, folder) is not held up by this (half a millisecond
@@ -773,7 +776,6 @@ export class ContainerRuntime {
         notSpawned(err);
         this.sandboxes.delete(podUid);
         this.sandboxPids.delete(podUid);
-        this.spawnedPids.delete(podUid);
       });
     }
     return p;
@@ -842,7 +844,7 @@ export class ContainerRuntime {
 
   /** The pid of the pod's sandbox once it is spawned (see ensureSandbox), before it is ready. */
   sandboxPid(podUid: string): Promise<number> | undefined {
-    return this.sandboxPids.get(podUid);
+    return this.sandboxPids.get(podUid)?.known;
   }
 
   /**
@@ -1022,7 +1024,6 @@ export class ContainerRuntime {
     await this.sandboxes.get(podUid)?.catch(() => undefined);
     this.sandboxes.delete(podUid);
     this.sandboxPids.delete(podUid);
-    this.spawnedPids.delete(podUid);
     const base = this.sandboxBase(podUid);
     // one taken from the pool is known to CNI by its pool name
     await this.destroySandbox(readIf(`${base}.cni`).trim() || podUid, base);
@@ -1204,7 +1205,6 @@ function isShim(pid: number): boolean {
   return readIf(`/proc/${pid}/cmdline`).includes('troupe-launcher');
 }
 
-/** Whether `pid` is a pod sandbox's sleeping process. */
 /**
  * A pod's held container starts (see ContainerRuntime.holdStarts): released or refused once; those
  * waiting are told as it happens, in the same call.
@@ -1259,6 +1259,7 @@ function sameStart(a: RunRequest, b: RunRequest): boolean {
   );
 }
 
+/** Whether `pid` is a pod sandbox's sleeping process. */
 function isSandbox(pid: number): boolean {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');

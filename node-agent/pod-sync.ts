@@ -9,7 +9,7 @@
  * removes it from the store. Status goes out coalesced: one send in flight per pod, the newest
  * pending one replacing older ones.
  */
-import { Informer, KvStore, Resources, storedObject, type Bus, type StoredActor } from '../actors/index.js';
+import { Informer, KvStore, Resources, objectInSnapshot, type Bus, type StoredActor } from '../actors/index.js';
 import type { Subscription } from '@nats-io/transport-node';
 import { MessageType, POD_INTENT_TYPE, POD_STORED_TYPE, kindInfo, podIntentBody, podIntentPod, podStoredBody, serviceEnv, stableJson, unpackValue, validate, type EventBody, type KObject } from '../protocol/index.js';
 import { backoff, sleep, systemClock, type Logger } from '../supervisor/index.js';
@@ -68,7 +68,7 @@ interface Local {
 export function intentPod(bytes: Uint8Array): KObject {
   const stored = unpackValue<StoredActor | undefined>(bytes, 'pod intent');
   const snapshot = stored && typeof stored === 'object' ? stored.snapshot : undefined;
-  const obj = snapshot && typeof snapshot === 'object' ? storedObject(stored!, 0) : undefined;
+  const obj = snapshot && typeof snapshot === 'object' ? objectInSnapshot(stored!) : undefined;
   return validate(podIntentPod, obj, 'pod intent') as unknown as KObject;
 }
 
@@ -314,7 +314,8 @@ export class PodSync {
     if (this.local.has(key) || this.informer?.get(ns, name)) return;
     this.hooks.holdStarts(uid);
     this.bus.metrics.inc('pods_prepared_ahead_total');
-    const timer = setTimeout(() => this.abandon(key, uid, `the store did not have it within ${this.hooks.intentWaitMs ?? INTENT_WAIT_MS} ms`), this.hooks.intentWaitMs ?? INTENT_WAIT_MS);
+    const waitMs = this.hooks.intentWaitMs ?? INTENT_WAIT_MS;
+    const timer = setTimeout(() => this.abandon(key, uid, `the store did not have it within ${waitMs} ms`), waitMs);
     timer.unref();
     this.tentatives++;
     const spec = this.runSpec(ns, pod);
