@@ -37,6 +37,8 @@ import { Scheduler } from './scheduler.js';
 import { HEARTBEAT_TYPE, POD_INTENT_TYPE, POD_STORED_TYPE, heartbeatBody, podIntentBody, podStoredBody } from '../protocol/index.js';
 
 const POD_TOKEN = kindInfo('Pod')!.token;
+const DEPLOY_TOKEN = kindInfo('Deployment')!.token;
+const RS_TOKEN = kindInfo('ReplicaSet')!.token;
 
 /** The pod a write of the store holds, when it is one bound to a node (its intent and notice go there). */
 function boundPod(w: StoredWrite): KObject | undefined {
@@ -114,6 +116,9 @@ export class ControlPlane {
   private readonly renewMs: number;
   readonly logger: Logger;
   scheduler?: Scheduler;
+  /** The Deployment and ReplicaSet controllers, once leading. */
+  deploymentController?: DeploymentController;
+  replicaSetController?: ReplicaSetController;
 
   private constructor(
     readonly opts: ControlPlaneOptions,
@@ -216,9 +221,20 @@ export class ControlPlane {
     // the ReplicaSet controller creates its pods already placed (Scheduler.place)
     const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger, sched, this.opts.statusSettleMs);
     const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
+    // a Deployment or ReplicaSet being created has what it makes made at once, its writes right
+    // behind its own: a new Deployment's first pods go out with it, not three round trips later
+    this.host.onCreating((w) => {
+      if (w.kind !== DEPLOY_TOKEN && w.kind !== RS_TOKEN) return;
+      const obj = w.stored && objectInSnapshot(w.stored);
+      if (!obj) return;
+      if (w.kind === DEPLOY_TOKEN) dc.creating(obj);
+      else rsc.creating(obj);
+    });
     const gc = new GarbageCollector(res, this.informers, this.logger);
     const ipam = new NodeIpam(res, nodes, this.logger, this.opts.clusterCidr);
     this.scheduler = sched;
+    this.deploymentController = dc;
+    this.replicaSetController = rsc;
     this.queues = [rsc.queue, dc.queue, sched.queue, gc.queue, ipam.queue, svc.queue];
     // what every node needs to know of the cluster's network (its agents read it)
     await this.kv.put(

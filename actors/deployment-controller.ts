@@ -39,6 +39,9 @@ export class DeploymentController {
   private readonly ownedRs = new Map<string, Map<string, KObject>>();
   /** Deployments whose status waits for a new ReplicaSet's first sync: since when (ms). */
   private readonly statusHeld = new Map<string, number>();
+  /** Deployments whose first ReplicaSet is being made as they are (see creating): key → the Deployment's uid. */
+  private readonly early = new Map<string, string>();
+  private started = false;
 
   constructor(
     private readonly res: Resources,
@@ -63,6 +66,29 @@ export class DeploymentController {
   start(): void {
     for (const d of this.deployments.list()) this.queue.add(objectKey(d));
     this.queue.resume();
+    this.started = true;
+  }
+
+  /**
+   * A Deployment whose creation is on its way to the store (ActorHost.onCreating): its first
+   * ReplicaSet is made at once, its write right behind the Deployment's, rather than once the
+   * store has the Deployment and the informer has brought it here (a round trip, and the
+   * ReplicaSet's own after it, before the first pod could be made). What the reconcile would
+   * make of a new Deployment is decided by the Deployment alone: no ReplicaSet can be its yet.
+   * Should the Deployment's write fail after all, the ReplicaSet names an owner the store never
+   * had, and the garbage collector, which asks the store, removes it with its pods.
+   */
+  creating(d: KObject): void {
+    if (!this.started || d.spec.paused || !d.metadata.uid) return;
+    const key = objectKey(d);
+    if (this.early.has(key) || this.deployments.get(d.metadata.namespace, d.metadata.name) || this.ownedRs.get(d.metadata.uid)?.size) return;
+    this.early.set(key, d.metadata.uid);
+    this.createRs(d, templateHash(d.spec.template), 1, [])
+      .catch((err: unknown) => this.logger.warn({ err, deployment: key }, 'first replicaset not made ahead; the sync makes it'))
+      .finally(() => {
+        if (this.early.get(key) === d.metadata.uid) this.early.delete(key);
+        this.queue.add(key);
+      });
   }
 
   private async reconcile(key: string): Promise<void> {
@@ -72,6 +98,8 @@ export class DeploymentController {
       this.statusHeld.delete(key);
       return;
     }
+    // its first ReplicaSet is on its way (see creating): it brings the Deployment back here
+    if (this.early.get(key) === d.metadata.uid) return;
     const rss = [...(this.ownedRs.get(d.metadata.uid!)?.values() ?? [])];
     const hash = templateHash(d.spec.template);
     let newRs = rss.find((rs) => rs.metadata.labels?.[HASH_LABEL] === hash);

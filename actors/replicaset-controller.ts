@@ -21,6 +21,8 @@ const RS = kindOf('replicaset');
 const BURST = 64;
 /** How long a ReplicaSet's status waits after its pods were made or deleted, or changed (see reconcile, updateStatus). */
 const STATUS_SETTLE_MS = 5;
+/** How long pods made with their ReplicaSet (see creating) stay expected while the store does not have it (ms). */
+const EARLY_MS = 30_000;
 
 /** Placement at creation (Scheduler.place, placed, unplaced). */
 export interface Placer {
@@ -37,6 +39,9 @@ export class ReplicaSetController {
   private readonly owned = new Map<string, Map<string, KObject>>();
   /** ReplicaSets whose status waits after pods were made or deleted (see reconcile): until when (ms). */
   private readonly statusAfter = new Map<string, number>();
+  /** ReplicaSets whose first pods were made as they were (see creating): key → since when (ms). */
+  private readonly early = new Map<string, number>();
+  private started = false;
 
   constructor(
     private readonly res: Resources,
@@ -73,11 +78,40 @@ export class ReplicaSetController {
   start(): void {
     for (const rs of this.rss.list()) this.queue.add(objectKey(rs));
     this.queue.resume();
+    this.started = true;
+  }
+
+  /**
+   * A ReplicaSet whose creation is on its way to the store (ActorHost.onCreating): its first pods
+   * are made at once, their writes right behind its own, rather than once the store has it and
+   * the informer has brought it here. A new ReplicaSet has no pods: what the reconcile would do is
+   * decided by the ReplicaSet alone, and its pods are expected (as any it makes) so that its
+   * reconcile, when it comes, makes none twice. Should its write fail after all, they name an
+   * owner the store never had, and the garbage collector, which asks the store, removes them.
+   */
+  creating(rs: KObject): void {
+    const want = rs.spec.replicas as number;
+    if (!this.started || !(want > 0) || !rs.metadata.uid) return;
+    const key = objectKey(rs);
+    if (this.early.has(key) || this.rss.get(rs.metadata.namespace, rs.metadata.name) || this.owned.get(rs.metadata.uid)?.size || this.expectCreate.get(key)?.size) return;
+    this.early.set(key, Date.now());
+    const creating = new Set<string>();
+    this.expectCreate.set(key, creating);
+    const n = Math.min(want, BURST);
+    void Promise.all(Array.from({ length: n }, () => this.createPod(rs, key, creating)))
+      .catch((err: unknown) => this.logger.warn({ err, replicaset: key }, 'pods not made ahead; the sync makes them'))
+      .finally(() => this.queue.add(key));
   }
 
   private async reconcile(key: string): Promise<void> {
     const [ns, name] = key.split('/') as [string, string];
     const rs = this.rss.get(ns, name);
+    const early = this.early.get(key);
+    if (early !== undefined) {
+      // made as it was (see creating): what it expects stands until the store has it, or surely never will
+      if (!rs && Date.now() - early < EARLY_MS) return this.queue.addAfter(key, EARLY_MS);
+      this.early.delete(key);
+    }
     if (!rs) {
       this.expectCreate.delete(key);
       this.expectDelete.delete(key);

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { randomUUID } from 'node:crypto';
 import { MessageType, kindInfo, packValue, type EventBody, type KObject } from '../../protocol/index.js';
 import { connect } from '@nats-io/transport-node';
 import { ControlPlane, Informer, KvStore, Resources, recordedEvents, revisionOf, type ResourceSummary } from '../../actors/index.js';
@@ -196,6 +197,62 @@ t.test('deleting a Deployment removes its ReplicaSets and pods', async (t) => {
   // the name is free again
   const again = await c.res.apply(deployment('gone', { replicas: 1 }));
   t.equal(again.object?.metadata.generation, 1);
+});
+
+t.test("a new Deployment's ReplicaSet and first pods are made as its write goes out: their writes reach the store before the apply is answered", async (t) => {
+  const c = await hollowCluster(t, ['n1']);
+  const prefix = `$KV.${c.bus.subjects.stateBucket}.`;
+  // on the connection the answer comes back on: the server hands this connection what it
+  // receives in the order it receives it
+  const order: string[] = [];
+  const sub = c.bus.nc.subscribe(`${prefix}>`, { callback: (_e, m) => void order.push(m.subject.slice(prefix.length)) });
+  t.teardown(() => sub.unsubscribe());
+  await c.bus.nc.flush();
+  const reply = await c.res.apply(deployment('ahead', { replicas: 2 }));
+  order.push('answer');
+  const answered = order.indexOf('answer');
+  // (keys of the form KIND.NAMESPACE.NAME: the ReplicaSet's and its pods' names start with the Deployment's)
+  const of = (kind: string) => c.bus.subjects.stateKey(kind, 'default', 'ahead') + '-';
+  const rsKey = order.findIndex((k) => k.startsWith(of('replicaset')));
+  const podKeys = order.map((k, i) => (k.startsWith(of('pod')) ? i : -1)).filter((i) => i >= 0);
+  t.ok(order.indexOf(c.bus.subjects.stateKey('deployment', 'default', 'ahead')) < rsKey, `the Deployment's write first, then its ReplicaSet's (${order.join(' ')})`);
+  t.ok(rsKey >= 0 && rsKey < answered, 'the ReplicaSet written before the answer');
+  t.equal(podKeys.length, 2, 'both pods written before the answer');
+  t.ok(podKeys.every((i) => i > rsKey && i < answered), 'after their ReplicaSet');
+  // and everything is as the reconcile would have made it: one ReplicaSet, two pods, no more
+  await waitFor(async () => (await c.res.get(DEPLOY, 'default', 'ahead'))?.status?.availableReplicas === 2, 'deployment available');
+  const rss = await c.res.list(RS);
+  t.equal(rss.length, 1);
+  t.equal(rss[0]!.metadata.ownerReferences?.[0]?.uid, reply.object?.metadata.uid);
+  t.equal(rss[0]!.metadata.annotations?.['deployment.kubernetes.io/revision'], '1');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal((await c.res.list(POD)).length, 2, 'no pod made twice');
+  t.equal((await c.res.list(RS)).length, 1, 'no ReplicaSet made twice');
+});
+
+t.test('what was made for a Deployment whose write never landed is collected: the ReplicaSet and its pods name an owner the store does not have', async (t) => {
+  const c = await hollowCluster(t, ['n1']);
+  const kv = await KvStore.open(c.bus, c.bus.subjects.stateBucket);
+  const rsSeen = new Informer(c.bus, kv, RS, quiet);
+  const made: string[] = [];
+  rsSeen.on((type, o) => made.push(`${type} ${o.kind} ${o.metadata.ownerReferences?.[0]?.uid}`));
+  await rsSeen.start();
+  t.teardown(() => rsSeen.stop());
+  const podsMade: KObject[] = [];
+  c.pods.on((type, p) => type === 'add' && podsMade.push(p));
+  // a Deployment as its creation goes out (ActorHost.onCreating): it is never stored here
+  const ghost = deployment('ghost', { replicas: 2 });
+  ghost.metadata = { ...ghost.metadata, namespace: 'default', uid: randomUUID(), generation: 1, creationTimestamp: new Date().toISOString() };
+  c.cp.deploymentController!.creating(ghost);
+  await waitFor(() => made.some((m) => m === `add ReplicaSet ${ghost.metadata.uid}`), 'its ReplicaSet made');
+  await waitFor(() => podsMade.filter((p) => p.metadata.labels?.app === 'ghost').length === 2, 'its pods made');
+  await waitFor(async () => (await c.res.list(RS)).length === 0 && (await c.res.list(POD)).length === 0, 'collected: no ReplicaSet, no pod');
+  t.ok(made.includes(`delete ReplicaSet ${ghost.metadata.uid}`), 'the ReplicaSet was deleted');
+  t.equal(await c.res.get(DEPLOY, 'default', 'ghost'), undefined, 'and no Deployment was ever written');
+  // the name is free: a real apply makes its ReplicaSet and pods as any
+  await c.res.apply(deployment('ghost', { replicas: 1 }));
+  await waitFor(() => c.activePods('ghost').filter(isReadyPod).length === 1, 'the real one runs');
+  t.equal((await c.res.list(RS)).length, 1);
 });
 
 t.test('an unschedulable pod stays Pending, with a condition and an event that say why', async (t) => {
