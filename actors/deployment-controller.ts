@@ -33,6 +33,8 @@ export function revisionOf(rs: KObject): number {
 
 /** How long a Deployment's status waits for its new ReplicaSet's first sync (see syncStatus). */
 const STATUS_HOLD_MS = 1000;
+/** New Deployments whose first ReplicaSet is made ahead at once (see creating), at most. */
+const EARLY_MAX = 4;
 
 export class DeploymentController {
   readonly queue: WorkQueue;
@@ -81,6 +83,8 @@ export class DeploymentController {
   creating(d: KObject): void {
     if (!this.started || d.spec.paused || !d.metadata.uid) return;
     const key = objectKey(d);
+    // (a burst of them is left to the queue, which paces it: only what a lone apply waits for goes ahead)
+    if (this.early.size >= EARLY_MAX) return;
     if (this.early.has(key) || this.deployments.get(d.metadata.namespace, d.metadata.name) || this.ownedRs.get(d.metadata.uid)?.size) return;
     this.early.set(key, d.metadata.uid);
     this.createRs(d, templateHash(d.spec.template), 1, [])

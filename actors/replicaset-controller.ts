@@ -41,6 +41,8 @@ export class ReplicaSetController {
   private readonly statusAfter = new Map<string, number>();
   /** ReplicaSets whose first pods were made as they were (see creating): key → since when (ms). */
   private readonly early = new Map<string, number>();
+  /** Pods being made ahead (see creating), all ReplicaSets together: at most BURST. */
+  private aheadInFlight = 0;
   private started = false;
 
   constructor(
@@ -93,14 +95,20 @@ export class ReplicaSetController {
     const want = rs.spec.replicas as number;
     if (!this.started || !(want > 0) || !rs.metadata.uid) return;
     const key = objectKey(rs);
+    const n = Math.min(want, BURST);
+    // (a burst of them is left to the queue, which paces it: only what a lone apply waits for goes ahead)
+    if (this.aheadInFlight + n > BURST) return;
     if (this.early.has(key) || this.rss.get(rs.metadata.namespace, rs.metadata.name) || this.owned.get(rs.metadata.uid)?.size || this.expectCreate.get(key)?.size) return;
     this.early.set(key, Date.now());
     const creating = new Set<string>();
     this.expectCreate.set(key, creating);
-    const n = Math.min(want, BURST);
+    this.aheadInFlight += n;
     void Promise.all(Array.from({ length: n }, () => this.createPod(rs, key, creating)))
       .catch((err: unknown) => this.logger.warn({ err, replicaset: key }, 'pods not made ahead; the sync makes them'))
-      .finally(() => this.queue.add(key));
+      .finally(() => {
+        this.aheadInFlight -= n;
+        this.queue.add(key);
+      });
   }
 
   private async reconcile(key: string): Promise<void> {

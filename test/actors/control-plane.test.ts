@@ -230,6 +230,26 @@ t.test("a new Deployment's ReplicaSet and first pods are made as its write goes 
   t.equal((await c.res.list(RS)).length, 1, 'no ReplicaSet made twice');
 });
 
+t.test('a burst of new Deployments, some made ahead and the rest by the queue: each gets one ReplicaSet and its pods, none twice', async (t) => {
+  const c = await hollowCluster(t, ['n1', 'n2']);
+  const names = Array.from({ length: 24 }, (_, i) => `burst-${i}`);
+  await Promise.all(names.map((n, i) => c.res.apply(deployment(n, { replicas: 1 + (i % 4) }))));
+  await waitFor(async () => {
+    const ds = await c.res.list(DEPLOY);
+    return ds.length === 24 && ds.every((d) => d.status?.availableReplicas === d.spec.replicas) ? ds : undefined;
+  }, 'every deployment available', 20_000);
+  await new Promise((r) => setTimeout(r, 300));
+  const rss = await c.res.list(RS);
+  const pods = await c.res.list(POD);
+  t.equal(rss.length, 24, 'one ReplicaSet each');
+  for (const [i, n] of names.entries()) {
+    const mine = rss.filter((rs) => rs.metadata.name.startsWith(`${n}-`) && /^[a-z0-9]+$/.test(rs.metadata.name.slice(n.length + 1)));
+    t.equal(mine.length, 1, `${n}: one ReplicaSet`);
+    t.equal(pods.filter((p) => p.metadata.ownerReferences?.[0]?.uid === mine[0]?.metadata.uid).length, 1 + (i % 4), `${n}: ${1 + (i % 4)} pods`);
+  }
+  t.equal(pods.length, names.reduce((sum, _n, i) => sum + 1 + (i % 4), 0), 'no other pod');
+});
+
 t.test('what was made for a Deployment whose write never landed is collected: the ReplicaSet and its pods name an owner the store does not have', async (t) => {
   const c = await hollowCluster(t, ['n1']);
   const kv = await KvStore.open(c.bus, c.bus.subjects.stateBucket);
