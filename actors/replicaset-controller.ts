@@ -19,6 +19,12 @@ const POD = kindOf('pod');
 const RS = kindOf('replicaset');
 /** Creates and deletes in flight at once, per ReplicaSet. */
 const BURST = 64;
+/**
+ * ReplicaSets reconciled at once. On the control-plane bench (300 Deployments of 100 pods applied
+ * together), alternated: 8 → 2,897–3,453 pods/s, 0.31–0.38 ms of controller CPU per pod, p99 pod
+ * startup 281–338 ms; 4 → 3,269–3,540, 0.30–0.33 ms, 187–209 ms; 16 → 2,855–3,028, 0.37–0.39.
+ */
+const CONCURRENCY = 4;
 /** How long a ReplicaSet's status waits after its pods were made or deleted, or changed (see reconcile, updateStatus). */
 const STATUS_SETTLE_MS = 5;
 /** How long pods made with their ReplicaSet (see creating) stay expected while the store does not have it (ms). */
@@ -55,7 +61,8 @@ export class ReplicaSetController {
     /** How long a status waits after a change (default STATUS_SETTLE_MS; tests). */
     private readonly settleMs = STATUS_SETTLE_MS,
   ) {
-    this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: 8, onError: (key, err) => this.logger.warn({ err, replicaset: key }, 'replicaset sync failed; retrying') });
+    // (a few ReplicaSets at a time, as Kubernetes' five: see CONCURRENCY)
+    this.queue = new WorkQueue((key) => this.reconcile(key), { concurrency: CONCURRENCY, onError: (key, err) => this.logger.warn({ err, replicaset: key }, 'replicaset sync failed; retrying') });
     rss.on((_t, rs) => this.queue.add(objectKey(rs)));
     pods.on((type, pod, old) => {
       const ref = controllerRef(pod);
