@@ -222,7 +222,7 @@ export class ControlPlane {
     const rsc = new ReplicaSetController(res, rss, pods, recorder, this.logger, sched, this.opts.statusSettleMs);
     const dc = new DeploymentController(res, deployments, rss, recorder, this.logger);
     // a Deployment or ReplicaSet being created has what it makes made at once, its writes right
-    // behind its own: a new Deployment's first pods go out with it, not three round trips later
+    // behind its own: a new Deployment's first pods go out with it, not two store round trips later
     this.host.onCreating((w) => {
       if (w.kind !== DEPLOY_TOKEN && w.kind !== RS_TOKEN) return;
       const obj = w.stored && objectInSnapshot(w.stored);
