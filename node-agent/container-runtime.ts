@@ -17,6 +17,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathS
 import { readFile, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { stableJson, type Container } from '../protocol/index.js';
+import { backoff } from '../supervisor/index.js';
 import { ContainerCgroup, detectCgroups, makeSpareCgroup, removeSpareCgroup, spareCgroupName, sweepNodeCgroups, type CgroupInfo, type CgroupStats } from './cgroups.js';
 import { Crun } from './crun.js';
 import type { Cni, CniResult, PortMapping } from './cni.js';
@@ -141,6 +142,9 @@ export interface RuntimeOptions {
 
 export const DEFAULT_START_CONCURRENCY = 4;
 export const DEFAULT_SANDBOX_POOL = 2;
+/** After a pooled sandbox failed, the pool is filled again this long after (ms), doubling per failure in a row up to the max. */
+const POOL_RETRY_MS = 500;
+const POOL_RETRY_MAX_MS = 30_000;
 
 export class ContainerRuntime {
   readonly crun: Crun;
@@ -184,6 +188,9 @@ export class ContainerRuntime {
   private spareSeq = 0;
   private poolSweeping?: Promise<void>;
   private refillTimer?: NodeJS.Timeout;
+  /** Pooled sandboxes that failed in a row, and the refill waiting after them (see refillAfterFailure). */
+  private poolFailures = 0;
+  private poolRetry?: NodeJS.Timeout;
   /** Pods whose containers are prepared but not run yet (see holdStarts), by pod uid. */
   private readonly holds = new Map<string, StartHold>();
   /** Containers started before their pod actor asked (see startAhead), by container id. */
@@ -929,21 +936,37 @@ export class ContainerRuntime {
   private async makePooled(): Promise<void> {
     const id = `pool-${randomBytes(6).toString('hex')}`;
     const base = join(this.poolDir(), id);
-    mkdirSync(this.poolDir(), { recursive: true });
     this.poolInFlight.add(id);
-    const release = await this.sandboxStarts.enter();
+    let release: (() => void) | undefined;
     try {
+      mkdirSync(this.poolDir(), { recursive: true });
+      release = await this.sandboxStarts.enter();
       if (this.poolClosed) return;
       const net = this.network !== undefined;
       const { pid } = await this.launchSandbox(id, 'troupe-pool', base, [], () => undefined);
+      this.poolFailures = 0;
       if (this.poolClosed) await this.destroySandbox(id, base);
       else this.pool.push({ id, pid, net });
     } catch {
-      // (launchSandbox cleaned up) the pool is one short until the next one is taken
+      // (launchSandbox cleaned up) made again after a while, later after each failure in a row: a
+      // sandbox or its network that failed once on a busy node (a CNI call, the readiness
+      // deadline) otherwise left the pool one short until a pod took one
+      this.poolFailures++;
+      this.refillAfterFailure();
     } finally {
       this.poolInFlight.delete(id);
-      release();
+      release?.();
     }
+  }
+
+  /** Fills the pool again once a while has passed since a pooled sandbox failed (see makePooled). */
+  private refillAfterFailure(): void {
+    if (this.poolClosed || this.poolRetry) return;
+    this.poolRetry = setTimeout(() => {
+      this.poolRetry = undefined;
+      this.fillPool();
+    }, backoff(this.poolFailures - 1, POOL_RETRY_MS, POOL_RETRY_MAX_MS));
+    this.poolRetry.unref();
   }
 
   /** Hands a ready pooled sandbox to a pod (its files move to the pod's names), or undefined. */
@@ -1007,6 +1030,8 @@ export class ContainerRuntime {
     this.poolClosed = true;
     clearInterval(this.refillTimer);
     this.refillTimer = undefined;
+    clearTimeout(this.poolRetry);
+    this.poolRetry = undefined;
     while (this.poolInFlight.size > 0 || this.poolSweeping) await new Promise((r) => setTimeout(r, 5));
     for (const s of this.pool.splice(0)) await this.destroySandbox(s.id, join(this.poolDir(), s.id)).catch(() => undefined);
     for (const name of this.spareCgroups.splice(0)) removeSpareCgroup(this.cgroups, this.opts.node, name);

@@ -11,6 +11,7 @@ import { running } from '../../node-agent/files.js';
 import { isSpareCgroup } from '../../node-agent/cgroups.js';
 import { netProbe } from '../../node-agent/probes.js';
 import type { CommandRunner } from '../../node-agent/crun.js';
+import type { Cni } from '../../node-agent/cni.js';
 import type { Container, Probe } from '../../protocol/index.js';
 import { busyboxImage, testRuntime } from '../helpers/images.js';
 import { waitFor } from '../helpers/nats.js';
@@ -238,6 +239,36 @@ t.test('shims made ahead hold the last image’s rootfs mounted: a container of 
 function mountedFor(launcherPid: number, path: string): boolean {
   return readFileSync(`/proc/${launcherPid}/mountinfo`, 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
 }
+
+t.test('a pooled sandbox that fails (its network, here) is made again a while later: the pool does not stay short', async (t) => {
+  const img = await busyboxImage(t);
+  const rt = testRuntime(t, img.dir, 'poolretry-node');
+  // the node's network, as the pool logic above it sees it: its first two answers are failures
+  // (a CNI call refused on a busy node), then addresses
+  let adds = 0;
+  const given = new Set<string>();
+  rt.network = {
+    add: async (id: string) => {
+      if (++adds <= 2) throw new Error('CNI: resource temporarily unavailable');
+      given.add(id);
+      return { ip: `10.250.0.${adds}`, cidr: `10.250.0.${adds}/24` };
+    },
+    del: async (id: string) => void given.delete(id),
+  } as unknown as Cni;
+  const poolDir = join(rt.opts.dataDir, 'pool');
+  const files = (ext: string) => (existsSync(poolDir) ? readdirSync(poolDir) : []).filter((f) => f.endsWith(ext));
+  rt.fillPool();
+  await waitFor(() => adds >= 2, 'the two first attempts made');
+  await waitFor(() => files('.ip').length === 2, 'two pooled sandboxes on the network, made again after the failures', 15_000);
+  t.equal(adds, 4, 'two failed, two made after them');
+  const pids = files('.pid').map((f) => Number(readFileSync(join(poolDir, f), 'utf8')));
+  t.equal(pids.length, 2, 'two sandboxes in the pool, no more');
+  t.ok(pids.every(running), 'both running');
+  t.same(files('.ip').map((f) => readFileSync(join(poolDir, f), 'utf8').trim()).sort(), ['10.250.0.3', '10.250.0.4'], 'with the addresses of the later attempts');
+  await rt.drainPool();
+  t.equal(given.size, 0, 'drained: their addresses given back');
+  t.ok(pids.every((p) => !running(p)), 'and the sandboxes gone');
+});
 
 t.test('a rootfs that cannot be mounted: the container cannot run, with the mount’s own words, from a fresh shim and from one made ahead', async (t) => {
   const img = await busyboxImage(t);
