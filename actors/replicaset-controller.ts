@@ -49,6 +49,8 @@ export class ReplicaSetController {
   private readonly early = new Map<string, number>();
   /** Pods being made ahead (see creating), all ReplicaSets together: at most BURST. */
   private aheadInFlight = 0;
+  /** ReplicaSets whose pods made ahead are not all made yet (their status waits). */
+  private readonly makingAhead = new Set<string>();
   private started = false;
 
   constructor(
@@ -110,11 +112,14 @@ export class ReplicaSetController {
     const creating = new Set<string>();
     this.expectCreate.set(key, creating);
     this.aheadInFlight += n;
+    // (its status waits until they are made, then as after any pods made: see reconcile)
+    this.makingAhead.add(key);
     void Promise.all(Array.from({ length: n }, () => this.createPod(rs, key, creating)))
       .catch((err: unknown) => this.logger.warn({ err, replicaset: key }, 'pods not made ahead; the sync makes them'))
       .finally(() => {
         this.aheadInFlight -= n;
-        this.queue.add(key);
+        this.makingAhead.delete(key);
+        this.settleStatus(key);
       });
   }
 
@@ -159,6 +164,8 @@ export class ReplicaSetController {
       this.settleStatus(key);
       return;
     }
+    // (pods made with it still on their way: its status comes once they are made, see creating)
+    if (this.makingAhead.has(key)) return;
     const wait = (this.statusAfter.get(key) ?? 0) - Date.now();
     if (wait > 0) {
       this.queue.addAfter(key, wait);
