@@ -1058,16 +1058,17 @@ export class ContainerRuntime {
   private async destroySandbox(id: string, base: string): Promise<void> {
     const pidFile = `${base}.pid`;
     const pid = Number(readIf(pidFile).trim());
+    const ours = pid > 0 && (await settledSandbox(pid));
     const ipFile = `${base}.ip`;
     if (existsSync(ipFile)) {
-      const netns = pid > 0 && isSandbox(pid) ? `/proc/${pid}/ns/net` : '';
+      const netns = ours ? `/proc/${pid}/ns/net` : '';
       const ports = readIf(`${base}.ports`);
       if (this.network) await this.network.del(id, netns, ports ? (JSON.parse(ports) as PortMapping[]) : []);
       await rm(ipFile, { force: true });
       await rm(`${base}.ports`, { force: true });
     }
     await rm(`${base}.err`, { force: true });
-    if (pid > 0 && isSandbox(pid)) {
+    if (ours) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -1286,17 +1287,34 @@ function sameStart(a: RunRequest, b: RunRequest): boolean {
 
 /** Whether `pid` is a pod sandbox's sleeping process. */
 function isSandbox(pid: number): boolean {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    // `sleep` once it has settled; its shell just before (it said ready, the exec is under way)
-    if (argv[0] === 'sleep' || (argv[0]!.endsWith('busybox') && argv[1] === 'sleep')) return argv.includes('2147483647');
-    const shell = argv[0]!.endsWith('busybox') ? argv.slice(1) : argv;
-    return /(^|\/)sh$/.test(shell[0]!) && shell[1] === '-c' && shell[3] === 'troupe-sandbox';
-  } catch {
-    return false;
-  }
+  return sandboxCmdline(readIf(`/proc/${pid}/cmdline`));
 }
 
+/** True when a process's cmdline (NUL-separated) is a sandbox's. */
+function sandboxCmdline(cmdline: string): boolean {
+  const argv = cmdline.split('\0');
+  // `sleep` once it has settled; its shell just before (it said ready, the exec is under way)
+  if (argv[0] === 'sleep' || (argv[0]!.endsWith('busybox') && argv[1] === 'sleep')) return argv.includes('2147483647');
+  const shell = argv[0]!.endsWith('busybox') ? argv.slice(1) : argv;
+  return /(^|\/)sh$/.test(shell[0]!) && shell[1] === '-c' && shell[3] === 'troupe-sandbox';
+}
+
+
+/**
+ * isSandbox, asked again while the process is between programs: during an exec its cmdline reads
+ * empty, and a sandbox that has just said ready is execing sleep. Taken for not one then, it was
+ * left running with its pid file removed (a pool drained as its sandboxes came up: test).
+ */
+async function settledSandbox(pid: number): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    // (one read decides: read twice, the exec could end between them)
+    const cmdline = readIf(`/proc/${pid}/cmdline`);
+    if (cmdline !== '') return sandboxCmdline(cmdline);
+    if (!existsSync(`/proc/${pid}`)) return false;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return false;
+}
 
 function lastLines(text: string, n = 3): string {
   return text

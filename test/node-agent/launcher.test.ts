@@ -29,6 +29,14 @@ async function run(rt: ReturnType<typeof testRuntime>, img: Awaited<ReturnType<t
   return { podUid, podName, name: c.name, started };
 }
 
+function readIfExists(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 function children(pid: number): number[] {
   try {
     return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
@@ -268,6 +276,37 @@ t.test('a pooled sandbox that fails (its network, here) is made again a while la
   await rt.drainPool();
   t.equal(given.size, 0, 'drained: their addresses given back');
   t.ok(pids.every((p) => !running(p)), 'and the sandboxes gone');
+});
+
+t.test('a pool drained while its sandboxes are being made leaves none running: each is ended as it becomes ready (its exec of sleep under way)', async (t) => {
+  const img = await busyboxImage(t);
+  const poolPids = (rt: ReturnType<typeof testRuntime>) => {
+    const d = join(rt.opts.dataDir, 'pool');
+    return (existsSync(d) ? readdirSync(d) : []).filter((f) => f.endsWith('.pid'));
+  };
+  // every process of these runtimes' launchers (sandboxes inherit its TICK, a file in the runtime's folder)
+  const ours = () =>
+    readdirSync('/proc')
+      .filter((f) => /^\d+$/.test(f))
+      .map(Number)
+      .filter((pid) => running(pid) && readIfExists(`/proc/${pid}/environ`).split('\0').some((e) => e.startsWith('TICK=') && e.includes(`${img.dir}/agent-pooldrain`)));
+  t.teardown(() => {
+    for (const p of ours()) process.kill(p, 'SIGKILL');
+  });
+  for (let i = 0; i < 12; i++) {
+    const rt = testRuntime(t, img.dir, `pooldrain${i}-node`);
+    rt.fillPool();
+    // drained as soon as a sandbox has written its pid file: it says ready and execs sleep next
+    await waitFor(() => poolPids(rt).length > 0, 'a pooled sandbox on its way', 10_000, 0);
+    await rt.drainPool();
+    rt.release();
+  }
+  // (given a moment: a kill takes effect, a launcher told to close has ended its shims)
+  const left = await waitFor(() => {
+    const l = ours();
+    return l.length === 0 ? [] : undefined;
+  }, 'every sandbox of the drained pools ended', 3000).catch(() => ours());
+  t.same(left.map((p) => readIfExists(`/proc/${p}/cmdline`).split('\0').join(' ').trim()), [], 'no process of theirs left');
 });
 
 t.test('a rootfs that cannot be mounted: the container cannot run, with the mount’s own words, from a fresh shim and from one made ahead', async (t) => {
