@@ -116,9 +116,8 @@ export class ControlPlane {
   private readonly renewMs: number;
   readonly logger: Logger;
   scheduler?: Scheduler;
-  /** The Deployment and ReplicaSet controllers, once leading. */
+  /** The Deployment controller, once leading. */
   deploymentController?: DeploymentController;
-  replicaSetController?: ReplicaSetController;
 
   private constructor(
     readonly opts: ControlPlaneOptions,
@@ -234,7 +233,6 @@ export class ControlPlane {
     const ipam = new NodeIpam(res, nodes, this.logger, this.opts.clusterCidr);
     this.scheduler = sched;
     this.deploymentController = dc;
-    this.replicaSetController = rsc;
     this.queues = [rsc.queue, dc.queue, sched.queue, gc.queue, ipam.queue, svc.queue];
     // what every node needs to know of the cluster's network (its agents read it)
     await this.kv.put(

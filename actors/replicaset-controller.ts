@@ -47,10 +47,8 @@ export class ReplicaSetController {
   private readonly statusAfter = new Map<string, number>();
   /** ReplicaSets whose first pods were made as they were (see creating): key → since when (ms). */
   private readonly early = new Map<string, number>();
-  /** Pods being made ahead (see creating), all ReplicaSets together: at most BURST. */
-  private aheadInFlight = 0;
-  /** ReplicaSets whose pods made ahead are not all made yet (their status waits). */
-  private readonly makingAhead = new Set<string>();
+  /** ReplicaSets whose pods made ahead are not all made yet (their status waits): key → how many (at most BURST in all). */
+  private readonly makingAhead = new Map<string, number>();
   private started = false;
 
   constructor(
@@ -106,18 +104,18 @@ export class ReplicaSetController {
     const key = objectKey(rs);
     const n = Math.min(want, BURST);
     // (a burst of them is left to the queue, which paces it: only what a lone apply waits for goes ahead)
-    if (this.aheadInFlight + n > BURST) return;
-    if (this.early.has(key) || this.rss.get(rs.metadata.namespace, rs.metadata.name) || this.owned.get(rs.metadata.uid)?.size || this.expectCreate.get(key)?.size) return;
+    let inFlight = n;
+    for (const m of this.makingAhead.values()) inFlight += m;
+    if (inFlight > BURST) return;
+    if (this.early.has(key) || this.makingAhead.has(key) || this.rss.get(rs.metadata.namespace, rs.metadata.name) || this.owned.get(rs.metadata.uid)?.size || this.expectCreate.get(key)?.size) return;
     this.early.set(key, Date.now());
     const creating = new Set<string>();
     this.expectCreate.set(key, creating);
-    this.aheadInFlight += n;
     // (its status waits until they are made, then as after any pods made: see reconcile)
-    this.makingAhead.add(key);
+    this.makingAhead.set(key, n);
     void Promise.all(Array.from({ length: n }, () => this.createPod(rs, key, creating)))
       .catch((err: unknown) => this.logger.warn({ err, replicaset: key }, 'pods not made ahead; the sync makes them'))
       .finally(() => {
-        this.aheadInFlight -= n;
         this.makingAhead.delete(key);
         this.settleStatus(key);
       });

@@ -1299,7 +1299,6 @@ function sandboxCmdline(cmdline: string): boolean {
   return /(^|\/)sh$/.test(shell[0]!) && shell[1] === '-c' && shell[3] === 'troupe-sandbox';
 }
 
-
 /**
  * isSandbox, asked again while the process is between programs: during an exec its cmdline reads
  * empty, and a sandbox that has just said ready is execing sleep. Taken for not one then, it was
