@@ -81,6 +81,13 @@ export class KvStore {
   /** Writes go as one HPUB frame through the bus's own requests (see write), when the KV allows. */
   private readonly fast: KvInternals | undefined;
 
+  /**
+   * The subjects' common head (`$KV.<bucket>.`) when nats.js leaves keys as they are (no key
+   * codec): a valid key's subject is then this and the key, without nats.js's per-key split,
+   * encode and join (a percent of a busy control plane's CPU).
+   */
+  private readonly plainHead: string | undefined;
+
   private constructor(
     readonly bucket: string,
     private readonly kv: KV,
@@ -89,6 +96,9 @@ export class KvStore {
   ) {
     const k = kv as unknown as Partial<KvInternals>;
     this.fast = bus && typeof k.encodeKey === 'function' && typeof k.subjectForKey === 'function' ? (k as KvInternals) : undefined;
+    const sample = 'a-b/c=d_e.F9';
+    const sampleSubject = this.fast && this.fast.encodeKey(sample) === sample ? this.fast.subjectForKey(sample, true) : undefined;
+    this.plainHead = sampleSubject?.endsWith(`.${sample}`) ? sampleSubject.slice(0, -sample.length) : undefined;
   }
 
   /**
@@ -113,9 +123,10 @@ export class KvStore {
 
   /** The key's subject for a write straight to JetStream, or undefined when nats.js must do it. */
   private fastKey(key: string): string | undefined {
+    if (this.plainHead !== undefined && VALID_KEY.test(key) && !key.startsWith('.') && !key.endsWith('.') && !key.includes('..')) return this.plainHead + key;
     const fast = this.fast;
     const ek = fast?.encodeKey(key);
-    if (!fast || !ek || ek.startsWith('.') || ek.endsWith('.') || !VALID_KEY.test(ek)) return undefined;
+    if (!fast || !ek || ek.startsWith('.') || ek.endsWith('.') || ek.includes('..') || !VALID_KEY.test(ek)) return undefined;
     return fast.subjectForKey(ek, true);
   }
 

@@ -179,3 +179,34 @@ t.test("writes go as the bus's own requests; create over a deleted key, JetStrea
   await jsm.streams.delete('KV_kvfast');
   await t.rejects(kv.put('pod.default.y', b(7)), { name: 'UnavailableError', message: 'put pod.default.y: JetStream is not available (no responders)' });
 });
+
+t.test("a key's subject is made without nats.js, as nats.js makes it; keys it would refuse still go to nats.js", async (t) => {
+  const nats = await withNats(t);
+  const bus = await withBus(t, nats.url);
+  const kv = await KvStore.open(bus, 'kvkeys');
+  const inner = (kv as unknown as { kv: { put(...a: unknown[]): Promise<number>; encodeKey(k: string): string; subjectForKey(k: string, edit?: boolean): string } }).kv;
+  let viaNatsJs = 0;
+  const put = inner.put.bind(inner);
+  inner.put = (...a: unknown[]) => {
+    viaNatsJs++;
+    return put(...a);
+  };
+  const subjects: string[] = [];
+  const sub = bus.nc.subscribe('$KV.kvkeys.>', { callback: (_e, m) => void subjects.push(m.subject) });
+  const keys = ['pod.default.a', 'pod.kube-system.web-7d9f-x2k4z', 'config.network', 'a/b=c_d.E9-f', 'node.cluster.hollow-0'];
+  for (const [i, key] of keys.entries()) await kv.put(key, b(i));
+  await bus.nc.flush();
+  t.equal(viaNatsJs, 0, 'none went through nats.js');
+  t.same(subjects, keys.map((k) => inner.subjectForKey(inner.encodeKey(k), true)), "each on the subject nats.js would have used");
+  for (const [i, key] of keys.entries()) t.same([...(await kv.get(key))!.value], [i], `${key} reads back`);
+  // keys the fast path does not take: nats.js decides (and refuses)
+  for (const bad of ['.lead', 'trail.', 'a..b', 'sp ace', 'star.*', 'gt.>']) {
+    const before = viaNatsJs;
+    await kv.put(bad, b(1)).then(
+      () => t.fail(`${JSON.stringify(bad)} was written`),
+      (err: Error) => t.ok(err instanceof Error, `${JSON.stringify(bad)} refused: ${err.message}`),
+    );
+    t.equal(viaNatsJs, before + 1, `${JSON.stringify(bad)} went to nats.js`);
+  }
+  sub.unsubscribe();
+});
