@@ -71,6 +71,11 @@ const WRITE_TIMEOUT_MS = 5000;
 const VALID_KEY = /^[-/=.\w]+$/;
 const utf8 = new TextDecoder();
 
+/** A key whose subject needs no checking by nats.js: its characters, and no empty token. */
+function plainKey(k: string): boolean {
+  return VALID_KEY.test(k) && !k.startsWith('.') && !k.endsWith('.') && !k.includes('..');
+}
+
 /** nats.js's KV internals the fast write path uses (see KvStore.write). */
 interface KvInternals {
   encodeKey(key: string): string;
@@ -123,11 +128,10 @@ export class KvStore {
 
   /** The key's subject for a write straight to JetStream, or undefined when nats.js must do it. */
   private fastKey(key: string): string | undefined {
-    if (this.plainHead !== undefined && VALID_KEY.test(key) && !key.startsWith('.') && !key.endsWith('.') && !key.includes('..')) return this.plainHead + key;
-    const fast = this.fast;
-    const ek = fast?.encodeKey(key);
-    if (!fast || !ek || ek.startsWith('.') || ek.endsWith('.') || ek.includes('..') || !VALID_KEY.test(ek)) return undefined;
-    return fast.subjectForKey(ek, true);
+    // keys left as they are: the encoded key is the key, and its subject the head and the key
+    if (this.plainHead !== undefined) return plainKey(key) ? this.plainHead + key : undefined;
+    const ek = this.fast?.encodeKey(key);
+    return ek && plainKey(ek) ? this.fast!.subjectForKey(ek, true) : undefined;
   }
 
   /** Publishes to a key's subject through the bus's requests; resolves with the new revision. */
